@@ -1,0 +1,394 @@
+"""Typed configuration: YAML layers + `--set` overrides, validated with errors a user can act on.
+
+`config/default.yaml` holds every default value (with comments); the models below hold only
+types and allowed ranges, so a default is written in exactly one place.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "default.yaml"
+
+Auto = Literal["auto"]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+Bps = Annotated[float, Field(ge=0, le=1000)]
+Months = Annotated[int, Field(ge=1, le=120)]
+
+
+class Section(BaseModel):
+    """Unknown keys are errors (with a suggestion), never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(Section):
+    path: str | None
+    timezone: str
+    bar: str
+    synthetic_assets: Annotated[int, Field(ge=1, le=1000)]
+    synthetic_years: Annotated[float, Field(gt=0, le=50)]
+    seed: Annotated[int, Field(ge=0)]
+
+
+class FeaturesConfig(Section):
+    timeframes: Annotated[list[str], Field(min_length=1)]
+    return_horizons: Annotated[list[PositiveInt], Field(min_length=1)]
+    indicators: list[Literal["rsi", "macd", "atr", "bollinger", "realised_vol", "volume_z", "time"]]
+    normalisation: Literal["rolling", "expanding"]
+    normalisation_window: Annotated[int, Field(ge=10)]
+
+
+class EnvConfig(Section):
+    window: Annotated[int, Field(ge=1, le=4096)]
+    episode_bars: Annotated[int, Field(ge=2)]
+    long_only: bool
+    max_leverage: Annotated[float, Field(gt=0, le=100)]
+    min_trade: Annotated[float, Field(ge=0, lt=1)]
+    fee_bps: Bps
+    half_spread_bps: Bps
+    slippage_bps: Bps
+    initial_equity: Annotated[float, Field(gt=0)]
+
+
+class RewardConfig(Section):
+    reward_scale: Annotated[float, Field(gt=0, le=1e6)]
+    reward_clip: Annotated[float, Field(gt=0)]
+    drawdown_penalty: NonNegativeFloat
+    turnover_penalty: NonNegativeFloat
+
+
+class PPOConfig(Section):
+    policy: Literal["MlpPolicy", "MultiInputPolicy", "CnnPolicy"]
+    net_arch: Annotated[list[Annotated[int, Field(ge=1, le=65536)]], Field(min_length=1)]
+    learning_rate: Annotated[float, Field(gt=0, le=1)]
+    n_steps: Annotated[int, Field(ge=8, le=1_000_000)] | Auto
+    batch_size: Annotated[int, Field(ge=8, le=10_000_000)] | Auto
+    n_epochs: Annotated[int, Field(ge=1, le=1000)]
+    gamma: Annotated[float, Field(gt=0, le=1)]
+    gae_lambda: Annotated[float, Field(ge=0, le=1)]
+    clip_range: Annotated[float, Field(gt=0, le=1)]
+    ent_coef: Annotated[float, Field(ge=0, le=1)]
+    vf_coef: Annotated[float, Field(ge=0, le=10)]
+    max_grad_norm: Annotated[float, Field(gt=0)]
+    total_timesteps: Annotated[int, Field(ge=1)]
+
+
+class WalkForwardConfig(Section):
+    train_years: Annotated[float, Field(gt=0, le=50)]
+    validation_months: Months
+    test_months: Months
+    step_months: Months
+    embargo_bars: Annotated[int, Field(ge=0)] | Auto
+    max_folds: PositiveInt | None
+
+
+class EnsembleConfig(Section):
+    size: Annotated[int, Field(ge=1, le=10_000)]
+    base_seed: Annotated[int, Field(ge=0)]
+
+
+class TuningConfig(Section):
+    n_trials: Annotated[int, Field(ge=1, le=100_000)]
+    timeout_minutes: Annotated[float, Field(gt=0)] | None
+    sampler: Literal["tpe", "random"]
+    storage: str | None
+
+
+class LauncherConfig(Section):
+    cluster: Literal["local", "slurm"]
+    folder: str
+    slurm_partition: str | None
+    slurm_time_minutes: Annotated[int, Field(ge=1, le=60 * 24 * 30)]
+    slurm_array_parallelism: PositiveInt | Auto
+
+
+class HardwareConfig(Section):
+    device: Literal["auto", "cpu", "cuda"]
+    members_concurrent: PositiveInt | Auto
+    n_envs: Annotated[int, Field(ge=1, le=100_000)] | Auto
+    env_workers: Annotated[int, Field(ge=0, le=10_000)] | Auto
+    envs_per_worker: Annotated[int, Field(ge=1, le=4096)] | Auto
+    torch_threads: Annotated[int, Field(ge=1, le=1024)] | Auto
+    blas_threads: Annotated[int, Field(ge=1, le=1024)] | Auto
+    target_rollout_steps: Annotated[int, Field(ge=256, le=10_000_000)]
+    max_env_workers_per_member: Annotated[int, Field(ge=1, le=10_000)]
+    gpu_min_policy_params: Annotated[int, Field(ge=0)]
+    memory_headroom: Fraction
+    gpu_memory_headroom: Fraction
+    learner_memory_gb: Annotated[float, Field(gt=0)]
+    worker_memory_gb: Annotated[float, Field(gt=0)]
+
+
+class Config(Section):
+    data: DataConfig
+    features: FeaturesConfig
+    env: EnvConfig
+    reward: RewardConfig
+    ppo: PPOConfig
+    walk_forward: WalkForwardConfig
+    ensemble: EnsembleConfig
+    tuning: TuningConfig
+    launcher: LauncherConfig
+    hardware: HardwareConfig
+
+
+Sources = dict[str, str]
+"""Dotted key -> where its value came from (a file path or `--set`)."""
+
+
+def load_config(
+    files: Sequence[Path | str] = (),
+    overrides: Sequence[str] = (),
+    base: Path = DEFAULT_CONFIG_PATH,
+) -> Config:
+    """Layer base YAML, then each file, then `--set key=value` overrides; validate once at the end."""
+    raw, sources = resolve_raw(files, overrides, base)
+    return validate(raw, sources)
+
+
+def resolve_raw(
+    files: Sequence[Path | str], overrides: Sequence[str], base: Path = DEFAULT_CONFIG_PATH
+) -> tuple[dict[str, Any], Sources]:
+    raw: dict[str, Any] = {}
+    sources: Sources = {}
+    for path in [base, *map(Path, files)]:
+        _merge(raw, read_yaml_mapping(path), sources, _display_path(path), prefix="")
+    for text in overrides:
+        key, value = parse_override(text)
+        _merge(raw, _nest(key, value), sources, f"--set {text}", prefix="")
+    return raw, sources
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; errors name the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(
+            f"config file not found: {path}\n  fix: check the path passed to --config"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(
+            f"invalid YAML at {where}: {problem}\n  fix: correct the YAML syntax there"
+        ) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UserError(
+            f"{path} must hold a mapping of sections (e.g. 'ppo:'), not a {type(loaded).__name__}"
+        )
+    return loaded
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`section.key=value` with the value read as YAML, so `[64, 64]`, `true` and `null` work."""
+    key, sep, value_text = text.partition("=")
+    key = key.strip()
+    if not sep or not key or "." not in key:
+        raise UserError(
+            f"--set {text!r} is not of the form section.key=value\n"
+            "  example: --set ppo.ent_coef=0.01"
+        )
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError:
+        value = value_text
+    return key, value
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    nested: Any = value
+    for part in reversed(dotted.split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def _merge(target: dict, layer: Mapping, sources: Sources, origin: str, prefix: str) -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value, sources, origin, prefix=f"{dotted}.")
+            continue
+        target[key] = dict(value) if isinstance(value, Mapping) else value
+        for leaf in _leaf_keys(value, dotted):
+            sources[leaf] = origin
+
+
+def _leaf_keys(value: Any, dotted: str) -> Iterable[str]:
+    if isinstance(value, Mapping) and value:
+        for key, sub in value.items():
+            yield from _leaf_keys(sub, f"{dotted}.{key}")
+    else:
+        yield dotted
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def validate(raw: dict[str, Any], sources: Sources | None = None) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc, raw, sources or {})) from None
+
+
+def format_validation_error(
+    exc: ValidationError,
+    raw: Mapping[str, Any],
+    sources: Sources,
+    root: type[BaseModel] = Config,
+    title: str = "invalid configuration",
+) -> str:
+    """One line per bad key: the key, the value, where it was set, and what is allowed."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for error in exc.errors():
+        key, model, field = _locate(error["loc"], root)
+        if key in seen:
+            continue
+        seen.add(key)
+        base_key = key.split("[", 1)[0]
+        origin = sources.get(base_key) or _nearest_source(base_key, sources)
+        where = f" (set in {origin})" if origin else ""
+        if error["type"] == "extra_forbidden":
+            lines.append(_unknown_key_message(key, model, where))
+        elif error["type"] == "missing":
+            lines.append(f"missing key '{key}'{where}: it is required")
+        else:
+            value = _lookup(raw, key)
+            expected = _describe_field(model, field) if field else error["msg"]
+            lines.append(f"{key} = {value!r}{where} is not valid: expected {expected}")
+    header = f"{title}:" if len(lines) > 1 else f"{title}: "
+    return header + ("\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0])
+
+
+def _locate(loc: tuple, root: type[BaseModel]) -> tuple[str, type[BaseModel], str | None]:
+    """Walk an error location through the models; return the dotted key, its model and leaf field."""
+    model = root
+    parts: list[str] = []
+    field: str | None = None
+    for item in loc:
+        if isinstance(item, int) and parts:
+            parts[-1] += f"[{item}]"
+            continue
+        if field is not None:  # past the leaf: the rest names union branches, not keys
+            break
+        parts.append(str(item))
+        if item not in model.model_fields:
+            break
+        annotation = model.model_fields[item].annotation
+        if typing.get_origin(annotation) is list:  # a list of sections: descend past the index
+            annotation = typing.get_args(annotation)[0]
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            field = str(item)
+    return ".".join(parts), model, field
+
+
+def _unknown_key_message(key: str, model: type[BaseModel], where: str) -> str:
+    section, _, name = key.rpartition(".")
+    valid = sorted(model.model_fields)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = f" — did you mean '{(section + '.') if section else ''}{close[0]}'?" if close else ""
+    listing = f"\n    valid keys{' in ' + section if section else ''}: {', '.join(valid)}"
+    return f"unknown key '{key}'{where}{hint}{listing}"
+
+
+def _nearest_source(key: str, sources: Sources) -> str | None:
+    for dotted, origin in sources.items():
+        if dotted.startswith(key + ".") or key.startswith(dotted + "."):
+            return origin
+    return None
+
+
+def _lookup(raw: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = raw
+    for part in dotted.replace("[", ".").replace("]", "").split("."):
+        if isinstance(node, Mapping):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _describe_field(model: type[BaseModel], field: str) -> str:
+    info = model.model_fields[field]
+    return describe_type(info.annotation, info.metadata)
+
+
+def describe_type(annotation: Any, metadata: Sequence[Any] = ()) -> str:
+    """Plain-English description of an annotation, including its numeric range."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        base, *extra = typing.get_args(annotation)
+        inner = [m for item in extra for m in getattr(item, "metadata", [item])]
+        return describe_type(base, [*inner, *metadata])
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_type(arg) for arg in typing.get_args(annotation))
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        return ("one of " if len(choices) > 1 else "") + ", ".join(repr(arg) for arg in choices)
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return f"a list of ({describe_type(item)})" + _range_text(metadata)
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if annotation is type(None):
+        return "null"
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation))) + _range_text(
+        metadata
+    )
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) >= 1 else f"{value:g}"
+
+
+def _range_text(metadata: Sequence[Any]) -> str:
+    symbols = {
+        annotated_types.Ge: ("≥", "ge"),
+        annotated_types.Gt: (">", "gt"),
+        annotated_types.Le: ("≤", "le"),
+        annotated_types.Lt: ("<", "lt"),
+    }
+    parts = []
+    for item in metadata:
+        for kind, (symbol, attr) in symbols.items():
+            if isinstance(item, kind):
+                parts.append(f"{symbol} {_number(getattr(item, attr))}")
+        if isinstance(item, annotated_types.MinLen):
+            parts.append(f"with at least {item.min_length} item(s)")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as YAML, in section order, ready to be saved or passed back via --config."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=False)

@@ -1,0 +1,598 @@
+"""Fit an ensemble's training to a machine: processes, envs, rollout and batch sizes, device, threads.
+
+The planner is a pure function of (hardware, config, ensemble size). Each value is either taken
+from the config (an override) or chosen here, and every choice records why, so a user can read
+the plan, disagree, and override one value without guessing the rest.
+
+Invariants (tested over random machines): batch_size divides n_envs * n_steps with at least four
+minibatches; members_concurrent * threads_per_member <= usable CPUs; the members running at once
+fit in memory (and GPU memory) with the configured headroom.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from core.config import Config
+from core.errors import UserError
+from core.hardware import Hardware
+
+GIB = 2**30
+FLOAT_BYTES = 4
+MIN_MINIBATCHES = 4
+MIN_N_STEPS, MAX_N_STEPS = 64, 2048
+AUTO_ENVS_PER_WORKER = 4
+MAX_AUTO_TORCH_THREADS = 8
+CUDA_CONTEXT_GB = 0.5
+# Feature columns each indicator adds per timeframe; "time" is added once (hour and weekday, sin/cos).
+INDICATOR_COLUMNS = {
+    "rsi": 1,
+    "macd": 2,
+    "atr": 1,
+    "bollinger": 1,
+    "realised_vol": 1,
+    "volume_z": 1,
+}
+TIME_COLUMNS = 4
+PORTFOLIO_STATE_EXTRA = 2  # drawdown and time in position, besides one weight per asset
+
+
+@dataclass(frozen=True)
+class Decision:
+    value: Any
+    chosen: Literal["auto", "config"]
+    why: str
+
+
+@dataclass(frozen=True)
+class PolicyShape:
+    obs_dim: int
+    action_dim: int
+    params: int
+    hidden: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    ensemble_size: int
+    members_concurrent: int
+    waves: int
+    device: str
+    gpu_assignment: tuple[int, ...]
+    env_workers: int
+    envs_per_worker: int
+    n_envs: int
+    n_steps: int
+    rollout_size: int
+    batch_size: int
+    n_minibatches: int
+    torch_threads: int
+    blas_threads: int
+    threads_per_member: int
+    threads_in_use: int
+    usable_cpus: int
+    memory_per_member_gb: float
+    memory_budget_gb: float
+    gpu_memory_per_member_gb: float
+    obs_dim: int
+    policy_params: int
+    reasons: tuple[str, ...]
+    decisions: dict[str, Decision] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        data["gpu_assignment"] = list(self.gpu_assignment)
+        return data
+
+
+def estimate_policy_shape(config: Config, n_assets: int | None = None) -> PolicyShape:
+    """Observation size and parameter count of the policy, from the config alone (an estimate)."""
+    assets = n_assets or config.data.synthetic_assets
+    features = config.features
+    per_timeframe = len(features.return_horizons) + sum(
+        INDICATOR_COLUMNS.get(name, 0) for name in features.indicators
+    )
+    per_asset = per_timeframe * len(features.timeframes)
+    per_asset += TIME_COLUMNS if "time" in features.indicators else 0
+    obs_dim = config.env.window * assets * per_asset + assets + PORTFOLIO_STATE_EXTRA
+    hidden = tuple(config.ppo.net_arch)
+    # SB3 builds separate actor and critic networks of shape net_arch, then a head for each.
+    layers = list(zip((obs_dim, *hidden[:-1]), hidden, strict=True))
+    trunk = sum(i * o + o for i, o in layers)
+    heads = hidden[-1] * assets + assets + hidden[-1] + 1 + assets  # + state-independent log_std
+    return PolicyShape(obs_dim, assets, 2 * trunk + heads, hidden)
+
+
+def plan(
+    hardware: Hardware,
+    config: Config,
+    ensemble_size: int | None = None,
+    n_assets: int | None = None,
+) -> Plan:
+    """The resource plan for `ensemble_size` members (default: config.ensemble.size)."""
+    ensemble = ensemble_size or config.ensemble.size
+    if ensemble < 1:
+        raise UserError(f"ensemble size must be at least 1, got {ensemble}")
+    shape = estimate_policy_shape(config, n_assets)
+    notes = _Notes()
+    device = _choose_device(hardware, config, shape, notes)
+    budget_gb = hardware.memory_available_gb * (1 - config.hardware.memory_headroom)
+    layout = _fit_members(hardware, config, ensemble, device, shape, budget_gb, notes)
+    return _assemble(hardware, ensemble, device, shape, layout, budget_gb, notes)
+
+
+class _Notes:
+    """Collects the reason for every value, in the order decisions were made."""
+
+    def __init__(self) -> None:
+        self.decisions: dict[str, Decision] = {}
+        self.extra: list[str] = []
+
+    def decide(self, key: str, value: Any, chosen: Literal["auto", "config"], why: str) -> Any:
+        self.decisions[key] = Decision(value, chosen, why)
+        return value
+
+    def reasons(self) -> tuple[str, ...]:
+        lines = [f"{key} = {d.value} ({d.chosen}): {d.why}" for key, d in self.decisions.items()]
+        return (*lines, *self.extra)
+
+
+def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes: _Notes) -> str:
+    requested = config.hardware.device
+    gpu_source = hardware.sources.get("gpus", "")
+    if requested == "cpu":
+        return notes.decide("device", "cpu", "config", "hardware.device=cpu")
+    if requested == "cuda":
+        if not hardware.gpus:
+            raise UserError(
+                f"hardware.device=cuda, but no GPU was found ({gpu_source})\n"
+                "  fix: set hardware.device=auto or cpu, or check CUDA_VISIBLE_DEVICES and the driver"
+            )
+        return notes.decide("device", "cuda", "config", "hardware.device=cuda")
+    if not hardware.gpus:
+        return notes.decide("device", "cpu", "auto", f"no GPU ({gpu_source})")
+    if config.ppo.policy == "CnnPolicy":
+        return notes.decide(
+            "device", "cuda", "auto", "a CnnPolicy's convolutions are faster on a GPU"
+        )
+    threshold = config.hardware.gpu_min_policy_params
+    if shape.params < threshold:
+        return notes.decide(
+            "device",
+            "cpu",
+            "auto",
+            f"{config.ppo.policy} has ~{shape.params:,} parameters, below "
+            f"hardware.gpu_min_policy_params={threshold:,}: on a GPU each PPO minibatch is bound by "
+            "kernel-launch and transfer latency, so the CPU is faster (set hardware.device=cuda to force)",
+        )
+    return notes.decide(
+        "device",
+        "cuda",
+        "auto",
+        f"{config.ppo.policy} has ~{shape.params:,} parameters (>= {threshold:,}): large enough for the GPU to win",
+    )
+
+
+@dataclass(frozen=True)
+class _Layout:
+    members: int
+    torch_threads: int
+    blas_threads: int
+    env_workers: int
+    envs_per_worker: int
+    n_envs: int
+    n_steps: int
+    batch_size: int
+    memory_gb: float
+    gpu_memory_gb: float
+    gpu_assignment: tuple[int, ...]
+
+    @property
+    def threads_per_member(self) -> int:
+        return max(self.torch_threads, self.blas_threads) + self.env_workers * self.blas_threads
+
+
+def _fit_members(
+    hardware: Hardware,
+    config: Config,
+    ensemble: int,
+    device: str,
+    shape: PolicyShape,
+    budget_gb: float,
+    notes: _Notes,
+) -> _Layout:
+    """The most members at once whose layout fits CPUs, memory and GPU memory."""
+    hw = config.hardware
+    usable = hardware.usable_cpus
+    if hw.members_concurrent != "auto":
+        wanted = min(hw.members_concurrent, ensemble)
+        if hw.members_concurrent > usable:
+            raise UserError(
+                f"hardware.members_concurrent={hw.members_concurrent} needs at least that many CPUs, "
+                f"but {usable} are usable ({hardware.sources.get('usable_cpus', '')})\n"
+                f"  fix: set hardware.members_concurrent to at most {usable}, or auto"
+            )
+        layout = _layout(wanted, hardware, config, device, shape)
+        _check_fits(layout, hardware, config, budget_gb, configured=True)
+        why = "hardware.members_concurrent" + (
+            f" (capped at the ensemble size {ensemble})" if wanted < hw.members_concurrent else ""
+        )
+        notes.decide("members_concurrent", wanted, "config", why)
+        _record_layout(layout, config, device, usable, notes)
+        return layout
+
+    min_member_cpus = 1 if usable == 1 else 2
+    by_cpu = max(1, usable // min_member_cpus)
+    upper = min(ensemble, by_cpu)
+    for members in range(upper, 0, -1):
+        layout = _layout(members, hardware, config, device, shape)
+        if _fits(layout, hardware, budget_gb):
+            break
+    else:
+        _check_fits(
+            _layout(1, hardware, config, device, shape),
+            hardware,
+            config,
+            budget_gb,
+            configured=False,
+        )
+        raise AssertionError("unreachable: _check_fits raises when one member does not fit")
+    limits = [
+        f"ensemble size {ensemble}",
+        f"{usable} usable CPUs / {min_member_cpus} per member = {by_cpu}",
+    ]
+    if members < upper:
+        limits.append(
+            f"memory: {members} x {layout.memory_gb:.2f} GB per member within {budget_gb:.1f} GB "
+            f"(available x (1 - hardware.memory_headroom))"
+            + (f", GPU memory {layout.gpu_memory_gb:.2f} GB per member" if device == "cuda" else "")
+        )
+    notes.decide("members_concurrent", members, "auto", "the smallest of: " + "; ".join(limits))
+    _record_layout(layout, config, device, usable, notes)
+    return layout
+
+
+def _layout(
+    members: int, hardware: Hardware, config: Config, device: str, shape: PolicyShape
+) -> _Layout:
+    """Split usable CPUs evenly between `members`, then size one member's processes and batches."""
+    hw = config.hardware
+    cpus = max(1, hardware.usable_cpus // members)
+    blas = 1 if hw.blas_threads == "auto" else hw.blas_threads
+    if hw.torch_threads != "auto":
+        torch_threads = hw.torch_threads
+    elif device == "cuda":
+        torch_threads = 1 if cpus < 8 else 2
+    else:
+        torch_threads = min(MAX_AUTO_TORCH_THREADS, max(1, cpus // 4))
+    spare_workers = max(0, (cpus - max(torch_threads, blas)) // blas)
+    worker_cap = min(spare_workers, hw.max_env_workers_per_member)
+    workers, per_worker, n_envs = _env_layout(config, worker_cap)
+    n_steps = _n_steps(config, n_envs)
+    batch = _batch_size(config, n_envs * n_steps, device)
+    memory = _member_memory_gb(config, shape, workers, n_envs * n_steps)
+    gpu_memory = _gpu_memory_gb(shape, batch) if device == "cuda" else 0.0
+    assignment = _assign_gpus(hardware, config, members, gpu_memory) if device == "cuda" else ()
+    return _Layout(
+        members,
+        torch_threads,
+        blas,
+        workers,
+        per_worker,
+        n_envs,
+        n_steps,
+        batch,
+        memory,
+        gpu_memory,
+        assignment,
+    )
+
+
+def _env_layout(config: Config, worker_cap: int) -> tuple[int, int, int]:
+    """(env worker processes, envs per worker, n_envs); envs step in the learner when workers = 0."""
+    hw = config.hardware
+    if hw.n_envs != "auto":
+        n_envs = hw.n_envs
+        if hw.env_workers != "auto":
+            workers = hw.env_workers
+        else:
+            workers = max(
+                (d for d in range(1, min(worker_cap, n_envs) + 1) if n_envs % d == 0), default=0
+            )
+        if workers and n_envs % workers:
+            raise UserError(
+                f"hardware.n_envs={n_envs} cannot be split evenly over hardware.env_workers={workers}\n"
+                f"  fix: make n_envs a multiple of env_workers, or set one of them to auto"
+            )
+        per_worker = n_envs // max(workers, 1)
+        if hw.envs_per_worker != "auto" and hw.envs_per_worker != per_worker:
+            raise UserError(
+                f"hardware.n_envs={n_envs} disagrees with env_workers={workers} x "
+                f"envs_per_worker={hw.envs_per_worker}\n  fix: set at most two of the three"
+            )
+        return workers, per_worker, n_envs
+    workers = worker_cap if hw.env_workers == "auto" else hw.env_workers
+    per_worker = AUTO_ENVS_PER_WORKER if hw.envs_per_worker == "auto" else hw.envs_per_worker
+    return workers, per_worker, max(workers, 1) * per_worker
+
+
+def _n_steps(config: Config, n_envs: int) -> int:
+    fixed_batch = config.ppo.batch_size
+    if config.ppo.n_steps != "auto":
+        return config.ppo.n_steps
+    raw = config.hardware.target_rollout_steps / n_envs
+    n_steps = int(min(MAX_N_STEPS, max(MIN_N_STEPS, 2 ** round(math.log2(max(raw, 1))))))
+    if fixed_batch == "auto":
+        return n_steps
+    # A fixed batch size must divide the rollout: step n_steps in units that keep it divisible.
+    unit = fixed_batch // math.gcd(fixed_batch, n_envs)
+    least = max(n_steps, math.ceil(MIN_MINIBATCHES * fixed_batch / n_envs))
+    return unit * math.ceil(least / unit)
+
+
+def _batch_size(config: Config, rollout: int, device: str) -> int:
+    if config.ppo.batch_size != "auto":
+        return config.ppo.batch_size
+    ceiling = 32768 if device == "cuda" else 4096
+    wanted = min(ceiling, max(64, rollout // 8))
+    return max(d for d in _divisors(rollout) if d <= wanted and rollout // d >= MIN_MINIBATCHES)
+
+
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted({*small, *(n // d for d in small)})
+
+
+def _rollout_gb(shape: PolicyShape, rollout: int) -> float:
+    # SB3's RolloutBuffer: obs + actions + 6 float32 scalars per transition; get() makes a flattened copy.
+    per_step = (shape.obs_dim + shape.action_dim + 6) * FLOAT_BYTES
+    return 2 * rollout * per_step / GIB
+
+
+def _member_memory_gb(config: Config, shape: PolicyShape, workers: int, rollout: int) -> float:
+    model_gb = 4 * shape.params * FLOAT_BYTES / GIB  # weights, gradients, two Adam moments
+    hw = config.hardware
+    return (
+        hw.learner_memory_gb
+        + _rollout_gb(shape, rollout)
+        + model_gb
+        + workers * hw.worker_memory_gb
+    )
+
+
+def _gpu_memory_gb(shape: PolicyShape, batch: int) -> float:
+    model_gb = 4 * shape.params * FLOAT_BYTES / GIB
+    activations_gb = 3 * batch * (shape.obs_dim + 2 * sum(shape.hidden)) * FLOAT_BYTES / GIB
+    return CUDA_CONTEXT_GB + model_gb + activations_gb
+
+
+def _gpu_capacity(hardware: Hardware, config: Config, per_member_gb: float) -> list[int]:
+    usable = [g.free_memory_gb * (1 - config.hardware.gpu_memory_headroom) for g in hardware.gpus]
+    return [int(free // per_member_gb) for free in usable]
+
+
+def _assign_gpus(
+    hardware: Hardware, config: Config, members: int, per_member_gb: float
+) -> tuple[int, ...]:
+    """GPU index for each concurrent member slot, filling the GPU with the most room first."""
+    room = _gpu_capacity(hardware, config, per_member_gb)
+    assignment: list[int] = []
+    for _ in range(members):
+        best = max(range(len(room)), key=lambda i: room[i], default=None)
+        if best is None or room[best] <= 0:
+            break
+        room[best] -= 1
+        assignment.append(hardware.gpus[best].index)
+    return tuple(assignment)
+
+
+def _fits(layout: _Layout, hardware: Hardware, budget_gb: float) -> bool:
+    if layout.members * layout.threads_per_member > hardware.usable_cpus:
+        return False
+    if layout.members * layout.memory_gb > budget_gb:
+        return False
+    return not (
+        hardware.gpus and layout.gpu_memory_gb and len(layout.gpu_assignment) < layout.members
+    )
+
+
+def _check_fits(
+    layout: _Layout, hardware: Hardware, config: Config, budget_gb: float, configured: bool
+) -> None:
+    """Raise a UserError that says what does not fit and which keys to change."""
+    threads = layout.members * layout.threads_per_member
+    if threads > hardware.usable_cpus:
+        raise UserError(
+            f"the configured layout oversubscribes the CPUs: {layout.members} member(s) x "
+            f"{layout.threads_per_member} threads (max(torch_threads={layout.torch_threads}, "
+            f"blas_threads={layout.blas_threads}) + env_workers={layout.env_workers} x blas_threads) "
+            f"= {threads} > {hardware.usable_cpus} usable CPUs\n"
+            "  fix: lower hardware.members_concurrent, env_workers, torch_threads or blas_threads, "
+            "or set them to auto"
+        )
+    if layout.members * layout.memory_gb > budget_gb:
+        who = f"{layout.members} member(s)" if configured else "even one member"
+        raise UserError(
+            f"{who} need(s) ~{layout.members * layout.memory_gb:.2f} GB of RAM "
+            f"({layout.memory_gb:.2f} GB each: learner, {layout.env_workers} env workers, rollout of "
+            f"{layout.n_envs * layout.n_steps:,} steps), but only {budget_gb:.2f} GB is usable "
+            f"({hardware.memory_available_gb:.2f} GB available x (1 - hardware.memory_headroom))\n"
+            "  fix: lower hardware.members_concurrent, hardware.env_workers, "
+            "hardware.target_rollout_steps or env.window"
+        )
+    if hardware.gpus and layout.gpu_memory_gb and len(layout.gpu_assignment) < layout.members:
+        free = ", ".join(f"{g.name}: {g.free_memory_gb:.1f} GB free" for g in hardware.gpus)
+        raise UserError(
+            f"{layout.members} member(s) need ~{layout.gpu_memory_gb:.2f} GB of GPU memory each, "
+            f"which does not fit ({free}; headroom {config.hardware.gpu_memory_headroom:.0%})\n"
+            "  fix: lower hardware.members_concurrent or ppo.batch_size, or set hardware.device=cpu"
+        )
+
+
+def _record_layout(
+    layout: _Layout, config: Config, device: str, usable_cpus: int, notes: _Notes
+) -> None:
+    hw, ppo = config.hardware, config.ppo
+    cpus = f"{layout.members} member(s) at once get {usable_cpus // layout.members} CPU(s) each"
+    if hw.torch_threads != "auto":
+        notes.decide("torch_threads", layout.torch_threads, "config", "hardware.torch_threads")
+    elif device == "cuda":
+        notes.decide(
+            "torch_threads",
+            layout.torch_threads,
+            "auto",
+            "on the GPU the learner's CPU threads only feed kernels",
+        )
+    else:
+        notes.decide(
+            "torch_threads",
+            layout.torch_threads,
+            "auto",
+            f"{cpus}; a quarter goes to the learner (at most {MAX_AUTO_TORCH_THREADS}: small MLPs stop "
+            "scaling beyond that), the rest to env workers",
+        )
+    if hw.blas_threads != "auto":
+        notes.decide("blas_threads", layout.blas_threads, "config", "hardware.blas_threads")
+    else:
+        notes.decide(
+            "blas_threads",
+            1,
+            "auto",
+            "env math is element-wise numpy that BLAS threads do not speed up; one per process keeps "
+            "env workers x BLAS pools from exploding the thread count",
+        )
+    if hw.env_workers != "auto":
+        notes.decide("env_workers", layout.env_workers, "config", "hardware.env_workers")
+    elif layout.env_workers == 0:
+        notes.decide(
+            "env_workers",
+            0,
+            "auto",
+            "no CPU left beside the learner: envs step inside the learner process",
+        )
+    else:
+        capped = layout.env_workers == hw.max_env_workers_per_member
+        notes.decide(
+            "env_workers",
+            layout.env_workers,
+            "auto",
+            "the member's remaining CPUs, one single-threaded process each"
+            + (
+                f" (capped by hardware.max_env_workers_per_member={hw.max_env_workers_per_member})"
+                if capped
+                else ""
+            ),
+        )
+    if hw.n_envs != "auto":
+        notes.decide("n_envs", layout.n_envs, "config", "hardware.n_envs")
+    else:
+        notes.decide(
+            "envs_per_worker",
+            layout.envs_per_worker,
+            "config" if hw.envs_per_worker != "auto" else "auto",
+            "hardware.envs_per_worker"
+            if hw.envs_per_worker != "auto"
+            else f"{AUTO_ENVS_PER_WORKER} envs per process amortise each step's message round trip",
+        )
+        notes.decide("n_envs", layout.n_envs, "auto", "env_workers x envs_per_worker")
+    rollout = layout.n_envs * layout.n_steps
+    if ppo.n_steps != "auto":
+        notes.decide("n_steps", layout.n_steps, "config", "ppo.n_steps")
+    else:
+        notes.decide(
+            "n_steps",
+            layout.n_steps,
+            "auto",
+            f"hardware.target_rollout_steps={hw.target_rollout_steps:,} / n_envs, rounded to a power "
+            f"of two within [{MIN_N_STEPS}, {MAX_N_STEPS}] (rollout = {rollout:,} steps)"
+            + (
+                f"; a multiple that ppo.batch_size={ppo.batch_size} divides"
+                if ppo.batch_size != "auto"
+                else ""
+            ),
+        )
+    _check_batch(layout, config)
+    if ppo.batch_size != "auto":
+        notes.decide("batch_size", layout.batch_size, "config", "ppo.batch_size")
+    else:
+        notes.decide(
+            "batch_size",
+            layout.batch_size,
+            "auto",
+            f"the largest divisor of the rollout ({rollout:,}) up to rollout/8 (capped at "
+            f"{32768 if device == 'cuda' else 4096:,} on {device}) that leaves >= {MIN_MINIBATCHES} "
+            f"minibatches: {rollout // layout.batch_size} per epoch",
+        )
+
+
+def _check_batch(layout: _Layout, config: Config) -> None:
+    rollout = layout.n_envs * layout.n_steps
+    batch = layout.batch_size
+    if rollout % batch == 0 and rollout // batch >= MIN_MINIBATCHES:
+        return
+    valid = [d for d in _divisors(rollout) if rollout // d >= MIN_MINIBATCHES]
+    nearest = sorted(valid, key=lambda d: abs(d - batch))[:3]
+    raise UserError(
+        f"ppo.batch_size={batch} does not fit the rollout of n_envs={layout.n_envs} x "
+        f"n_steps={layout.n_steps} = {rollout:,} steps: it must divide the rollout and leave at "
+        f"least {MIN_MINIBATCHES} minibatches\n"
+        f"  fix: use ppo.batch_size={' or '.join(map(str, sorted(nearest)))}, or auto"
+    )
+
+
+def _assemble(
+    hardware: Hardware,
+    ensemble: int,
+    device: str,
+    shape: PolicyShape,
+    layout: _Layout,
+    budget_gb: float,
+    notes: _Notes,
+) -> Plan:
+    threads_in_use = layout.members * layout.threads_per_member
+    idle = hardware.usable_cpus - threads_in_use
+    if idle > 0:
+        notes.extra.append(
+            f"{idle} of {hardware.usable_cpus} usable CPUs stay idle: "
+            + (
+                f"{ensemble} member(s) cannot use them all; raise --ensemble or hardware.max_env_workers_per_member"
+                if layout.members == ensemble
+                else "memory or the configured layout limits the members running at once"
+            )
+        )
+    waves = math.ceil(ensemble / layout.members)
+    if waves > 1:
+        notes.extra.append(f"{ensemble} members run in {waves} waves of up to {layout.members}")
+    notes.extra.append(
+        f"policy estimate: obs_dim {shape.obs_dim:,} (env.window x assets x features + portfolio state), "
+        f"~{shape.params:,} parameters"
+    )
+    return Plan(
+        ensemble_size=ensemble,
+        members_concurrent=layout.members,
+        waves=waves,
+        device=device,
+        gpu_assignment=layout.gpu_assignment,
+        env_workers=layout.env_workers,
+        envs_per_worker=layout.envs_per_worker,
+        n_envs=layout.n_envs,
+        n_steps=layout.n_steps,
+        rollout_size=layout.n_envs * layout.n_steps,
+        batch_size=layout.batch_size,
+        n_minibatches=layout.n_envs * layout.n_steps // layout.batch_size,
+        torch_threads=layout.torch_threads,
+        blas_threads=layout.blas_threads,
+        threads_per_member=layout.threads_per_member,
+        threads_in_use=threads_in_use,
+        usable_cpus=hardware.usable_cpus,
+        memory_per_member_gb=round(layout.memory_gb, 3),
+        memory_budget_gb=round(budget_gb, 3),
+        gpu_memory_per_member_gb=round(layout.gpu_memory_gb, 3),
+        obs_dim=shape.obs_dim,
+        policy_params=shape.params,
+        reasons=notes.reasons(),
+        decisions=notes.decisions,
+    )

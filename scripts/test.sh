@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install what the tests need (scripts/bootstrap_env.sh test), then lint and run the whole suite.
+# Extra arguments go to pytest, e.g. scripts/test.sh -k planner
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${PLOUTOS_VENV:-$ROOT/.venv}"
+"$ROOT/scripts/bootstrap_env.sh" test
+cd "$ROOT"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+exec "$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,1 @@
+"""Orchestration and entry points: command line, planning output, (later) launching and reports."""
