@@ -227,36 +227,64 @@ def _fit_members(
     min_member_cpus = 1 if usable == 1 else 2
     by_cpu = max(1, usable // min_member_cpus)
     upper = min(ensemble, by_cpu)
-    for members in range(upper, 0, -1):
-        layout = _layout(members, hardware, config, device, shape)
-        if _fits(layout, hardware, budget_gb):
-            break
-    else:
-        _check_fits(
-            _layout(1, hardware, config, device, shape),
-            hardware,
-            config,
-            budget_gb,
-            configured=False,
-        )
-        raise AssertionError("unreachable: _check_fits raises when one member does not fit")
+    layout = _layout(upper, hardware, config, device, shape)
     limits = [
         f"ensemble size {ensemble}",
         f"{usable} usable CPUs / {min_member_cpus} per member = {by_cpu}",
     ]
-    if members < upper:
+    if not _fits(layout, hardware, budget_gb):
+        layout = _fit_lean(upper, hardware, config, device, shape, budget_gb)
         limits.append(
-            f"memory: {members} x {layout.memory_gb:.2f} GB per member within {budget_gb:.1f} GB "
-            f"(available x (1 - hardware.memory_headroom))"
+            f"memory: {layout.members} x {layout.memory_gb:.2f} GB per member within "
+            f"{budget_gb:.1f} GB (available x (1 - hardware.memory_headroom))"
             + (f", GPU memory {layout.gpu_memory_gb:.2f} GB per member" if device == "cuda" else "")
         )
-    notes.decide("members_concurrent", members, "auto", "the smallest of: " + "; ".join(limits))
+    notes.decide(
+        "members_concurrent", layout.members, "auto", "the smallest of: " + "; ".join(limits)
+    )
     _record_layout(layout, config, device, usable, notes)
     return layout
 
 
+def _fit_lean(
+    upper: int,
+    hardware: Hardware,
+    config: Config,
+    device: str,
+    shape: PolicyShape,
+    budget_gb: float,
+) -> _Layout:
+    """When memory binds: the most members a worker-less layout allows, then the most env workers
+    that still fit (more members beat more workers per member for an ensemble's throughput)."""
+    lean = _layout(1, hardware, config, device, shape, max_workers=0)
+    by_memory = int(budget_gb // lean.memory_gb)
+    by_gpu = sum(_gpu_capacity(hardware, config, lean.gpu_memory_gb)) if device == "cuda" else upper
+    members = min(upper, by_memory, by_gpu)
+    if members < 1:
+        _check_fits(lean, hardware, config, budget_gb, configured=False)
+        raise AssertionError("unreachable: _check_fits raises when one member does not fit")
+    best = _layout(members, hardware, config, device, shape, max_workers=0)
+    _check_fits(best, hardware, config, budget_gb, configured=False)
+    if config.hardware.env_workers != "auto":
+        return best
+    low, high = 0, _layout(members, hardware, config, device, shape).env_workers
+    while low < high:  # memory grows with the worker count: binary search the largest that fits
+        middle = (low + high + 1) // 2
+        candidate = _layout(members, hardware, config, device, shape, max_workers=middle)
+        if _fits(candidate, hardware, budget_gb):
+            low, best = middle, candidate
+        else:
+            high = middle - 1
+    return best
+
+
 def _layout(
-    members: int, hardware: Hardware, config: Config, device: str, shape: PolicyShape
+    members: int,
+    hardware: Hardware,
+    config: Config,
+    device: str,
+    shape: PolicyShape,
+    max_workers: int | None = None,
 ) -> _Layout:
     """Split usable CPUs evenly between `members`, then size one member's processes and batches."""
     hw = config.hardware
@@ -270,6 +298,8 @@ def _layout(
         torch_threads = min(MAX_AUTO_TORCH_THREADS, max(1, cpus // 4))
     spare_workers = max(0, (cpus - max(torch_threads, blas)) // blas)
     worker_cap = min(spare_workers, hw.max_env_workers_per_member)
+    if max_workers is not None:
+        worker_cap = min(worker_cap, max_workers)
     workers, per_worker, n_envs = _env_layout(config, worker_cap)
     n_steps = _n_steps(config, n_envs)
     batch = _batch_size(config, n_envs * n_steps, device)
