@@ -41,8 +41,12 @@ def export_thread_limits(
 
 
 def process_thread_budget(blas_threads: int, torch_threads: int) -> int:
-    """OS threads one process may hold: each pool counts its calling thread, and pools are separate."""
-    return blas_threads + torch_threads - 1
+    """Most OS threads one process may hold: the main thread plus each pool's helpers.
+
+    torch keeps two pools of `torch_threads` (ATen's OpenMP team and MKL's) that take turns, so
+    the CPU-busy threads stay at max(blas, torch): the number the planner counts per process.
+    """
+    return 1 + (blas_threads - 1) + 2 * (torch_threads - 1)
 
 
 def enforce_thread_limits(blas_threads: int, torch_threads: int) -> None:

@@ -96,7 +96,7 @@ def test_missing_config_file() -> None:
 
 @pytest.mark.parametrize("text", ["ppo", "=3", "ppo=3", "n_steps=3"])
 def test_malformed_set_is_refused(text: str) -> None:
-    with pytest.raises(UserError, match="section.key=value"):
+    with pytest.raises(UserError, match=r"section\.key=value"):
         parse_override(text)
 
 
