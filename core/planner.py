@@ -135,6 +135,15 @@ class _Notes:
         self.decisions[key] = Decision(value, chosen, why)
         return value
 
+    def record(
+        self, key: str, value: Any, setting: Any, auto_why: str, section: str = "hardware"
+    ) -> None:
+        """A value the config can fix: 'config' when `setting` is not auto, else 'auto' and why."""
+        if setting == "auto":
+            self.decide(key, value, "auto", auto_why)
+        else:
+            self.decide(key, value, "config", f"{section}.{key} in the config")
+
     def reasons(self) -> tuple[str, ...]:
         lines = [f"{key} = {d.value} ({d.chosen}): {d.why}" for key, d in self.decisions.items()]
         return (*lines, *self.extra)
@@ -466,96 +475,54 @@ def _record_layout(
     layout: _Layout, config: Config, device: str, usable_cpus: int, notes: _Notes
 ) -> None:
     hw, ppo = config.hardware, config.ppo
-    cpus = f"{layout.members} member(s) at once get {usable_cpus // layout.members} CPU(s) each"
-    if hw.torch_threads != "auto":
-        notes.decide("torch_threads", layout.torch_threads, "config", "hardware.torch_threads")
-    elif device == "cuda":
-        notes.decide(
-            "torch_threads",
-            layout.torch_threads,
-            "auto",
-            "on the GPU the learner's CPU threads only feed kernels",
-        )
-    else:
-        notes.decide(
-            "torch_threads",
-            layout.torch_threads,
-            "auto",
-            f"{cpus}; a quarter goes to the learner (at most {MAX_AUTO_TORCH_THREADS}: small MLPs stop "
-            "scaling beyond that), the rest to env workers",
-        )
-    if hw.blas_threads != "auto":
-        notes.decide("blas_threads", layout.blas_threads, "config", "hardware.blas_threads")
-    else:
-        notes.decide(
-            "blas_threads",
-            1,
-            "auto",
-            "env math is element-wise numpy that BLAS threads do not speed up; one per process keeps "
-            "env workers x BLAS pools from exploding the thread count",
-        )
-    if hw.env_workers != "auto":
-        notes.decide("env_workers", layout.env_workers, "config", "hardware.env_workers")
-    elif layout.env_workers == 0:
-        notes.decide(
-            "env_workers",
-            0,
-            "auto",
-            "no CPU left beside the learner: envs step inside the learner process",
-        )
-    else:
-        capped = layout.env_workers == hw.max_env_workers_per_member
-        notes.decide(
-            "env_workers",
-            layout.env_workers,
-            "auto",
-            "the member's remaining CPUs, one single-threaded process each"
-            + (
-                f" (capped by hardware.max_env_workers_per_member={hw.max_env_workers_per_member})"
-                if capped
-                else ""
-            ),
-        )
-    if hw.n_envs != "auto":
-        notes.decide("n_envs", layout.n_envs, "config", "hardware.n_envs")
-    else:
-        notes.decide(
-            "envs_per_worker",
-            layout.envs_per_worker,
-            "config" if hw.envs_per_worker != "auto" else "auto",
-            "hardware.envs_per_worker"
-            if hw.envs_per_worker != "auto"
-            else f"{AUTO_ENVS_PER_WORKER} envs per process amortise each step's message round trip",
-        )
-        notes.decide("n_envs", layout.n_envs, "auto", "env_workers x envs_per_worker")
     rollout = layout.n_envs * layout.n_steps
-    if ppo.n_steps != "auto":
-        notes.decide("n_steps", layout.n_steps, "config", "ppo.n_steps")
+    if device == "cuda":
+        torch_why = "on the GPU the learner's CPU threads only feed kernels"
     else:
-        notes.decide(
-            "n_steps",
-            layout.n_steps,
-            "auto",
-            f"hardware.target_rollout_steps={hw.target_rollout_steps:,} / n_envs, rounded to a power "
-            f"of two within [{MIN_N_STEPS}, {MAX_N_STEPS}] (rollout = {rollout:,} steps)"
-            + (
-                f"; a multiple that ppo.batch_size={ppo.batch_size} divides"
-                if ppo.batch_size != "auto"
-                else ""
-            ),
+        torch_why = (
+            f"{layout.members} member(s) at once get {usable_cpus // layout.members} CPU(s) each; "
+            f"a quarter goes to the learner (at most {MAX_AUTO_TORCH_THREADS}: small MLPs stop "
+            "scaling beyond that), the rest to env workers"
         )
-    _check_batch(layout, config)
+    notes.record("torch_threads", layout.torch_threads, hw.torch_threads, torch_why)
+    notes.record(
+        "blas_threads",
+        layout.blas_threads,
+        hw.blas_threads,
+        "env math is element-wise numpy that BLAS threads do not speed up; one per process keeps "
+        "env workers x BLAS pools from exploding the thread count",
+    )
+    if layout.env_workers == 0:
+        workers_why = "no CPU left beside the learner: envs step inside the learner process"
+    else:
+        workers_why = "the member's remaining CPUs, one single-threaded process each"
+        if layout.env_workers == hw.max_env_workers_per_member:
+            workers_why += f" (capped by hardware.max_env_workers_per_member={layout.env_workers})"
+    notes.record("env_workers", layout.env_workers, hw.env_workers, workers_why)
+    per_worker_why = (
+        f"{AUTO_ENVS_PER_WORKER} envs per process amortise each step's message round trip"
+    )
+    if hw.n_envs != "auto":
+        per_worker_why = "n_envs / env_workers"
+    notes.record("envs_per_worker", layout.envs_per_worker, hw.envs_per_worker, per_worker_why)
+    notes.record("n_envs", layout.n_envs, hw.n_envs, "env_workers x envs_per_worker")
+    steps_why = (
+        f"hardware.target_rollout_steps={hw.target_rollout_steps:,} / n_envs, rounded to a power "
+        f"of two within [{MIN_N_STEPS}, {MAX_N_STEPS}] (rollout = {rollout:,} steps)"
+    )
     if ppo.batch_size != "auto":
-        notes.decide("batch_size", layout.batch_size, "config", "ppo.batch_size")
-    else:
-        notes.decide(
-            "batch_size",
-            layout.batch_size,
-            "auto",
-            f"the largest divisor of the rollout ({rollout:,}) up to rollout/8 (capped at "
-            f"{32768 if device == 'cuda' else 4096:,} on {device}) that leaves >= {MIN_MINIBATCHES} "
-            f"minibatches: {rollout // layout.batch_size} per epoch",
-        )
+        steps_why += f"; a multiple that ppo.batch_size={ppo.batch_size} divides"
+    notes.record("n_steps", layout.n_steps, ppo.n_steps, steps_why, section="ppo")
+    _check_batch(layout, config)
+    notes.record(
+        "batch_size",
+        layout.batch_size,
+        ppo.batch_size,
+        f"the largest divisor of the rollout ({rollout:,}) up to rollout/8 (capped at "
+        f"{32768 if device == 'cuda' else 4096:,} on {device}) that leaves >= {MIN_MINIBATCHES} "
+        f"minibatches: {rollout // layout.batch_size} per epoch",
+        section="ppo",
+    )
 
 
 def _check_batch(layout: _Layout, config: Config) -> None:

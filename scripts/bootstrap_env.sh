@@ -30,7 +30,7 @@ install_torch() {
   if has_nvidia_gpu; then
     say "NVIDIA GPU found: installing torch with CUDA from the package index"
     "$VENV/bin/pip" install "torch>=2.1"
-  elif "$VENV/bin/pip" install "torch==${TORCH_VERSION}+cpu"; then
+  elif "$VENV/bin/pip" install --quiet "torch==${TORCH_VERSION}+cpu"; then
     say "installed the CPU build torch ${TORCH_VERSION}+cpu"
   elif [[ -n "${PLOUTOS_TORCH_INDEX_URL:-}" ]]; then
     say "installing a CPU build of torch from PLOUTOS_TORCH_INDEX_URL"
