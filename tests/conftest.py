@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,3 +48,12 @@ def machine(
         sources={"gpus": "test machine"},
         name="test machine",
     )
+
+
+def run_snippet(code: str, drop_env: tuple[str, ...] = ()) -> str:
+    """Run Python code in a fresh interpreter at the repository root; return its stdout."""
+    env = {k: v for k, v in os.environ.items() if k not in drop_env}
+    done = subprocess.run(
+        [PYTHON, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True, env=env
+    )
+    return done.stdout

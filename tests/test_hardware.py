@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from core import cgroups, hardware, slurm
 from core.errors import UserError
 from core.hardware import CpuLimits, load_profile
-from tests.conftest import PROFILES, REPO_ROOT
+from tests.conftest import PROFILES, run_snippet
 
 GIB = 2**30
 
@@ -197,7 +195,4 @@ def test_detection_and_planning_import_neither_numpy_nor_torch() -> None:
         "plan(detect(), load_config(), 4)\n"
         "print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "[]"
+    assert run_snippet(code).strip() == "[]"

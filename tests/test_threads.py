@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import psutil
@@ -19,7 +17,7 @@ from core.threads import (
     process_thread_budget,
     thread_environment,
 )
-from tests.conftest import ENTRY, REPO_ROOT
+from tests.conftest import run_snippet
 from tests.helpers.matmul_env import MatmulEnv
 
 pytestmark = pytest.mark.slow
@@ -81,10 +79,7 @@ def test_learner_process_respects_torch_threads() -> None:
         "busy = [t for t in me.threads() if t.user_time + t.system_time - before.get(t.id, 0) > 0.01]\n"
         "print(json.dumps([torch.get_num_threads(), me.num_threads(), len(busy)]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
-    torch_threads, os_threads, busy_threads = json.loads(done.stdout)
+    torch_threads, os_threads, busy_threads = json.loads(run_snippet(code))
     assert torch_threads == 2
     assert os_threads <= process_thread_budget(1, 2)
     assert busy_threads <= 2  # the planner counts max(blas_threads, torch_threads) CPU-busy threads
@@ -93,18 +88,12 @@ def test_learner_process_respects_torch_threads() -> None:
 def test_entry_point_sets_limits_before_numpy_loads() -> None:
     code = (
         "import os, sys\n"
-        f"sys.argv = ['train', '--dry-run', '--json']\n"
-        f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+        "sys.argv = ['train', '--dry-run', '--json']\n"
         "import contextlib, io\n"
         "from training import train_walk_forward as cli\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    code = cli.main()\n"
         "print(code, 'numpy' in sys.modules, os.environ['OPENBLAS_NUM_THREADS'])\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    status, numpy_loaded, blas = done.stdout.split()
+    status, numpy_loaded, blas = run_snippet(code, drop_env=THREAD_VARIABLES).split()
     assert status == "0" and numpy_loaded == "False" and blas == "1"
-    assert ENTRY.exists()
