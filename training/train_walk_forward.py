@@ -113,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
     hardware = load_profile(args.hardware) if args.hardware else detect()
     resource_plan = plan(hardware, config)
     if not args.hardware:
-        # Children inherit these; this process has imported no numpy/torch yet.
-        threads.export_thread_limits(resource_plan.blas_threads)
+        # Children inherit these; numpy and torch must not be loaded in this process yet.
+        too_late = threads.export_thread_limits(resource_plan.blas_threads)
+        if too_late:
+            print(f"warning: thread limits set after {', '.join(too_late)} loaded", file=sys.stderr)
     if args.dry_run:
         from training.plan_view import print_json, print_tables
 
