@@ -174,16 +174,18 @@ def resolve_raw(
     return raw, sources
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(
+    path: Path, what: str = "config file", flag: str = "--config"
+) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; errors name the file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(
-            f"config file not found: {path}\n  fix: check the path passed to --config"
+            f"{what} not found: {path}\n  fix: check the path passed to {flag}"
         ) from None
     except OSError as exc:
-        raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise UserError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:

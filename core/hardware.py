@@ -182,7 +182,7 @@ class HardwareProfile(BaseModel):
 def load_profile(path: Path | str) -> Hardware:
     """A Hardware from a YAML profile, combined with the same rules as live detection."""
     path = Path(path)
-    raw = read_yaml_mapping(path)
+    raw = read_yaml_mapping(path, what="hardware profile", flag="--hardware")
     try:
         profile = HardwareProfile.model_validate(raw)
     except ValidationError as exc:

@@ -75,7 +75,7 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
     [
         (["--dry-run", "--set", "ppo.n_step=64"], "did you mean 'ppo.n_steps'"),
         (["--dry-run", "--set", "ppo.batch_size=7"], "ppo.batch_size = 7"),
-        (["--dry-run", "--hardware", "missing.yaml"], "config file not found"),
+        (["--dry-run", "--hardware", "missing.yaml"], "hardware profile not found"),
         (["--dry-run", "--config", "missing.yaml"], "config file not found"),
         (["--dry-run", "--set", "hardware.device=cuda"], "no GPU was found"),
         ([], "does not train yet"),
