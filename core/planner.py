@@ -79,11 +79,13 @@ class Plan:
     obs_dim: int
     policy_params: int
     reasons: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # the reasons that are not about one decision
     decisions: dict[str, Decision] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["reasons"] = list(self.reasons)
+        data["notes"] = list(self.notes)
         data["gpu_assignment"] = list(self.gpu_assignment)
         return data
 
@@ -241,7 +243,7 @@ def _fit_members(
         f"ensemble size {ensemble}",
         f"{usable} usable CPUs / {min_member_cpus} per member = {by_cpu}",
     ]
-    if not _fits(layout, hardware, budget_gb):
+    if not _fits(layout, hardware, config, budget_gb):
         layout = _fit_lean(upper, hardware, config, device, shape, budget_gb)
         limits.append(
             f"memory: {layout.members} x {layout.memory_gb:.2f} GB per member within "
@@ -268,19 +270,16 @@ def _fit_lean(
     lean = _layout(1, hardware, config, device, shape, max_workers=0)
     by_memory = int(budget_gb // lean.memory_gb)
     by_gpu = sum(_gpu_capacity(hardware, config, lean.gpu_memory_gb)) if device == "cuda" else upper
-    members = min(upper, by_memory, by_gpu)
-    if members < 1:
-        _check_fits(lean, hardware, config, budget_gb, configured=False)
-        raise AssertionError("unreachable: _check_fits raises when one member does not fit")
+    members = max(1, min(upper, by_memory, by_gpu))
     best = _layout(members, hardware, config, device, shape, max_workers=0)
-    _check_fits(best, hardware, config, budget_gb, configured=False)
+    _check_fits(best, hardware, config, budget_gb, configured=False)  # even one member may not fit
     if config.hardware.env_workers != "auto":
         return best
     low, high = 0, _layout(members, hardware, config, device, shape).env_workers
     while low < high:  # memory grows with the worker count: binary search the largest that fits
         middle = (low + high + 1) // 2
         candidate = _layout(members, hardware, config, device, shape, max_workers=middle)
-        if _fits(candidate, hardware, budget_gb):
+        if _fits(candidate, hardware, config, budget_gb):
             low, best = middle, candidate
         else:
             high = middle - 1
@@ -375,9 +374,12 @@ def _n_steps(config: Config, n_envs: int) -> int:
 def _batch_size(config: Config, rollout: int, device: str) -> int:
     if config.ppo.batch_size != "auto":
         return config.ppo.batch_size
-    ceiling = 32768 if device == "cuda" else 4096
-    wanted = min(ceiling, max(64, rollout // 8))
+    wanted = min(_batch_ceiling(device), max(64, rollout // 8))
     return max(d for d in _divisors(rollout) if d <= wanted and rollout // d >= MIN_MINIBATCHES)
+
+
+def _batch_ceiling(device: str) -> int:
+    return 32768 if device == "cuda" else 4096
 
 
 def _divisors(n: int) -> list[int]:
@@ -391,21 +393,23 @@ def _rollout_gb(shape: PolicyShape, rollout: int) -> float:
     return 2 * rollout * per_step / GIB
 
 
+def _model_gb(shape: PolicyShape) -> float:
+    return 4 * shape.params * FLOAT_BYTES / GIB  # weights, gradients, two Adam moments
+
+
 def _member_memory_gb(config: Config, shape: PolicyShape, workers: int, rollout: int) -> float:
-    model_gb = 4 * shape.params * FLOAT_BYTES / GIB  # weights, gradients, two Adam moments
     hw = config.hardware
     return (
         hw.learner_memory_gb
         + _rollout_gb(shape, rollout)
-        + model_gb
+        + _model_gb(shape)
         + workers * hw.worker_memory_gb
     )
 
 
 def _gpu_memory_gb(shape: PolicyShape, batch: int) -> float:
-    model_gb = 4 * shape.params * FLOAT_BYTES / GIB
     activations_gb = 3 * batch * (shape.obs_dim + 2 * sum(shape.hidden)) * FLOAT_BYTES / GIB
-    return CUDA_CONTEXT_GB + model_gb + activations_gb
+    return CUDA_CONTEXT_GB + _model_gb(shape) + activations_gb
 
 
 def _gpu_capacity(hardware: Hardware, config: Config, per_member_gb: float) -> list[int]:
@@ -428,23 +432,25 @@ def _assign_gpus(
     return tuple(assignment)
 
 
-def _fits(layout: _Layout, hardware: Hardware, budget_gb: float) -> bool:
-    if layout.members * layout.threads_per_member > hardware.usable_cpus:
-        return False
-    if layout.members * layout.memory_gb > budget_gb:
-        return False
-    return not (
-        hardware.gpus and layout.gpu_memory_gb and len(layout.gpu_assignment) < layout.members
-    )
+def _fits(layout: _Layout, hardware: Hardware, config: Config, budget_gb: float) -> bool:
+    return _misfit(layout, hardware, config, budget_gb, configured=False) is None
 
 
 def _check_fits(
     layout: _Layout, hardware: Hardware, config: Config, budget_gb: float, configured: bool
 ) -> None:
-    """Raise a UserError that says what does not fit and which keys to change."""
+    problem = _misfit(layout, hardware, config, budget_gb, configured)
+    if problem is not None:
+        raise UserError(problem)
+
+
+def _misfit(
+    layout: _Layout, hardware: Hardware, config: Config, budget_gb: float, configured: bool
+) -> str | None:
+    """What does not fit (CPUs, RAM, GPU memory) and which keys to change; None when all fit."""
     threads = layout.members * layout.threads_per_member
     if threads > hardware.usable_cpus:
-        raise UserError(
+        return (
             f"the configured layout oversubscribes the CPUs: {layout.members} member(s) x "
             f"{layout.threads_per_member} threads (max(torch_threads={layout.torch_threads}, "
             f"blas_threads={layout.blas_threads}) + env_workers={layout.env_workers} x blas_threads) "
@@ -454,7 +460,7 @@ def _check_fits(
         )
     if layout.members * layout.memory_gb > budget_gb:
         who = f"{layout.members} member(s)" if configured else "even one member"
-        raise UserError(
+        return (
             f"{who} need(s) ~{layout.members * layout.memory_gb:.2f} GB of RAM "
             f"({layout.memory_gb:.2f} GB each: learner, {layout.env_workers} env workers, rollout of "
             f"{layout.n_envs * layout.n_steps:,} steps), but only {budget_gb:.2f} GB is usable "
@@ -464,11 +470,12 @@ def _check_fits(
         )
     if hardware.gpus and layout.gpu_memory_gb and len(layout.gpu_assignment) < layout.members:
         free = ", ".join(f"{g.name}: {g.free_memory_gb:.1f} GB free" for g in hardware.gpus)
-        raise UserError(
+        return (
             f"{layout.members} member(s) need ~{layout.gpu_memory_gb:.2f} GB of GPU memory each, "
             f"which does not fit ({free}; headroom {config.hardware.gpu_memory_headroom:.0%})\n"
             "  fix: lower hardware.members_concurrent or ppo.batch_size, or set hardware.device=cpu"
         )
+    return None
 
 
 def _record_layout(
@@ -519,7 +526,7 @@ def _record_layout(
         layout.batch_size,
         ppo.batch_size,
         f"the largest divisor of the rollout ({rollout:,}) up to rollout/8 (capped at "
-        f"{32768 if device == 'cuda' else 4096:,} on {device}) that leaves >= {MIN_MINIBATCHES} "
+        f"{_batch_ceiling(device):,} on {device}) that leaves >= {MIN_MINIBATCHES} "
         f"minibatches: {rollout // layout.batch_size} per epoch",
         section="ppo",
     )
@@ -591,5 +598,6 @@ def _assemble(
         obs_dim=shape.obs_dim,
         policy_params=shape.params,
         reasons=notes.reasons(),
+        notes=tuple(notes.extra),
         decisions=notes.decisions,
     )

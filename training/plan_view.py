@@ -24,8 +24,7 @@ def print_tables(hardware: Hardware, plan: Plan, out: TextIO) -> None:
     console = Console(file=out, width=max(100, Console(file=out).width), soft_wrap=False)
     console.print(_hardware_table(hardware))
     console.print(_plan_table(plan))
-    notes = [r for r in plan.reasons if not any(r.startswith(f"{k} = ") for k in plan.decisions)]
-    for note in notes:
+    for note in plan.notes:
         console.print(f"• {note}", highlight=False)
 
 
