@@ -36,12 +36,33 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ExogenousConfig(Section):
+    """An extra series (macro data, another ticker) joined as of each bar close."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")]
+    path: str
+    columns: list[str] | None = None
+    timestamp_column: str = "auto"
+    timestamp_format: str = "auto"
+    timezone: str | None = None
+    available_after: str = "0h"
+
+
 class DataConfig(Section):
     path: str | None
+    timestamp_column: str
+    timestamp_format: str
     timezone: str
     bar: str
+    calendar: Literal["continuous", "sessions"]
+    missing_bars: Literal["ffill", "drop", "fail"]
+    ffill_limit: Annotated[int, Field(ge=1, le=100_000)]
+    exogenous: list[ExogenousConfig]
+    cache_dir: str
+    sample_dir: str
     synthetic_assets: Annotated[int, Field(ge=1, le=1000)]
     synthetic_years: Annotated[float, Field(gt=0, le=50)]
+    synthetic_signal: Annotated[float, Field(ge=0, lt=1)]
     seed: Annotated[int, Field(ge=0)]
 
 
@@ -49,8 +70,18 @@ class FeaturesConfig(Section):
     timeframes: Annotated[list[str], Field(min_length=1)]
     return_horizons: Annotated[list[PositiveInt], Field(min_length=1)]
     indicators: list[Literal["rsi", "macd", "atr", "bollinger", "realised_vol", "volume_z", "time"]]
+    rsi_period: Annotated[int, Field(ge=2, le=10_000)]
+    macd_periods: Annotated[
+        list[Annotated[int, Field(ge=2, le=10_000)]], Field(min_length=3, max_length=3)
+    ]
+    atr_period: Annotated[int, Field(ge=1, le=10_000)]
+    bollinger_period: Annotated[int, Field(ge=2, le=10_000)]
+    bollinger_width: Annotated[float, Field(gt=0, le=10)]
+    volatility_window: Annotated[int, Field(ge=2, le=10_000)]
+    volume_window: Annotated[int, Field(ge=2, le=10_000)]
     normalisation: Literal["rolling", "expanding"]
     normalisation_window: Annotated[int, Field(ge=10)]
+    clip: Annotated[float, Field(gt=0)]
 
 
 class EnvConfig(Section):

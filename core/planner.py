@@ -90,8 +90,11 @@ class Plan:
         return data
 
 
-def estimate_policy_shape(config: Config, n_assets: int | None = None) -> PolicyShape:
-    """Observation size and parameter count of the policy, from the config alone (an estimate)."""
+def estimate_policy_shape(
+    config: Config, n_assets: int | None = None, n_features: int | None = None
+) -> PolicyShape:
+    """Observation size and parameter count of the policy: exact once the feature store gives
+    `n_assets` and `n_features`, else estimated from the config (without importing numpy)."""
     assets = n_assets or config.data.synthetic_assets
     features = config.features
     per_timeframe = len(features.return_horizons) + sum(
@@ -99,6 +102,7 @@ def estimate_policy_shape(config: Config, n_assets: int | None = None) -> Policy
     )
     per_asset = per_timeframe * len(features.timeframes)
     per_asset += TIME_COLUMNS if "time" in features.indicators else 0
+    per_asset = n_features or per_asset
     obs_dim = config.env.window * assets * per_asset + assets + PORTFOLIO_STATE_EXTRA
     hidden = tuple(config.ppo.net_arch)
     # SB3 builds separate actor and critic networks of shape net_arch, then a head for each.
@@ -113,12 +117,14 @@ def plan(
     config: Config,
     ensemble_size: int | None = None,
     n_assets: int | None = None,
+    n_features: int | None = None,
 ) -> Plan:
-    """The resource plan for `ensemble_size` members (default: config.ensemble.size)."""
+    """The resource plan for `ensemble_size` members (default: config.ensemble.size);
+    `n_assets` / `n_features` (per asset) come from the feature store when it exists."""
     ensemble = ensemble_size or config.ensemble.size
     if ensemble < 1:
         raise UserError(f"ensemble size must be at least 1, got {ensemble}")
-    shape = estimate_policy_shape(config, n_assets)
+    shape = estimate_policy_shape(config, n_assets, n_features)
     notes = _Notes()
     device = _choose_device(hardware, config, shape, notes)
     budget_gb = hardware.memory_available_gb * (1 - config.hardware.memory_headroom)

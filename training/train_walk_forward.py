@@ -13,9 +13,15 @@ if __package__ in (None, ""):  # run as `python training/train_walk_forward.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from core import threads
+
+if TYPE_CHECKING:
+    from core.config import Config
+    from core.feature_store import FeatureStore
 
 HARDWARE_PROFILES = Path(__file__).resolve().parents[1] / "config" / "hardware"
 
@@ -73,6 +79,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="with --dry-run: print one JSON object")
     parser.add_argument(
+        "--data",
+        metavar="PATH",
+        help="dataset folder (one CSV/Parquet file per asset); overrides data.path. "
+        "Without it the synthetic sample is generated and used",
+    )
+    parser.add_argument(
+        "--check-data",
+        action="store_true",
+        help="load and validate the dataset, print its summary, then exit",
+    )
+    parser.add_argument(
+        "--export-features",
+        metavar="OUT.parquet",
+        help="compute (or reuse) the feature store and write its matrix with timestamps and "
+        "asset names to this Parquet file, then exit",
+    )
+    parser.add_argument(
+        "--generate-data",
+        metavar="DIR",
+        help="write a synthetic dataset (CSV, one file per asset; see data.synthetic_* keys) "
+        "to DIR, then exit",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    parser.add_argument(
         "--print-config",
         action="store_true",
         help="print the resolved configuration as YAML and exit",
@@ -99,13 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from core.config import dump_config, load_config
-    from core.errors import UserError
     from core.hardware import detect, load_profile
     from core.planner import plan
 
     overrides = list(args.set)
     if args.ensemble is not None:
         overrides.append(f"ensemble.size={args.ensemble}")
+    if args.data is not None:
+        overrides.append(f"data.path={_yaml_string(args.data)}")
     config = load_config(args.config, overrides)
     if args.print_config:
         sys.stdout.write(dump_config(config))
@@ -117,15 +148,88 @@ def run(args: argparse.Namespace) -> int:
         too_late = threads.export_thread_limits(resource_plan.blas_threads)
         if too_late:
             print(f"warning: thread limits set after {', '.join(too_late)} loaded", file=sys.stderr)
-    if args.dry_run:
-        from training.plan_view import print_json, print_tables
+    if args.generate_data:
+        return _generate_data(config, Path(args.generate_data))
+    if args.check_data:
+        return _check_data(config, show_progress=not args.no_progress)
+    from core.datasets import feature_store
+    from training.data_view import print_store, progress_bar, store_document
 
-        (print_json if args.json else print_tables)(hardware, resource_plan, sys.stdout)
-        return 0
-    raise UserError(
-        "this version of Ploutos plans but does not train yet: the walk-forward trainer is not "
-        "part of it\n  fix: run with --dry-run to see the hardware plan"
+    with progress_bar(enabled=not args.no_progress and not args.json) as progress:
+        store, built = feature_store(config, workers=hardware.usable_cpus, progress=progress)
+    if args.export_features:
+        return _export_features(store, Path(args.export_features))
+    resource_plan = plan(
+        hardware, config, n_assets=len(store.assets), n_features=len(store.feature_names)
     )
+    if args.dry_run:
+        from training.plan_view import plan_document, print_tables
+
+        if args.json:
+            document = plan_document(hardware, resource_plan)
+            document["data"] = store_document(store, built)
+            print(json.dumps(document, indent=2))
+        else:
+            print_store(store, built, sys.stdout)
+            print_tables(hardware, resource_plan, sys.stdout)
+        return 0
+    from core.errors import UserError
+
+    print_store(store, built, sys.stdout)
+    raise UserError(
+        "this version of Ploutos prepares the data and plans but does not train yet: the "
+        "walk-forward trainer is not part of it\n  fix: run with --dry-run to see the plan"
+    )
+
+
+def _yaml_string(text: str) -> str:
+    """Quote a path for `--set` so YAML reads it as a string whatever it looks like."""
+    return json.dumps(text)
+
+
+def _generate_data(config: Config, folder: Path) -> int:
+    from core.synthetic import generate_from_config, write_dataset
+
+    frames = generate_from_config(config.data)
+    write_dataset(frames, folder, "csv")
+    first = next(iter(frames.values()))
+    print(
+        f"wrote {len(frames)} asset file(s) of {len(first):,} {config.data.bar} bars "
+        f"(planted signal {config.data.synthetic_signal:g}, seed {config.data.seed}) to {folder}\n"
+        f"  use it: ./start_training.sh --check-data --data {folder}"
+    )
+    return 0
+
+
+def _check_data(config: Config, show_progress: bool) -> int:
+    from core.data import discover, load_dataset
+    from core.datasets import dataset_path
+    from core.features import lookback_bars
+    from core.folds import check_length
+    from training.data_view import print_summary, progress_bar
+
+    dataset = dataset_path(config)
+    with progress_bar(enabled=show_progress) as progress:
+        total = len(discover(dataset, config.data.bar))
+        done = iter(range(1, total + 1))
+        report = (lambda _name: progress("load bars", next(done), total)) if progress else None
+        market = load_dataset(config.data, dataset, progress=report)
+    print_summary(market.summary, sys.stdout)
+    warmup = lookback_bars(config.features, market.bar_ns)
+    check_length(market.timestamps, market.bar_ns, config, warmup)
+    print(f"ok: {dataset} is valid and long enough for one walk-forward fold")
+    return 0
+
+
+def _export_features(store: FeatureStore, out: Path) -> int:
+    from core.feature_store import export_parquet
+
+    rows = export_parquet(store, out)
+    print(
+        f"wrote {rows:,} rows ({len(store.assets)} asset(s) x {len(store.timestamps):,} bars) x "
+        f"{len(store.feature_names)} features to {out}"
+    )
+    return 0
 
 
 if __name__ == "__main__":

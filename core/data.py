@@ -1,0 +1,348 @@
+"""Load a dataset folder into one UTC timeline of OHLCV bars per asset, or say exactly what is wrong.
+
+A dataset is a folder with one CSV/Parquet file per asset, or one sub-folder per asset holding a
+file per timeframe (the base bar's file is used; higher timeframes are resampled from it so they
+are consistent and causal by construction). Timestamps are bar open times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.config import DataConfig
+from core.errors import UserError
+from core.timestamps import (
+    find_timestamp_column,
+    format_duration,
+    format_utc,
+    parse_duration,
+    parse_timestamps,
+)
+from core.validation import RowLocator, validate_bars
+
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+FORMAT_KEYS = ("data.timestamp_format", "data.timezone")
+
+
+@dataclass(frozen=True)
+class AssetFile:
+    name: str
+    path: Path
+    ignored: tuple[Path, ...] = ()  # other timeframe files next to the base one
+
+
+@dataclass
+class AssetReport:
+    """What loading and alignment did to one asset, for the data summary."""
+
+    name: str
+    file: str
+    rows: int
+    first: str
+    last: str
+    trimmed: int = 0  # rows outside the span every asset covers
+    filled: int = 0  # missing bars forward-filled
+    missing_dropped: int = 0  # timeline bars dropped because this asset lacked them
+    ignored_files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DataSummary:
+    source: str
+    bar: str
+    calendar: str
+    missing_bars: str
+    bars: int
+    first: str
+    last: str
+    gaps: int  # breaks in the timeline longer than one bar (sessions calendar: nights, weekends)
+    assets: list[AssetReport]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """Aligned bars: `ohlcv[asset, time, column]` on one timeline of bar open times (UTC ns)."""
+
+    assets: tuple[str, ...]
+    timestamps: np.ndarray
+    ohlcv: np.ndarray
+    bar_ns: int
+    summary: DataSummary
+
+    def truncated(self, bars: int) -> MarketData:
+        """The first `bars` bars, as if the data ended there (used to test causality)."""
+        return MarketData(
+            self.assets, self.timestamps[:bars], self.ohlcv[:, :bars], self.bar_ns, self.summary
+        )
+
+
+@dataclass(frozen=True)
+class _AssetBars:
+    file: AssetFile
+    timestamps: np.ndarray
+    ohlcv: np.ndarray
+
+
+def discover(dataset: Path, bar: str) -> list[AssetFile]:
+    """The asset files of a dataset folder (or a single file), sorted by asset name."""
+    if not dataset.exists():
+        raise UserError(
+            f"dataset not found: {dataset}\n"
+            "  fix: pass an existing folder with --data (or set data.path)"
+        )
+    if dataset.is_file():
+        return [AssetFile(_asset_name(dataset), dataset)]
+    assets = [AssetFile(_asset_name(p), p) for p in sorted(dataset.iterdir()) if _is_data_file(p)]
+    assets += [_timeframe_folder(p, bar) for p in sorted(dataset.iterdir()) if _is_asset_dir(p)]
+    if not assets:
+        raise UserError(
+            f"no data files in {dataset}: expected one .csv or .parquet file per asset, or one "
+            "folder per asset with one file per timeframe\n"
+            "  fix: point --data at the folder that holds the files"
+        )
+    names = [asset.name for asset in assets]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(
+            f"{dataset}: asset {repeated[0]!r} appears twice (as a file and a folder, or in two "
+            "formats)\n  fix: keep one source per asset"
+        )
+    return sorted(assets, key=lambda asset: asset.name)
+
+
+def _is_data_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.name.endswith(DATA_SUFFIXES)
+
+
+def _is_asset_dir(path: Path) -> bool:
+    return (
+        path.is_dir() and not path.name.startswith(".") and any(map(_is_data_file, path.iterdir()))
+    )
+
+
+def _asset_name(path: Path) -> str:
+    name = path.name
+    for suffix in DATA_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _timeframe_folder(folder: Path, bar: str) -> AssetFile:
+    files = sorted(p for p in folder.iterdir() if _is_data_file(p))
+    if len(files) == 1:
+        return AssetFile(folder.name, files[0])
+    wanted = bar.lower()
+    matches = [
+        p
+        for p in files
+        if _asset_name(p).lower() == wanted
+        or _asset_name(p).lower().endswith((f"_{wanted}", f"-{wanted}", f".{wanted}"))
+    ]
+    if len(matches) != 1:
+        found = ", ".join(p.name for p in files)
+        raise UserError(
+            f"{folder}: {'no' if not matches else 'more than one'} file for the {bar} base bar "
+            f"among: {found}\n"
+            f"  fix: name the base file {bar}.csv (or ..._{bar}.csv), or set data.bar to the "
+            "timeframe of one of these files"
+        )
+    return AssetFile(folder.name, matches[0], tuple(p for p in files if p != matches[0]))
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file; a file that cannot be parsed is a UserError naming it."""
+    try:
+        if path.name.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path)
+        return pd.read_csv(path, skipinitialspace=True)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"cannot read {path}: {first}\n  fix: check that it is a CSV or Parquet file of bars"
+        ) from None
+    except Exception as exc:  # pyarrow raises its own error types for corrupt files
+        raise UserError(f"cannot read {path}: {exc}\n  fix: re-export the file") from None
+
+
+def load_asset(asset: AssetFile, config: DataConfig, bar_ns: int) -> _AssetBars:
+    frame = read_table(asset.path)
+    where = str(asset.path)
+    columns = _price_columns(frame, where)
+    time_column = find_timestamp_column(
+        list(frame.columns), config.timestamp_column, where, "data.timestamp_column"
+    )
+    if frame.empty:
+        raise UserError(f"{where}: the file has a header but no bars\n  fix: add data or remove it")
+    timestamps = parse_timestamps(
+        frame[time_column], config.timestamp_format, config.timezone, where, FORMAT_KEYS
+    )
+    ohlcv = np.column_stack([_numbers(frame[columns[name]], name, where) for name in PRICE_COLUMNS])
+    validate_bars(
+        timestamps,
+        ohlcv,
+        bar_ns,
+        RowLocator(where, csv=not asset.path.name.endswith((".parquet", ".pq"))),
+    )
+    return _AssetBars(asset, timestamps, ohlcv)
+
+
+def _price_columns(frame: pd.DataFrame, where: str) -> dict[str, str]:
+    by_lower = {str(name).strip().lower(): str(name) for name in frame.columns}
+    missing = [name for name in PRICE_COLUMNS if name not in by_lower]
+    if missing:
+        raise UserError(
+            f"{where}: missing column(s) {', '.join(missing)}; the file has: "
+            f"{', '.join(map(str, frame.columns))}\n"
+            "  fix: name the columns open, high, low, close, volume (any letter case)"
+        )
+    return {name: by_lower[name] for name in PRICE_COLUMNS}
+
+
+def _numbers(column: pd.Series, name: str, where: str) -> np.ndarray:
+    converted = pd.to_numeric(column, errors="coerce")
+    bad = converted.isna() & column.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(
+            f"{where}, row {row + 1}: {name} = {column.iloc[row]!r} is not a number\n"
+            "  fix: correct that value (decimal point, no thousands separator)"
+        )
+    return converted.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def load_dataset(
+    config: DataConfig,
+    dataset: Path,
+    progress: Callable[[str], None] | None = None,
+) -> MarketData:
+    """Discover, read, validate and align every asset of a dataset."""
+    bar_ns = parse_duration(config.bar, "data.bar")
+    loaded = []
+    for asset in discover(dataset, config.bar):
+        loaded.append(load_asset(asset, config, bar_ns))
+        if progress:
+            progress(asset.name)
+    return align(loaded, config, bar_ns, str(dataset))
+
+
+def align(loaded: Sequence[_AssetBars], config: DataConfig, bar_ns: int, source: str) -> MarketData:
+    """Put every asset on one timeline, applying the configured missing-bar policy."""
+    start = max(int(a.timestamps[0]) for a in loaded)
+    end = min(int(a.timestamps[-1]) for a in loaded)
+    if start > end:
+        late = max(loaded, key=lambda a: a.timestamps[0])
+        early = min(loaded, key=lambda a: a.timestamps[-1])
+        raise UserError(
+            f"assets do not overlap in time: {late.file.name} starts {format_utc(start)} after "
+            f"{early.file.name} ends {format_utc(end)}\n  fix: keep assets that share a period"
+        )
+    timeline = _timeline(loaded, start, end, bar_ns, config.calendar)
+    reports = [_report(a, start, end) for a in loaded]
+    present = np.stack([np.isin(timeline, a.timestamps) for a in loaded])
+    keep = np.ones(len(timeline), dtype=bool)
+    if config.missing_bars == "fail":
+        _fail_on_missing(loaded, timeline, present)
+    elif config.missing_bars == "drop":
+        keep = present.all(axis=0)
+        for report, mask in zip(reports, present, strict=True):
+            report.missing_dropped = int((~mask).sum())
+    else:
+        _check_fill_limit(loaded, timeline, present, config.ffill_limit)
+        for report, mask in zip(reports, present, strict=True):
+            report.filled = int((~mask).sum())
+    timeline = timeline[keep]
+    ohlcv = np.stack([_on_timeline(a, timeline) for a in loaded])
+    if len(timeline) == 0:
+        raise UserError(
+            f"no bar is present in every asset of {source} (data.missing_bars=drop)\n"
+            "  fix: use data.missing_bars=ffill or remove the asset with the fewest bars"
+        )
+    summary = DataSummary(
+        source=source,
+        bar=format_duration(bar_ns),
+        calendar=config.calendar,
+        missing_bars=config.missing_bars,
+        bars=len(timeline),
+        first=format_utc(int(timeline[0])),
+        last=format_utc(int(timeline[-1])),
+        gaps=int((np.diff(timeline) > bar_ns).sum()),
+        assets=reports,
+    )
+    return MarketData(tuple(a.file.name for a in loaded), timeline, ohlcv, bar_ns, summary)
+
+
+def _timeline(
+    loaded: Sequence[_AssetBars], start: int, end: int, bar_ns: int, calendar: str
+) -> np.ndarray:
+    if calendar == "continuous":
+        # Integer arithmetic: np.arange(start, end + 1, step) computes its length in float64 and
+        # drops the last bar at epoch-nanosecond magnitudes.
+        return start + np.arange((end - start) // bar_ns + 1, dtype=np.int64) * bar_ns
+    union = np.unique(np.concatenate([a.timestamps for a in loaded]))
+    return union[(union >= start) & (union <= end)]
+
+
+def _report(asset: _AssetBars, start: int, end: int) -> AssetReport:
+    inside = (asset.timestamps >= start) & (asset.timestamps <= end)
+    return AssetReport(
+        name=asset.file.name,
+        file=str(asset.file.path),
+        rows=len(asset.timestamps),
+        first=format_utc(int(asset.timestamps[0])),
+        last=format_utc(int(asset.timestamps[-1])),
+        trimmed=int((~inside).sum()),
+        ignored_files=[p.name for p in asset.file.ignored],
+    )
+
+
+def _fail_on_missing(
+    loaded: Sequence[_AssetBars], timeline: np.ndarray, present: np.ndarray
+) -> None:
+    for asset, mask in zip(loaded, present, strict=True):
+        if not mask.all():
+            first = int(timeline[np.flatnonzero(~mask)[0]])
+            raise UserError(
+                f"{asset.file.path}: {int((~mask).sum()):,} bar(s) missing on the common timeline, "
+                f"the first at {format_utc(first)} (data.missing_bars=fail)\n"
+                "  fix: set data.missing_bars=ffill (flat bars, up to data.ffill_limit in a row) or "
+                "drop (remove those bars from every asset)"
+            )
+
+
+def _check_fill_limit(
+    loaded: Sequence[_AssetBars], timeline: np.ndarray, present: np.ndarray, limit: int
+) -> None:
+    positions = np.arange(len(timeline))
+    for asset, mask in zip(loaded, present, strict=True):
+        if mask.all():
+            continue
+        last_present = np.maximum.accumulate(np.where(mask, positions, -1))
+        run = positions - last_present
+        if run.max() > limit:
+            end = int(np.argmax(run))
+            begin = end - int(run[end]) + 1
+            raise UserError(
+                f"{asset.file.path}: {int(run[end]):,} bars in a row are missing from "
+                f"{format_utc(int(timeline[max(begin, 0)]))} (data.ffill_limit is {limit})\n"
+                "  fix: raise data.ffill_limit, or set data.missing_bars=drop to remove those bars"
+            )
+
+
+def _on_timeline(asset: _AssetBars, timeline: np.ndarray) -> np.ndarray:
+    """Bars at each timeline time; a missing bar is flat at the last close with zero volume."""
+    index = np.searchsorted(asset.timestamps, timeline, side="right") - 1
+    bars = asset.ohlcv[np.maximum(index, 0)].copy()
+    missing = asset.timestamps[np.maximum(index, 0)] != timeline
+    if missing.any():
+        bars[missing, :4] = bars[missing, 3:4]
+        bars[missing, 4] = 0.0
+    return bars

@@ -1,0 +1,392 @@
+"""Turbo Init: compute features once, keep them in memory-mappable files, attach from anywhere.
+
+`data/cache/<hash>/` holds features.npy (float32 [asset, time, feature]), prices.npy (float64
+[asset, time, open/high/low/close/volume]), timestamps.npy (int64 UTC ns bar open times, [time])
+and meta.json. The hash covers every input file's bytes and every setting that changes a value,
+so an edit rebuilds and nothing else does. A build writes into a hidden temporary folder and
+renames it into place only when complete: a killed build leaves nothing that is later trusted.
+Processes attach with `np.load(mmap_mode="r")`: the OS shares the pages, nothing is copied or
+pickled (a `FeatureStore` pickles as its path).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.config import Config
+from core.data import AssetFile, MarketData, discover, load_dataset
+from core.errors import UserError
+from core.exogenous import ExogenousSeries, as_of, changes, load_exogenous
+from core.features import asset_features, check_defined, feature_names, lookback_bars
+from core.resample import Bars
+from core.timestamps import format_utc
+
+STORE_FORMAT = 1
+ARRAYS = ("features", "prices", "timestamps")
+PARALLEL_MIN_BARS = (
+    2_000_000  # below this many asset-bars, worker start-up costs more than it saves
+)
+Progress = Callable[[str, int, int], None]  # (step, done, total)
+
+
+@dataclass(frozen=True)
+class FeatureStore:
+    """Read-only views of a finished store; cheap to create in any process."""
+
+    path: Path
+    meta: dict[str, Any]
+    features: np.ndarray
+    prices: np.ndarray
+    timestamps: np.ndarray
+
+    @classmethod
+    def attach(cls, path: Path | str) -> FeatureStore:
+        path = Path(path)
+        meta = _read_meta(path)
+        if meta is None:
+            raise UserError(
+                f"{path} is not a finished feature store (no valid meta.json)\n"
+                "  fix: rebuild it with ./start_training.sh --check-data --build-features"
+            )
+        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        return cls(path, meta, **arrays)
+
+    def __reduce__(self) -> tuple[Callable[[str], FeatureStore], tuple[str]]:
+        return (FeatureStore.attach, (str(self.path),))
+
+    @property
+    def assets(self) -> list[str]:
+        return list(self.meta["assets"])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.meta["feature_names"])
+
+    @property
+    def bar_ns(self) -> int:
+        return int(self.meta["bar_ns"])
+
+
+def input_files(config: Config, dataset: Path) -> tuple[list[AssetFile], list[Path]]:
+    return discover(dataset, config.data.bar), [Path(e.path) for e in config.data.exogenous]
+
+
+def content_hash(config: Config, dataset: Path) -> str:
+    """sha256 over the input bytes and every setting that changes a stored value."""
+    assets, exogenous = input_files(config, dataset)
+    data = config.data.model_dump(mode="json")
+    for key in ("path", "cache_dir", "sample_dir"):
+        data.pop(key)
+    for spec in data["exogenous"]:
+        spec.pop("path")
+    recipe = {
+        "format": STORE_FORMAT,
+        "talib": _version("ta-lib"),
+        "data": data,
+        "features": config.features.model_dump(mode="json"),
+        "assets": [(a.name, _file_digest(a.path)) for a in assets],
+        "exogenous": [_file_digest(p) if p.is_file() else str(p) for p in exogenous],
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def open_store(
+    config: Config,
+    dataset: Path,
+    cache_dir: Path,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> tuple[FeatureStore, bool]:
+    """Attach the store for this dataset and config, building it first if needed.
+
+    Returns the store and whether it was built now.
+    """
+    digest = content_hash(config, dataset)
+    final = cache_dir / digest[:24]
+    if _read_meta(final, digest) is not None:
+        return FeatureStore.attach(final), False
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _sweep_abandoned(cache_dir)
+    with _building(cache_dir, digest) as scratch:
+        _build(config, dataset, scratch, digest, workers, progress)
+        _publish(scratch, final, digest)
+    return FeatureStore.attach(final), True
+
+
+def _read_meta(path: Path, digest: str | None = None) -> dict[str, Any] | None:
+    """meta.json of a complete store (optionally of this hash), else None."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("format") != STORE_FORMAT or (digest and meta.get("hash") != digest):
+        return None
+    if not all((path / f"{name}.npy").is_file() for name in ARRAYS):
+        return None
+    return meta
+
+
+@contextlib.contextmanager
+def _building(cache_dir: Path, digest: str) -> Iterator[Path]:
+    scratch = cache_dir / f".building-{digest[:24]}-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _sweep_abandoned(cache_dir: Path) -> None:
+    """Remove scratch folders of builds whose process is gone (killed mid-build)."""
+    for scratch in cache_dir.glob(".building-*"):
+        pid = scratch.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _publish(scratch: Path, final: Path, digest: str) -> None:
+    """Atomic rename into place; a concurrent builder that finished first wins, equally valid."""
+    for item in scratch.iterdir():
+        with item.open("rb") as handle:
+            os.fsync(handle.fileno())
+    if final.exists() and _read_meta(final, digest) is None:
+        stale = final.with_name(f".stale-{final.name}-{os.getpid()}")
+        final.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        scratch.rename(final)
+    except OSError:
+        if _read_meta(final, digest) is None:
+            raise
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _build(
+    config: Config,
+    dataset: Path,
+    scratch: Path,
+    digest: str,
+    workers: int,
+    progress: Progress | None,
+) -> None:
+    started = time.perf_counter()
+    assets = discover(dataset, config.data.bar)
+    report = _reporter(progress, "load bars", len(assets))
+    market = load_dataset(config.data, dataset, progress=lambda _name: report())
+    exogenous, exogenous_names = _exogenous_matrix(config, market)
+    names = feature_names(config.features, market.bar_ns, exogenous_names)
+    n_assets, n_bars = len(market.assets), len(market.timestamps)
+    np.save(scratch / "bars_full.npy", market.ohlcv)
+    np.save(scratch / "timestamps_full.npy", market.timestamps)
+    if exogenous is not None:
+        np.save(scratch / "exogenous_full.npy", exogenous)
+    full = np.lib.format.open_memmap(
+        scratch / "features_full.npy",
+        mode="w+",
+        dtype=np.float32,
+        shape=(n_assets, n_bars, len(names)),
+    )
+    del full
+    firsts = _compute_all(config, scratch, (n_assets, n_bars, market.bar_ns), workers, progress)
+    warmup = max(firsts)
+    if n_bars - warmup < 2:
+        raise UserError(
+            f"{dataset}: {n_bars:,} bars are not enough to warm up the features "
+            f"(about {lookback_bars(config.features, market.bar_ns):,} bars of history are needed "
+            "before the first feature row)\n"
+            "  fix: give more data, or shorten features.normalisation_window / features.timeframes"
+        )
+    full = np.load(scratch / "features_full.npy", mmap_mode="r")
+    for index, asset in enumerate(market.assets):
+        check_defined(full[index], warmup, names, market.timestamps, asset)
+    _save_trimmed(scratch, "features", full, warmup)
+    _save_trimmed(scratch, "prices", market.ohlcv, warmup)
+    np.save(scratch / "timestamps.npy", market.timestamps[warmup:])
+    del full
+    for name in ("features_full", "bars_full", "timestamps_full", "exogenous_full"):
+        (scratch / f"{name}.npy").unlink(missing_ok=True)
+    meta = {
+        "format": STORE_FORMAT,
+        "hash": digest,
+        "assets": list(market.assets),
+        "feature_names": names,
+        "bar_ns": market.bar_ns,
+        "bars": n_bars - warmup,
+        "warmup_bars": warmup,
+        "lookback_bars": lookback_bars(config.features, market.bar_ns),
+        "first": format_utc(int(market.timestamps[warmup])),
+        "last": format_utc(int(market.timestamps[-1])),
+        "dataset": str(dataset),
+        "config": {
+            "data": config.data.model_dump(mode="json"),
+            "features": config.features.model_dump(mode="json"),
+        },
+        "summary": market.summary.to_json(),
+        "versions": {p: _version(p) for p in ("numpy", "pandas", "ta-lib", "pyarrow")},
+        "build_seconds": round(time.perf_counter() - started, 3),
+    }
+    (scratch / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _save_trimmed(scratch: Path, name: str, full: np.ndarray, warmup: int) -> None:
+    """Copy [:, warmup:] asset by asset, so memory stays at one asset's rows."""
+    shape = (full.shape[0], full.shape[1] - warmup, *full.shape[2:])
+    out = np.lib.format.open_memmap(
+        scratch / f"{name}.npy", mode="w+", dtype=full.dtype, shape=shape
+    )
+    for index in range(full.shape[0]):
+        out[index] = full[index, warmup:]
+    out.flush()
+    del out
+
+
+def _exogenous_matrix(
+    config: Config, market: MarketData
+) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Each exogenous column as of the bar close: its level and its latest change."""
+    if not config.data.exogenous:
+        return None, ()
+    decision_times = market.timestamps + market.bar_ns
+    blocks, names = [], []
+    for index, spec in enumerate(config.data.exogenous):
+        series: ExogenousSeries = load_exogenous(spec, config.data, index)
+        blocks += [as_of(series, decision_times), as_of(changes(series), decision_times)]
+        names += [f"x_{spec.name}_{c}" for c in series.columns]
+        names += [f"x_{spec.name}_{c}_chg" for c in series.columns]
+    levels = np.column_stack(blocks[0::2])
+    deltas = np.column_stack(blocks[1::2])
+    ordered = [n for n in names if not n.endswith("_chg")] + [
+        n for n in names if n.endswith("_chg")
+    ]
+    return np.column_stack([levels, deltas]), tuple(ordered)
+
+
+def _reporter(progress: Progress | None, step: str, total: int) -> Callable[[], None]:
+    done = 0
+    if progress:
+        progress(step, 0, total)
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(step, done, total)
+
+    return advance
+
+
+def _compute_all(
+    config: Config,
+    scratch: Path,
+    shape: tuple[int, int, int],
+    workers: int,
+    progress: Progress | None,
+) -> list[int]:
+    """Features of every asset, written into features_full.npy; returns each first defined row."""
+    n_assets, n_bars, bar_ns = shape
+    report = _reporter(progress, "compute features", n_assets)
+    settings = config.features.model_dump(mode="json")
+    workers = min(workers, n_assets)
+    if workers <= 1 or n_assets * n_bars < PARALLEL_MIN_BARS:
+        firsts = []
+        for index in range(n_assets):
+            firsts.append(compute_asset(str(scratch), index, settings, bar_ns))
+            report()
+        return firsts
+    firsts = [0] * n_assets
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(compute_asset, str(scratch), i, settings, bar_ns): i
+            for i in range(n_assets)
+        }
+        for future in concurrent.futures.as_completed(futures):
+            firsts[futures[future]] = future.result()
+            report()
+    return firsts
+
+
+def compute_asset(scratch: str, index: int, settings: dict[str, Any], bar_ns: int) -> int:
+    """Worker: features of asset `index` from the scratch files, written in place."""
+    from core.config import FeaturesConfig
+
+    folder = Path(scratch)
+    config = FeaturesConfig.model_validate(settings)
+    bars = np.load(folder / "bars_full.npy", mmap_mode="r")
+    timestamps = np.load(folder / "timestamps_full.npy", mmap_mode="r")
+    exogenous_path = folder / "exogenous_full.npy"
+    exogenous = np.load(exogenous_path, mmap_mode="r") if exogenous_path.exists() else None
+    base = Bars(np.asarray(timestamps), np.asarray(bars[index]), bar_ns)
+    features, first = asset_features(base, config, exogenous)
+    out = np.load(folder / "features_full.npy", mmap_mode="r+")
+    out[index] = features
+    out.flush()
+    return first
+
+
+def export_parquet(store: FeatureStore, out: Path) -> int:
+    """Write the feature matrix in long form (timestamp, asset, features...), one row group per
+    asset so memory stays at one asset; atomic (temp file + rename). Returns rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise UserError(f"--export-features {out}: the file name must end in .parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    timestamps = pa.array(np.asarray(store.timestamps), type=pa.timestamp("ns", tz="UTC"))
+    fields = [pa.field("timestamp", timestamps.type), pa.field("asset", pa.string())]
+    fields += [pa.field(name, pa.float32()) for name in store.feature_names]
+    schema = pa.schema(fields)
+    try:
+        with pq.ParquetWriter(scratch, schema) as writer:
+            for index, asset in enumerate(store.assets):
+                columns = [timestamps, pa.array([asset] * len(timestamps))]
+                block = np.asarray(store.features[index])
+                columns += [pa.array(block[:, j]) for j in range(block.shape[1])]
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+        scratch.replace(out)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return len(store.assets) * len(store.timestamps)

@@ -1,0 +1,163 @@
+"""The feature matrix of one asset: indicators on every timeframe, time encodings, exogenous
+series, then causal normalisation.
+
+Causality is the contract (`features[t]` uses bars <= t only): higher timeframes enter through
+`resample.last_closed`, exogenous values through an as-of join on the bar's close, and the
+normalisation statistics through a trailing (rolling or expanding) window that ends at t.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.config import FeaturesConfig
+from core.errors import UserError
+from core.indicators import (
+    check_periods,
+    indicator_columns,
+    indicator_lookback,
+    timeframe_indicators,
+)
+from core.resample import Bars, last_closed, resample
+from core.timestamps import format_utc, parse_duration
+
+TIME_COLUMNS = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
+DAY_NS = 86_400 * 1_000_000_000
+WEEK_NS = 7 * DAY_NS
+
+
+@dataclass(frozen=True)
+class Timeframe:
+    label: str
+    bar_ns: int
+
+
+def timeframes(config: FeaturesConfig, base_bar_ns: int) -> list[Timeframe]:
+    """Configured timeframes, checked against the base bar they are resampled from."""
+    result = []
+    for index, label in enumerate(config.timeframes):
+        bar_ns = parse_duration(label, f"features.timeframes[{index}]")
+        if bar_ns % base_bar_ns != 0:
+            raise UserError(
+                f"features.timeframes[{index}] = {label!r} is not a whole multiple of the base bar "
+                "(data.bar); higher timeframes are built from base bars\n"
+                "  fix: use multiples of data.bar, e.g. [1h, 4h, 1d] for hourly data"
+            )
+        result.append(Timeframe(label, bar_ns))
+    if base_bar_ns not in {tf.bar_ns for tf in result}:
+        raise UserError(
+            f"features.timeframes = {config.timeframes} lacks the base bar (data.bar)\n"
+            "  fix: list the base bar first, e.g. [1h, 4h, 1d]"
+        )
+    return result
+
+
+def feature_names(
+    config: FeaturesConfig, base_bar_ns: int, exogenous: tuple[str, ...] = ()
+) -> list[str]:
+    names = [
+        f"{tf.label}_{column}"
+        for tf in timeframes(config, base_bar_ns)
+        for column in indicator_columns(config)
+    ]
+    names += list(TIME_COLUMNS) if "time" in config.indicators else []
+    return names + list(exogenous)
+
+
+def lookback_bars(config: FeaturesConfig, base_bar_ns: int) -> int:
+    """Base bars of history behind one feature row: the warm-up, and the minimum embargo."""
+    indicator = indicator_lookback(config)
+    longest = max(
+        math.ceil(tf.bar_ns / base_bar_ns) * (indicator + 1)
+        for tf in timeframes(config, base_bar_ns)
+    )
+    return longest + config.normalisation_window
+
+
+def raw_features(
+    base: Bars, config: FeaturesConfig, exogenous: np.ndarray | None = None
+) -> np.ndarray:
+    """Un-normalised features [time, feature] in `feature_names` order (NaN during warm-up)."""
+    check_periods(config)
+    decision_times = base.close_times
+    blocks = []
+    for tf in timeframes(config, base.bar_ns):
+        bars = resample(base, tf.bar_ns)
+        columns = timeframe_indicators(bars.ohlcv, config)
+        block = np.column_stack(list(columns.values()))
+        if tf.bar_ns == base.bar_ns:
+            blocks.append(block)
+            continue
+        index = last_closed(bars, decision_times)
+        mapped = block[np.maximum(index, 0)]
+        mapped[index < 0] = np.nan
+        blocks.append(mapped)
+    if "time" in config.indicators:
+        blocks.append(_time_encoding(decision_times))
+    if exogenous is not None and exogenous.shape[1]:
+        blocks.append(exogenous)
+    return np.column_stack(blocks)
+
+
+def _time_encoding(decision_times: np.ndarray) -> np.ndarray:
+    """Hour of day and day of week of the decision time, as points on circles."""
+    day_angle = 2 * np.pi * (decision_times % DAY_NS) / DAY_NS
+    # The epoch was a Thursday; shifting by 3 days puts Monday 00:00 at angle 0.
+    week_angle = 2 * np.pi * ((decision_times + 3 * DAY_NS) % WEEK_NS) / WEEK_NS
+    return np.column_stack(
+        [np.sin(day_angle), np.cos(day_angle), np.sin(week_angle), np.cos(week_angle)]
+    )
+
+
+def normalise(raw: np.ndarray, config: FeaturesConfig, skip: slice | None = None) -> np.ndarray:
+    """Trailing z-scores (window ends at t, inclusive), clipped; columns in `skip` pass through."""
+    frame = pd.DataFrame(raw)
+    window = config.normalisation_window
+    if config.normalisation == "rolling":
+        trailing = frame.rolling(window, min_periods=window)
+    else:
+        trailing = frame.expanding(min_periods=window)
+    mean = trailing.mean().to_numpy()
+    spread = trailing.std(ddof=0).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = (raw - mean) / spread
+    # A constant window (a halted asset) carries no information: 0, not inf.
+    scaled[spread <= 1e-12 * np.maximum(np.abs(mean), 1.0)] = 0.0
+    scaled = np.clip(scaled, -config.clip, config.clip)
+    if skip is not None:
+        scaled[:, skip] = raw[:, skip]
+    return scaled.astype(np.float32)
+
+
+def asset_features(
+    base: Bars, config: FeaturesConfig, exogenous: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
+    """Normalised float32 features [time, feature] and the first row where all are defined."""
+    raw = raw_features(base, config, exogenous)
+    skip = None
+    if "time" in config.indicators:
+        start = len(timeframes(config, base.bar_ns)) * len(indicator_columns(config))
+        skip = slice(start, start + len(TIME_COLUMNS))
+    features = normalise(raw, config, skip)
+    defined = np.isfinite(features).all(axis=1)
+    first = int(np.argmax(defined)) if defined.any() else len(features)
+    return features, first
+
+
+def check_defined(
+    features: np.ndarray, start: int, names: list[str], timestamps: np.ndarray, asset: str
+) -> None:
+    """After the warm-up every value must be finite; a gap here means the input had a hole."""
+    bad = ~np.isfinite(features[start:])
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise UserError(
+            f"asset {asset}: feature {names[column]} is undefined at "
+            f"{format_utc(int(timestamps[start + row]))} although its warm-up is over — an "
+            "exogenous series with a gap, or a constant price for the whole window\n"
+            "  fix: check the data around that time (./start_training.sh --check-data)"
+        )

@@ -1,0 +1,126 @@
+"""Checks on one asset's bars, each failing with the file, the row, the timestamp and the fix.
+
+Checks run in file order, before anything is sorted or written, so the row a message names is
+the row the user sees in their editor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import UserError
+from core.timestamps import format_duration, format_utc
+
+OPEN, HIGH, LOW, CLOSE, VOLUME = range(5)
+
+
+@dataclass(frozen=True)
+class RowLocator:
+    """Turns a 0-based data row into the place a person looks: CSV line or Parquet row."""
+
+    path: str
+    csv: bool
+
+    def __call__(self, row: int, timestamps: np.ndarray | None = None) -> str:
+        place = f"line {row + 2}" if self.csv else f"row {row + 1}"
+        when = f" ({format_utc(int(timestamps[row]))})" if timestamps is not None else ""
+        return f"{self.path}, {place}{when}"
+
+
+def validate_bars(
+    timestamps: np.ndarray, ohlcv: np.ndarray, bar_ns: int, where: RowLocator
+) -> None:
+    """Raise a UserError for the first problem found; `ohlcv` is float64 [rows, 5]."""
+    _check_order(timestamps, where)
+    _check_values(timestamps, ohlcv, where)
+    _check_spacing(timestamps, bar_ns, where)
+
+
+def _first(mask: np.ndarray) -> tuple[int, int]:
+    rows = np.flatnonzero(mask)
+    return int(rows[0]), len(rows)
+
+
+def _more(count: int) -> str:
+    return f" ({count - 1:,} more row(s) like it)" if count > 1 else ""
+
+
+def _check_order(timestamps: np.ndarray, where: RowLocator) -> None:
+    steps = np.diff(timestamps)
+    if (steps < 0).any():
+        row, count = _first(steps < 0)
+        raise UserError(
+            f"{where(row + 1, timestamps)}: timestamps are not sorted — this bar comes before the "
+            f"previous one ({format_utc(int(timestamps[row]))}){_more(count)}\n"
+            "  fix: sort the file by time"
+        )
+    if (steps == 0).any():
+        row, count = _first(steps == 0)
+        raise UserError(
+            f"{where(row + 1, timestamps)}: duplicated timestamp, the same as the previous "
+            f"row{_more(count)}\n  fix: remove the duplicated rows"
+        )
+
+
+def _check_values(timestamps: np.ndarray, ohlcv: np.ndarray, where: RowLocator) -> None:
+    names = ("open", "high", "low", "close", "volume")
+    finite = np.isfinite(ohlcv)
+    if not finite.all():
+        row, count = _first(~finite.all(axis=1))
+        column = names[int(np.flatnonzero(~finite[row])[0])]
+        raise UserError(
+            f"{where(row, timestamps)}: {column} is {ohlcv[row, names.index(column)]} "
+            f"(missing or infinite){_more(count)}\n"
+            "  fix: fill or remove that row (missing bars are handled by data.missing_bars)"
+        )
+    prices = ohlcv[:, :VOLUME]
+    if (prices <= 0).any():
+        row, count = _first((prices <= 0).any(axis=1))
+        column = names[int(np.flatnonzero(prices[row] <= 0)[0])]
+        raise UserError(
+            f"{where(row, timestamps)}: {column} = {ohlcv[row, names.index(column)]:g} is not a "
+            f"positive price{_more(count)}\n  fix: correct or remove that row"
+        )
+    body_top = np.maximum(ohlcv[:, OPEN], ohlcv[:, CLOSE])
+    body_bottom = np.minimum(ohlcv[:, OPEN], ohlcv[:, CLOSE])
+    if (ohlcv[:, HIGH] < body_top).any():
+        row, count = _first(ohlcv[:, HIGH] < body_top)
+        raise UserError(
+            f"{where(row, timestamps)}: high {ohlcv[row, HIGH]:g} is below max(open, close) "
+            f"{body_top[row]:g}{_more(count)}\n"
+            "  fix: correct that row (columns may be swapped: check the header order)"
+        )
+    if (ohlcv[:, LOW] > body_bottom).any():
+        row, count = _first(ohlcv[:, LOW] > body_bottom)
+        raise UserError(
+            f"{where(row, timestamps)}: low {ohlcv[row, LOW]:g} is above min(open, close) "
+            f"{body_bottom[row]:g}{_more(count)}\n"
+            "  fix: correct that row (columns may be swapped: check the header order)"
+        )
+    if (ohlcv[:, VOLUME] < 0).any():
+        row, count = _first(ohlcv[:, VOLUME] < 0)
+        raise UserError(
+            f"{where(row, timestamps)}: volume {ohlcv[row, VOLUME]:g} is negative{_more(count)}\n"
+            "  fix: correct or remove that row"
+        )
+
+
+def _check_spacing(timestamps: np.ndarray, bar_ns: int, where: RowLocator) -> None:
+    steps = np.diff(timestamps)
+    off_grid = steps % bar_ns != 0
+    if not off_grid.any():
+        return
+    row, count = _first(off_grid)
+    typical = int(np.median(steps)) if len(steps) else bar_ns
+    hint = (
+        f"most bars are {format_duration(typical)} apart: set data.bar={format_duration(typical)}"
+        if typical % bar_ns != 0 or typical < bar_ns
+        else "remove or resample the bars that break the spacing"
+    )
+    raise UserError(
+        f"{where(row + 1, timestamps)}: mixed bar spacing — this bar is "
+        f"{format_duration(int(steps[row]))} after the previous one, not a multiple of the "
+        f"{format_duration(bar_ns)} bar (data.bar){_more(count)}\n  fix: {hint}"
+    )
