@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.config import REPO_ROOT, Config
-from core.feature_store import FeatureStore, Progress, open_store
+from core.feature_store import Progress, open_store
+from core.store import FeatureStore
 from core.synthetic import ensure_sample
 
 

@@ -1,12 +1,8 @@
-"""Turbo Init: compute features once, keep them in memory-mappable files, attach from anywhere.
+"""Turbo Init: compute features once, write them as memory-mappable files (see core.store).
 
-`data/cache/<hash>/` holds features.npy (float32 [asset, time, feature]), prices.npy (float64
-[asset, time, open/high/low/close/volume]), timestamps.npy (int64 UTC ns bar open times, [time])
-and meta.json. The hash covers every input file's bytes and every setting that changes a value,
+The hash covers every input file's bytes and every setting that changes a value,
 so an edit rebuilds and nothing else does. A build writes into a hidden temporary folder and
 renames it into place only when complete: a killed build leaves nothing that is later trusted.
-Processes attach with `np.load(mmap_mode="r")`: the OS shares the pages, nothing is copied or
-pickled (a `FeatureStore` pickles as its path).
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,52 +28,13 @@ from core.errors import UserError
 from core.exogenous import ExogenousSeries, as_of, changes, load_exogenous
 from core.features import asset_features, check_defined, feature_names, lookback_bars
 from core.resample import Bars
+from core.store import STORE_FORMAT, FeatureStore, read_meta
 from core.timestamps import format_utc
 
-STORE_FORMAT = 1
-ARRAYS = ("features", "prices", "timestamps")
 PARALLEL_MIN_BARS = (
     2_000_000  # below this many asset-bars, worker start-up costs more than it saves
 )
 Progress = Callable[[str, int, int], None]  # (step, done, total)
-
-
-@dataclass(frozen=True)
-class FeatureStore:
-    """Read-only views of a finished store; cheap to create in any process."""
-
-    path: Path
-    meta: dict[str, Any]
-    features: np.ndarray
-    prices: np.ndarray
-    timestamps: np.ndarray
-
-    @classmethod
-    def attach(cls, path: Path | str) -> FeatureStore:
-        path = Path(path)
-        meta = _read_meta(path)
-        if meta is None:
-            raise UserError(
-                f"{path} is not a finished feature store (no valid meta.json)\n"
-                "  fix: rebuild it with ./start_training.sh --check-data --build-features"
-            )
-        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
-        return cls(path, meta, **arrays)
-
-    def __reduce__(self) -> tuple[Callable[[str], FeatureStore], tuple[str]]:
-        return (FeatureStore.attach, (str(self.path),))
-
-    @property
-    def assets(self) -> list[str]:
-        return list(self.meta["assets"])
-
-    @property
-    def feature_names(self) -> list[str]:
-        return list(self.meta["feature_names"])
-
-    @property
-    def bar_ns(self) -> int:
-        return int(self.meta["bar_ns"])
 
 
 def input_files(config: Config, dataset: Path) -> tuple[list[AssetFile], list[Path]]:
@@ -129,7 +85,7 @@ def open_store(
     """
     digest = content_hash(config, dataset)
     final = cache_dir / digest[:24]
-    if _read_meta(final, digest) is not None:
+    if read_meta(final, digest) is not None:
         return FeatureStore.attach(final), False
     cache_dir.mkdir(parents=True, exist_ok=True)
     _sweep_abandoned(cache_dir)
@@ -137,19 +93,6 @@ def open_store(
         _build(config, dataset, scratch, digest, workers, progress)
         _publish(scratch, final, digest)
     return FeatureStore.attach(final), True
-
-
-def _read_meta(path: Path, digest: str | None = None) -> dict[str, Any] | None:
-    """meta.json of a complete store (optionally of this hash), else None."""
-    try:
-        meta = json.loads((path / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("format") != STORE_FORMAT or (digest and meta.get("hash") != digest):
-        return None
-    if not all((path / f"{name}.npy").is_file() for name in ARRAYS):
-        return None
-    return meta
 
 
 @contextlib.contextmanager
@@ -186,14 +129,14 @@ def _publish(scratch: Path, final: Path, digest: str) -> None:
     for item in scratch.iterdir():
         with item.open("rb") as handle:
             os.fsync(handle.fileno())
-    if final.exists() and _read_meta(final, digest) is None:
+    if final.exists() and read_meta(final, digest) is None:
         stale = final.with_name(f".stale-{final.name}-{os.getpid()}")
         final.rename(stale)
         shutil.rmtree(stale, ignore_errors=True)
     try:
         scratch.rename(final)
     except OSError:
-        if _read_meta(final, digest) is None:
+        if read_meta(final, digest) is None:
             raise
     directory = os.open(final.parent, os.O_RDONLY)
     try:

@@ -149,9 +149,19 @@ def run(
                     rows=update.rows_added,
                 )
 
-            result = build_symbol(
-                symbol, args.out, start, end, client=client, interval=args.interval, progress=show
-            )
+            try:
+                result = build_symbol(
+                    symbol,
+                    args.out,
+                    start,
+                    end,
+                    client=client,
+                    interval=args.interval,
+                    progress=show,
+                )
+            except BaseException:
+                bars.remove_task(task)  # no bar left pulsing above the error message
+                raise
             bars.update(task, total=1, completed=1)  # done, even when gaps left it short
             print(_summary(result))
     return 0

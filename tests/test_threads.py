@@ -86,14 +86,22 @@ def test_learner_process_respects_torch_threads() -> None:
 
 
 def test_entry_point_sets_limits_before_numpy_loads() -> None:
+    """An import hook records the BLAS thread variable at the moment numpy is first imported."""
     code = (
         "import os, sys\n"
-        "sys.argv = ['train', '--dry-run', '--json']\n"
+        "seen = {}\n"
+        "class Watch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'numpy' and 'numpy' not in seen:\n"
+        "            seen['numpy'] = os.environ.get('OPENBLAS_NUM_THREADS', 'unset')\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "sys.argv = ['train', '--dry-run', '--json', '--no-progress']\n"
         "import contextlib, io\n"
         "from training import train_walk_forward as cli\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    code = cli.main()\n"
-        "print(code, 'numpy' in sys.modules, os.environ['OPENBLAS_NUM_THREADS'])\n"
+        "print(code, seen.get('numpy', 'never'), os.environ['OPENBLAS_NUM_THREADS'])\n"
     )
-    status, numpy_loaded, blas = run_snippet(code, drop_env=THREAD_VARIABLES).split()
-    assert status == "0" and numpy_loaded == "False" and blas == "1"
+    status, blas_at_numpy_import, blas = run_snippet(code, drop_env=THREAD_VARIABLES).split()
+    assert status == "0" and blas_at_numpy_import == "1" and blas == "1"

@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from core.data import DataSummary
-from core.feature_store import FeatureStore
 from core.feature_store import Progress as ProgressCallback
+from core.store import FeatureStore
 
 
 @contextlib.contextmanager

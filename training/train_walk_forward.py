@@ -21,7 +21,7 @@ from core import threads
 
 if TYPE_CHECKING:
     from core.config import Config
-    from core.feature_store import FeatureStore
+    from core.store import FeatureStore
 
 HARDWARE_PROFILES = Path(__file__).resolve().parents[1] / "config" / "hardware"
 

@@ -245,6 +245,10 @@ class RateLimits:
     max_backoff_s: float = 60.0
     max_retry_after_s: float = 900.0  # a longer ban (HTTP 418) stops the run instead
 
+    def __post_init__(self) -> None:
+        if self.weight_limit < 1 or self.max_attempts < 1:
+            raise ValueError(f"weight_limit and max_attempts must be at least 1: {self}")
+
 
 @dataclass(frozen=True)
 class Bar:
