@@ -46,8 +46,8 @@ def _console(out: TextIO) -> Console:
 def summary_table(summary: DataSummary) -> Table:
     table = Table(
         title=(
-            f"Dataset {summary.source}: {len(summary.assets)} asset(s), {summary.bars:,} bars of "
-            f"{summary.bar}, {summary.first} to {summary.last}"
+            f"{len(summary.assets)} asset(s), {summary.bars:,} bars of {summary.bar}, "
+            f"{summary.first} to {summary.last}"
         ),
         title_justify="left",
         caption=(
@@ -83,6 +83,7 @@ def summary_table(summary: DataSummary) -> Table:
 
 def print_summary(summary: DataSummary, out: TextIO) -> None:
     console = _console(out)
+    console.print(f"Dataset {summary.source}", highlight=False, soft_wrap=True)
     console.print(summary_table(summary))
     for asset in summary.assets:
         if asset.ignored_files:

@@ -14,6 +14,7 @@ if __package__ in (None, ""):  # run as `python training/train_walk_forward.py`
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -125,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` or a closed pager: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,8 +159,10 @@ def run(args: argparse.Namespace) -> int:
     from core.datasets import feature_store
     from training.data_view import print_store, progress_bar, store_document
 
+    # A described machine (--hardware) is planned for, but the features are built here.
+    workers = len(os.sched_getaffinity(0)) if args.hardware else hardware.usable_cpus
     with progress_bar(enabled=not args.no_progress and not args.json) as progress:
-        store, built = feature_store(config, workers=hardware.usable_cpus, progress=progress)
+        store, built = feature_store(config, workers=workers, progress=progress)
     if args.export_features:
         return _export_features(store, Path(args.export_features))
     resource_plan = plan(
