@@ -648,3 +648,14 @@ def test_paging_never_duplicates_or_skips_bars(
         assert [line.split(",")[0] for line in lines[1:]] == [
             format_ms(T0_MS + h * HOUR_MS) for h in wanted
         ]
+
+
+def test_downloaded_file_loads_as_a_dataset(tmp_path: Path) -> None:
+    """The builder's output is a dataset the loader accepts as is."""
+    from core.config import load_config
+    from core.data import load_dataset
+
+    build(tmp_path, FakeTransport())
+    market = load_dataset(load_config().data, tmp_path)
+    assert market.assets == ("BTCUSDT",) and len(market.timestamps) == 8
+    assert market.timestamps[0] == T0_MS * 1_000_000
