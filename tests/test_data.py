@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.config import Config, DataConfig, load_config
@@ -267,3 +267,30 @@ def test_sessions_calendar_expects_only_observed_bars(tmp_path: Path) -> None:
     assert len(market.timestamps) == 8 * 7 and market.summary.gaps == 6
     with pytest.raises(UserError, match="missing"):
         load_dataset(data_config("calendar=continuous", "missing_bars=fail"), tmp_path)
+
+
+@settings(max_examples=40)
+@given(
+    holes=st.lists(st.sets(st.integers(1, 58), max_size=12), min_size=2, max_size=3),
+    policy=st.sampled_from(["ffill", "drop"]),
+)
+def test_alignment_keeps_real_bars_and_handles_holes(
+    tmp_path_factory: pytest.TempPathFactory, holes: list[set[int]], policy: str
+) -> None:
+    """Real bars come through unchanged; ffill yields the full grid, drop only common bars."""
+    frames = bars(60, n_assets=len(holes))
+    folder = tmp_path_factory.mktemp("holes")
+    for (name, frame), missing in zip(frames.items(), holes, strict=True):
+        frame.drop(index=sorted(missing)).to_parquet(folder / f"{name}.parquet")
+    market = load_dataset(data_config(f"missing_bars={policy}", "ffill_limit=60"), folder)
+    every = set().union(*holes)
+    expected_bars = 60 if policy == "ffill" else 60 - len(every)
+    assert len(market.timestamps) == expected_bars
+    for index, (frame, missing) in enumerate(zip(frames.values(), holes, strict=True)):
+        grid = utc_ns(frame)
+        kept = np.isin(grid, market.timestamps) & ~np.isin(np.arange(60), sorted(missing))
+        rows = np.searchsorted(market.timestamps, grid[kept])
+        np.testing.assert_array_equal(
+            market.ohlcv[index, rows], frame.to_numpy()[kept, 1:].astype(float)
+        )
+        assert market.summary.assets[index].filled == (len(missing) if policy == "ffill" else 0)
