@@ -178,12 +178,13 @@ def _parse_with(values: pd.Series, fmt: str, where: str, key: str) -> pd.Datetim
             numbers = pd.to_numeric(values, errors="raise")
             return pd.DatetimeIndex(pd.to_datetime(numbers, unit=EPOCH_UNITS[fmt], utc=True))
         if fmt == "iso":
-            return _mixed_awareness_guard(values, where, key, "ISO8601")
+            return _iso(values, where)
         if "%" not in fmt:
             raise UserError(
                 f"{key} = {fmt!r} is not a timestamp format\n  fix: use one of {FORMAT_CHOICES}"
             )
-        return _mixed_awareness_guard(values, where, key, fmt)
+        # An offset is part of a strftime pattern (%z) or absent: the pattern says which.
+        return pd.DatetimeIndex(pd.to_datetime(values.astype(str).str.strip(), format=fmt))
     except (ValueError, TypeError, OverflowError) as exc:
         raise UserError(
             f"{where}: timestamps do not match the format {fmt!r}: {_first_line(exc)}\n"
@@ -191,7 +192,8 @@ def _parse_with(values: pd.Series, fmt: str, where: str, key: str) -> pd.Datetim
         ) from None
 
 
-def _mixed_awareness_guard(values: pd.Series, where: str, key: str, fmt: str) -> pd.DatetimeIndex:
+def _iso(values: pd.Series, where: str) -> pd.DatetimeIndex:
+    """ISO 8601, all with a UTC offset or all without: a mix would be aligned by accident."""
     text = values.astype(str).str.strip()
     aware = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
     if aware.any() and not aware.all():
@@ -201,8 +203,8 @@ def _mixed_awareness_guard(values: pd.Series, where: str, key: str, fmt: str) ->
             "  fix: give every row an offset (or none, and set the timezone)"
         )
     if aware.all():
-        return pd.DatetimeIndex(pd.to_datetime(text, format=fmt, utc=True))
-    return pd.DatetimeIndex(pd.to_datetime(text, format=fmt))
+        return pd.DatetimeIndex(pd.to_datetime(text, format="ISO8601", utc=True))
+    return pd.DatetimeIndex(pd.to_datetime(text, format="ISO8601"))
 
 
 def _localize(parsed: pd.DatetimeIndex, timezone: str, where: str, key: str) -> pd.DatetimeIndex:

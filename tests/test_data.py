@@ -294,3 +294,22 @@ def test_alignment_keeps_real_bars_and_handles_holes(
             market.ohlcv[index, rows], frame.to_numpy()[kept, 1:].astype(float)
         )
         assert market.summary.assets[index].filled == (len(missing) if policy == "ffill" else 0)
+
+
+def test_day_first_dashes_are_local_times_not_offsets(tmp_path: Path) -> None:
+    """'31-01-2017' ends like an offset ('-2017') but is a naive date in data.timezone."""
+    frame = bars(24 * 40, n_assets=1, seed=2)["SYN01"].iloc[::24].reset_index(drop=True)
+    text = frame["timestamp"].dt.strftime("%d-%m-%Y")
+    write_csv(tmp_path, {"SPY": frame.assign(timestamp=text)})
+    market = load_dataset(data_config("bar=1d", "timezone=America/New_York"), tmp_path)
+    expected = frame["timestamp"].dt.tz_localize(None).dt.tz_localize("America/New_York")
+    np.testing.assert_array_equal(market.timestamps, expected.dt.tz_convert("UTC").astype("int64"))
+
+
+def test_iso_mixing_offsets_and_naive_is_refused(tmp_path: Path) -> None:
+    frame = one_asset()
+    text = frame["timestamp"].map(pd.Timestamp.isoformat)
+    text[5] = text[5].replace("+00:00", "")
+    write_csv(tmp_path, {"BTC": frame.assign(timestamp=text)})
+    with pytest.raises(UserError, match=r"row 6: .* has no UTC offset while other rows do"):
+        load_dataset(data_config(), tmp_path)
