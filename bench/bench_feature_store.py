@@ -355,6 +355,17 @@ def large_dataset(
 # ---------------------------------------------------------------------------- report
 
 
+def _print_table(columns: list[tuple[str, int]], rows: list[list[str]]) -> None:
+    """Right-aligned plain-text columns: greppable output, no terminal width surprises."""
+    header = " | ".join(f"{name:>{width}}" for name, width in columns)
+    print(header)
+    print("-" * len(header))
+    for cells in rows:
+        print(
+            " | ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True))
+        )
+
+
 def print_report(result: dict[str, Any]) -> None:
     rows = result["rows"]
     build_s = result["default"]["build_s"]
@@ -363,38 +374,37 @@ def print_report(result: dict[str, Any]) -> None:
         f"Worker start-up, {result['machine']['start_method']}, 1 thread per process, {result['machine']['cpus']} CPUs, "
         f"best of {result['machine']['repeats']} (baseline = naive, same run)"
     )
-    header = (
-        f"{'N':>3} | {'naive wall s':>12} | {'store wall s':>12} | {'speed-up':>8} | "
-        f"{'incl. build':>11} | {'naive USS MiB':>13} | {'store USS MiB':>13} | {'USS ratio':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        naive, store = row["naive"], row["store"]
-        print(
-            f"{row['n']:>3} | {naive['wall_s']:>12.2f} | {store['wall_s']:>12.2f} | "
-            f"{row['speedup']:>7.1f}x | {row['speedup_including_build']:>10.1f}x | "
-            f"{naive['uss_mean_mib']:>13.1f} | {store['uss_mean_mib']:>13.1f} | "
-            f"{row['uss_ratio']:>8.1f}x"
-        )
+    _print_table(
+        [("N", 3), ("naive wall s", 12), ("store wall s", 12), ("speed-up", 8),
+         ("incl. build", 11), ("naive USS MiB", 13), ("store USS MiB", 13), ("USS ratio", 9)],
+        [
+            [
+                f"{row['n']}", f"{row['naive']['wall_s']:.2f}", f"{row['store']['wall_s']:.2f}",
+                f"{row['speedup']:.1f}x", f"{row['speedup_including_build']:.1f}x",
+                f"{row['naive']['uss_mean_mib']:.1f}", f"{row['store']['uss_mean_mib']:.1f}",
+                f"{row['uss_ratio']:.1f}x",
+            ]
+            for row in rows
+        ],
+    )  # fmt: skip
     print(
         f"incl. build = naive wall / (store wall + the one-time build, {build_s:.2f} s). "
         "USS = mean per process, read while all N are alive."
     )
     print()
     print("Per process (mean): start-up from start() to ready; work = inside the worker function")
-    header = (
-        f"{'N':>3} | {'naive start-up s':>16} | {'store start-up s':>16} | "
-        f"{'naive work s':>12} | {'store attach+touch s':>20}"
-    )
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        naive, store = row["naive"], row["store"]
-        print(
-            f"{row['n']:>3} | {naive['startup_mean_s']:>16.3f} | {store['startup_mean_s']:>16.3f} | "
-            f"{naive['work_mean_s']:>12.3f} | {store['work_mean_s']:>20.3f}"
-        )
+    _print_table(
+        [("N", 3), ("naive start-up s", 16), ("store start-up s", 16), ("naive work s", 12),
+         ("store attach+touch s", 20)],
+        [
+            [
+                f"{row['n']}", f"{row['naive']['startup_mean_s']:.3f}",
+                f"{row['store']['startup_mean_s']:.3f}", f"{row['naive']['work_mean_s']:.3f}",
+                f"{row['store']['work_mean_s']:.3f}",
+            ]
+            for row in rows
+        ],
+    )  # fmt: skip
     print()
     if len(rows) > 1:
         low, high = rows[0], rows[-1]

@@ -41,16 +41,7 @@ from core.providers.binance import (
     transport_from_env,
     utc_now,
 )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from training.cli_args import positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--weight-limit",
-        type=_positive_int,
+        type=positive_int,
         default=RateLimits.weight_limit,
         help="request weight allowed per minute; pauses at 80%% of it (default 6000)",
     )

@@ -19,22 +19,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from core import threads
+from training.cli_args import positive_int
 
 if TYPE_CHECKING:
     from core.config import Config
     from core.store import FeatureStore
 
 HARDWARE_PROFILES = Path(__file__).resolve().parents[1] / "config" / "hardware"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--ensemble",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="number of ensemble members (seeds); overrides ensemble.size",
     )
