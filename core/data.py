@@ -222,15 +222,16 @@ def _numbers(column: pd.Series, name: str, where: str) -> np.ndarray:
 def load_dataset(
     config: DataConfig,
     dataset: Path,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MarketData:
-    """Discover, read, validate and align every asset of a dataset."""
+    """Discover, read, validate and align every asset of a dataset; `progress(done, total)`."""
     bar_ns = parse_duration(config.bar, "data.bar")
+    assets = discover(dataset, config.bar)
     loaded = []
-    for asset in discover(dataset, config.bar):
+    for asset in assets:
         loaded.append(load_asset(asset, config, bar_ns))
         if progress:
-            progress(asset.name)
+            progress(len(loaded), len(assets))
     return align(loaded, config, bar_ns, str(dataset))
 
 

@@ -154,9 +154,8 @@ def _build(
     progress: Progress | None,
 ) -> None:
     started = time.perf_counter()
-    assets = discover(dataset, config.data.bar)
-    report = _reporter(progress, "load bars", len(assets))
-    market = load_dataset(config.data, dataset, progress=lambda _name: report())
+    on_load = (lambda done, total: progress("load bars", done, total)) if progress else None
+    market = load_dataset(config.data, dataset, progress=on_load)
     exogenous, exogenous_names = _exogenous_matrix(config, market)
     names = feature_names(config.features, market.bar_ns, exogenous_names)
     n_assets, n_bars = len(market.assets), len(market.timestamps)
@@ -237,12 +236,7 @@ def _exogenous_matrix(
         blocks += [as_of(series, decision_times), as_of(changes(series), decision_times)]
         names += [f"x_{spec.name}_{c}" for c in series.columns]
         names += [f"x_{spec.name}_{c}_chg" for c in series.columns]
-    levels = np.column_stack(blocks[0::2])
-    deltas = np.column_stack(blocks[1::2])
-    ordered = [n for n in names if not n.endswith("_chg")] + [
-        n for n in names if n.endswith("_chg")
-    ]
-    return np.column_stack([levels, deltas]), tuple(ordered)
+    return np.column_stack(blocks), tuple(names)
 
 
 def _reporter(progress: Progress | None, step: str, total: int) -> Callable[[], None]:

@@ -199,7 +199,7 @@ def _generate_data(config: Config, folder: Path) -> int:
 
 
 def _check_data(config: Config, show_progress: bool) -> int:
-    from core.data import discover, load_dataset
+    from core.data import load_dataset
     from core.datasets import dataset_path
     from core.features import lookback_bars
     from core.folds import check_length
@@ -207,9 +207,7 @@ def _check_data(config: Config, show_progress: bool) -> int:
 
     dataset = dataset_path(config)
     with progress_bar(enabled=show_progress) as progress:
-        total = len(discover(dataset, config.data.bar))
-        done = iter(range(1, total + 1))
-        report = (lambda _name: progress("load bars", next(done), total)) if progress else None
+        report = (lambda done, total: progress("load bars", done, total)) if progress else None
         market = load_dataset(config.data, dataset, progress=report)
     print_summary(market.summary, sys.stdout)
     warmup = lookback_bars(config.features, market.bar_ns)
