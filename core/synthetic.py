@@ -99,14 +99,21 @@ def _ar1(shocks: np.ndarray, rho: float) -> np.ndarray:
 
 
 def write_dataset(frames: dict[str, pd.DataFrame], folder: Path, file_format: str) -> None:
-    """One file per asset; CSV timestamps are ISO 8601 with the UTC offset."""
+    """One file per asset (`file_format` csv or parquet), each written whole or not at all;
+    CSV timestamps are ISO 8601 with the UTC offset."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in frames.items():
-        if file_format == "parquet":
-            frame.to_parquet(folder / f"{name}.parquet", index=False)
-        else:
-            text = frame.assign(timestamp=frame["timestamp"].map(pd.Timestamp.isoformat))
-            text.to_csv(folder / f"{name}.csv", index=False, float_format="%.8g")
+        target = folder / f"{name}.{file_format}"
+        scratch = folder / f".{target.name}.{os.getpid()}.tmp"  # a killed write leaves no half file
+        try:
+            if file_format == "parquet":
+                frame.to_parquet(scratch, index=False)
+            else:
+                text = frame.assign(timestamp=frame["timestamp"].map(pd.Timestamp.isoformat))
+                text.to_csv(scratch, index=False, float_format="%.8g")
+            scratch.replace(target)
+        finally:
+            scratch.unlink(missing_ok=True)
 
 
 def sample_name(config: DataConfig) -> str:
