@@ -94,6 +94,9 @@ class EnvConfig(Section):
     half_spread_bps: Bps
     slippage_bps: Bps
     initial_equity: Annotated[float, Field(gt=0)]
+    stop_loss: Annotated[float, Field(gt=0, lt=1)] | None
+    take_profit: Annotated[float, Field(gt=0)] | None
+    borrow_bps_per_year: Annotated[float, Field(ge=0, le=100_000)]
 
 
 class RewardConfig(Section):
