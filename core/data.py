@@ -78,12 +78,6 @@ class MarketData:
     bar_ns: int
     summary: DataSummary
 
-    def truncated(self, bars: int) -> MarketData:
-        """The first `bars` bars, as if the data ended there (used to test causality)."""
-        return MarketData(
-            self.assets, self.timestamps[:bars], self.ohlcv[:, :bars], self.bar_ns, self.summary
-        )
-
 
 @dataclass(frozen=True)
 class _AssetBars:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from core.config import Config
-from core.data import AssetFile, MarketData, discover, load_dataset
+from core.data import MarketData, discover, load_dataset
 from core.errors import UserError
 from core.exogenous import ExogenousSeries, as_of, changes, load_exogenous
 from core.features import asset_features, check_defined, feature_names, lookback_bars
@@ -37,13 +37,10 @@ PARALLEL_MIN_BARS = (
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 
 
-def input_files(config: Config, dataset: Path) -> tuple[list[AssetFile], list[Path]]:
-    return discover(dataset, config.data.bar), [Path(e.path) for e in config.data.exogenous]
-
-
 def content_hash(config: Config, dataset: Path) -> str:
     """sha256 over the input bytes and every setting that changes a stored value."""
-    assets, exogenous = input_files(config, dataset)
+    assets = discover(dataset, config.data.bar)
+    exogenous = [Path(spec.path) for spec in config.data.exogenous]
     data = config.data.model_dump(mode="json")
     for key in ("path", "cache_dir", "sample_dir"):
         data.pop(key)
