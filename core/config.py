@@ -7,6 +7,7 @@ types and allowed ranges, so a default is written in exactly one place.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import UserError
 
@@ -27,6 +28,8 @@ PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 Bps = Annotated[float, Field(ge=0, le=1000)]
+# Checked without pandas: this module loads before the thread limits are set.
+TIMEFRAME_PATTERN = re.compile(r"[1-9][0-9]*(min|h|d|D)")
 Months = Annotated[int, Field(ge=1, le=120)]
 
 
@@ -104,6 +107,25 @@ class RewardConfig(Section):
     reward_clip: Annotated[float, Field(gt=0)]
     drawdown_penalty: NonNegativeFloat
     turnover_penalty: NonNegativeFloat
+    trade_band: dict[str, tuple[NonNegativeFloat, NonNegativeFloat]]
+    trade_band_penalty: NonNegativeFloat
+
+    @field_validator("trade_band")
+    @classmethod
+    def _band_is_ordered(
+        cls, band: dict[str, tuple[float, float]]
+    ) -> dict[str, tuple[float, float]]:
+        for timeframe, (low, high) in band.items():
+            if not TIMEFRAME_PATTERN.fullmatch(timeframe):
+                raise ValueError(
+                    f"trade_band key {timeframe!r} is not a timeframe such as 4h or 1d"
+                )
+            if low > high:
+                raise ValueError(
+                    f"trade_band[{timeframe!r}] has min {low:g} above max {high:g}; "
+                    "write [min, max] trades per day"
+                )
+        return band
 
 
 class PPOConfig(Section):
@@ -269,6 +291,7 @@ def _merge(target: dict, layer: Mapping, sources: Sources, origin: str, prefix: 
             continue
         target[key] = dict(value) if isinstance(value, Mapping) else value
         for leaf in _leaf_keys(value, dotted):
+            sources.pop(leaf, None)  # re-insert so the latest setting comes last
             sources[leaf] = origin
 
 
@@ -310,7 +333,7 @@ def format_validation_error(
             continue
         seen.add(key)
         base_key = key.split("[", 1)[0]
-        origin = sources.get(base_key) or _nearest_source(base_key, sources)
+        origin = _nearest_source(base_key, sources)
         where = f" (set in {origin})" if origin else ""
         if error["type"] == "extra_forbidden":
             lines.append(_unknown_key_message(key, model, where))
@@ -318,6 +341,9 @@ def format_validation_error(
             lines.append(f"missing key '{key}'{where}: it is required")
         else:
             value = _lookup(raw, key)
+            if error["type"] == "value_error":  # a validator's own explanation
+                lines.append(f"{key} = {value!r}{where} is not valid: {error['ctx']['error']}")
+                continue
             expected = _describe_field(model, field) if field else error["msg"]
             lines.append(f"{key} = {value!r}{where} is not valid: expected {expected}")
     header = f"{title}:" if len(lines) > 1 else f"{title}: "
@@ -358,10 +384,13 @@ def _unknown_key_message(key: str, model: type[BaseModel], where: str) -> str:
 
 
 def _nearest_source(key: str, sources: Sources) -> str | None:
-    for dotted, origin in sources.items():
-        if dotted.startswith(key + ".") or key.startswith(dotted + "."):
-            return origin
-    return None
+    """Where the key, a key inside it or the section holding it was set last."""
+    origins = [
+        origin
+        for dotted, origin in sources.items()
+        if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + ".")
+    ]
+    return origins[-1] if origins else None
 
 
 def _lookup(raw: Mapping[str, Any], dotted: str) -> Any:

@@ -1,0 +1,160 @@
+"""K trading envs as one stable-baselines3 VecEnv, stepped with array operations.
+
+Same observations, rewards and infos as K `TradingEnv`s in a DummyVecEnv (tested), without a
+process or a Python call per env: one `Simulator` step for all of them. SB3's auto-reset
+contract holds: a finished env is reset inside `step_wait`, its last observation travels in
+`infos[k]["terminal_observation"]`, and `TimeLimit.truncated` tells a time limit from a loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
+
+from core.env_setup import resolve_start
+from core.simulator import STATE_LIMIT, BarRange, ReceiptRows, Settings, Simulator, StepOutput
+from core.store import FeatureStore
+
+
+def observation_space(sim: Simulator) -> spaces.Dict:
+    """Bounds: features are clipped z-scores (or ±1 encodings); the state is clipped too."""
+    shape = (sim.n_assets * sim.window * sim.n_features,)
+    bound = max(float(sim.store.meta["config"]["features"]["clip"]), 1.0)
+    state = (2 * sim.n_assets + 1,)
+    return spaces.Dict(
+        {
+            "market": spaces.Box(-bound, bound, shape, np.float32),
+            "portfolio": spaces.Box(-STATE_LIMIT, STATE_LIMIT, state, np.float32),
+        }
+    )
+
+
+def step_infos(out: StepOutput) -> list[dict[str, Any]]:
+    """One info dict per env, built from the step's arrays (the only per-env work in a step)."""
+    bounds = out.receipt_bounds.tolist()
+    names = list(out.components)
+    components = np.column_stack([out.components[name] for name in names]).tolist()
+    truncated = (out.truncated & ~out.terminated).tolist()
+    return [
+        {
+            "timestamp": stamp,
+            "equity": equity,
+            "weights": weights,
+            "cost": cost,
+            "receipts": ReceiptRows(out.receipts[low:high]),
+            "trade_counts": dict(zip(out.counter_names, counts, strict=True)),
+            "reward_components": dict(zip(names, parts, strict=True)),
+            "TimeLimit.truncated": cut,
+        }
+        for stamp, equity, weights, cost, low, high, counts, parts, cut in zip(
+            out.close_ns.tolist(),
+            out.equity.tolist(),
+            out.weights,
+            out.cost.tolist(),
+            bounds[:-1],
+            bounds[1:],
+            out.counts.tolist(),
+            components,
+            truncated,
+            strict=True,
+        )
+    ]
+
+
+class BatchTradingEnv(VecEnv):
+    def __init__(
+        self, store: FeatureStore, settings: Settings, bars: BarRange, n_envs: int
+    ) -> None:
+        self.sim = Simulator(store, settings, bars, n_envs)
+        self.assets = store.assets
+        self.render_mode = None
+        action_space = spaces.Box(-1.0, 1.0, (self.sim.n_assets,), np.float32)
+        super().__init__(n_envs, observation_space(self.sim), action_space)
+        self._rngs: list[np.random.Generator | None] = [None] * n_envs
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> dict[str, np.ndarray]:
+        envs = np.arange(self.num_envs)
+        starts = []
+        for k in envs:  # once per episode, not per step: each env keeps its own generator
+            if self._seeds[k] is not None or self._rngs[k] is None:
+                self._rngs[k] = seeding.np_random(self._seeds[k])[0]
+            start = self._options[k].get("start")
+            starts.append(
+                self.sim.draw_start(self._rngs[k])
+                if start is None
+                else resolve_start(start, self.sim.timestamps)
+            )
+        self.sim.reset(envs, np.array(starts))
+        self.reset_infos = [
+            {
+                "timestamp": int(self.sim.timestamps[s] + self.sim.bar_ns),
+                "equity": self.sim.initial_equity,
+                "start": s,
+            }
+            for s in starts
+        ]
+        self._reset_seeds()
+        self._reset_options()
+        return self.sim.observe()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[dict]]:
+        if self._actions is None:
+            raise RuntimeError("step_wait() without step_async(): call step(actions)")
+        out = self.sim.step(self._actions)
+        self._actions = None
+        dones = out.terminated | out.truncated
+        obs = self.sim.observe()
+        infos = step_infos(out)
+        if dones.any():
+            self._restart(np.flatnonzero(dones), obs, infos)
+        return obs, out.rewards.astype(np.float32), dones, infos
+
+    def _restart(self, envs: np.ndarray, obs: dict[str, np.ndarray], infos: list[dict]) -> None:
+        """Auto-reset finished envs; their final observation goes into their info first."""
+        for k in envs:
+            infos[k]["terminal_observation"] = {key: value[k].copy() for key, value in obs.items()}
+        starts = np.array([self.sim.draw_start(self._rng(k)) for k in envs])
+        self.sim.reset(envs, starts)
+        fresh = self.sim.observe(envs)
+        for key, value in fresh.items():
+            obs[key][envs] = value
+
+    def _rng(self, k: int) -> np.random.Generator:
+        if self._rngs[k] is None:
+            self._rngs[k] = seeding.np_random(None)[0]
+        return self._rngs[k]
+
+    def close(self) -> None:
+        self._actions = None
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """The batch shares one set of attributes: the same value for every index."""
+        return [getattr(self, attr_name)] * len(self._indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
+    ) -> list[Any]:
+        method = getattr(self, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False] * len(self._indices(indices))
+
+    def _indices(self, indices: VecEnvIndices) -> list[int]:
+        return list(self._get_indices(indices))
