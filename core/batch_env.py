@@ -8,6 +8,7 @@ contract holds: a finished env is reset inside `step_wait`, its last observation
 
 from __future__ import annotations
 
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
 from core.env_setup import resolve_start
-from core.simulator import STATE_LIMIT, BarRange, ReceiptRows, Settings, Simulator, StepOutput
+from core.simulator import STATE_LIMIT, BarRange, Settings, Simulator, StepOutput
 from core.store import FeatureStore
 
 
@@ -34,36 +35,96 @@ def observation_space(sim: Simulator) -> spaces.Dict:
     )
 
 
+def info_fields(out: StepOutput, k: int) -> dict[str, Any]:
+    """The contract keys of env k's step info."""
+    counts = out.counts[k].tolist()
+    return {
+        "timestamp": int(out.close_ns[k]),
+        "equity": float(out.equity[k]),
+        "weights": out.weights[k],
+        "cost": float(out.cost[k]),
+        "receipts": out.receipts_of(k),
+        "trade_counts": dict(zip(out.counter_names, counts, strict=True)),
+        "reward_components": {name: float(value[k]) for name, value in out.components.items()},
+    }
+
+
+CONTRACT_KEYS = frozenset(
+    ("timestamp", "equity", "weights", "cost", "receipts", "trade_counts", "reward_components")
+)
+
+
+class StepInfo(dict):
+    """A step info whose contract keys are filled from the batch arrays on first use.
+
+    Why: SB3 wants one dict per env per step, and building K full dicts costs more than the
+    step itself at K = 256. SB3 only asks for `episode`, `terminal_observation` and
+    `TimeLimit.truncated`, which never fill it; reading any contract key, iterating, comparing,
+    copying or pickling fills it, after which it is a plain dict.
+    """
+
+    __slots__ = ("_index", "_out")
+
+    def __init__(self, out: StepOutput, index: int, truncated: bool) -> None:
+        super().__init__({"TimeLimit.truncated": truncated})
+        self._out: StepOutput | None = out
+        self._index = index
+
+    def _fill(self) -> StepInfo:
+        if self._out is not None:
+            fields = info_fields(self._out, self._index)
+            self._out = None
+            for key, value in fields.items():
+                dict.setdefault(self, key, value)
+        return self
+
+    def __getitem__(self, key: str) -> Any:
+        return dict.__getitem__(self._fill(), key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in CONTRACT_KEYS:
+            self._fill()
+        return dict.get(self, key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in CONTRACT_KEYS or dict.__contains__(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return dict.__iter__(self._fill())
+
+    def __len__(self) -> int:
+        return dict.__len__(self._fill())
+
+    def keys(self) -> KeysView[str]:
+        return dict.keys(self._fill())
+
+    def values(self) -> ValuesView[Any]:
+        return dict.values(self._fill())
+
+    def items(self) -> ItemsView[str, Any]:
+        return dict.items(self._fill())
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self._fill().items())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StepInfo):
+            other._fill()
+        return dict.__eq__(self._fill(), other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return dict.__repr__(self._fill())
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:
+        return (dict, (self.copy(),))
+
+
 def step_infos(out: StepOutput) -> list[dict[str, Any]]:
-    """One info dict per env, built from the step's arrays (the only per-env work in a step)."""
-    bounds = out.receipt_bounds.tolist()
-    names = list(out.components)
-    components = np.column_stack([out.components[name] for name in names]).tolist()
+    """One info per env: lazily filled, so a step costs one small object per env."""
     truncated = (out.truncated & ~out.terminated).tolist()
-    return [
-        {
-            "timestamp": stamp,
-            "equity": equity,
-            "weights": weights,
-            "cost": cost,
-            "receipts": ReceiptRows(out.receipts[low:high]),
-            "trade_counts": dict(zip(out.counter_names, counts, strict=True)),
-            "reward_components": dict(zip(names, parts, strict=True)),
-            "TimeLimit.truncated": cut,
-        }
-        for stamp, equity, weights, cost, low, high, counts, parts, cut in zip(
-            out.close_ns.tolist(),
-            out.equity.tolist(),
-            out.weights,
-            out.cost.tolist(),
-            bounds[:-1],
-            bounds[1:],
-            out.counts.tolist(),
-            components,
-            truncated,
-            strict=True,
-        )
-    ]
+    return [StepInfo(out, k, cut) for k, cut in enumerate(truncated)]
 
 
 class BatchTradingEnv(VecEnv):

@@ -35,6 +35,11 @@ class ExecutionRules:
     take_profit: float | None
     borrow_rate_per_bar: float
 
+    @property
+    def tracks_entry(self) -> bool:
+        """Entry prices matter only to stops and take-profits; without them, skip the work."""
+        return self.stop_loss is not None or self.take_profit is not None
+
     @classmethod
     def from_config(cls, env: EnvConfig, bar_ns: int) -> ExecutionRules:
         return cls(
@@ -92,8 +97,8 @@ class Receipts:
 
     @classmethod
     def concat(cls, parts: list[Receipts]) -> Receipts:
-        if not parts:
-            return cls.empty()
+        if len(parts) <= 1:
+            return parts[0] if parts else NO_RECEIPTS
         return cls(
             *(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__)
         )
@@ -105,6 +110,9 @@ class Receipts:
         """Sum of a field per env ([E]); `count` counts receipts."""
         weights = None if field == "count" else getattr(self, field)
         return np.bincount(self.env, weights=weights, minlength=n_envs).astype(float)
+
+
+NO_RECEIPTS = Receipts.empty()  # shared: receipts are never written after creation
 
 
 @dataclass(frozen=True)
@@ -144,8 +152,9 @@ def step(
     equity_after = book.equity(close)
     bankrupt = equity_after <= 0
     liquidated = _liquidate(book, close, bankrupt, rules)
-    equity_after = book.equity(close)
-    receipts = Receipts.concat([rebalanced, exits, liquidated])
+    if len(liquidated):
+        equity_after = book.equity(close)
+    receipts = Receipts.concat([part for part in (rebalanced, exits, liquidated) if len(part)])
     n_envs = len(book.cash)
     notional = np.abs(receipts.delta_qty) * receipts.price
     traded = np.bincount(receipts.env, weights=notional, minlength=n_envs)
@@ -162,16 +171,12 @@ def _trade(
     delta = new_qty - book.qty
     traded = delta != 0
     if not traded.any():
-        return Receipts.empty()
-    cost = np.abs(delta) * price * rules.cost_rate
-    book.cash -= (delta * price + cost).sum(axis=-1)
-    grows = traded & (np.sign(new_qty) == np.sign(book.qty)) & (np.abs(new_qty) > np.abs(book.qty))
-    opens = traded & (np.sign(new_qty) != np.sign(book.qty)) & (new_qty != 0)
-    averaged = np.divide(
-        book.qty * book.entry + delta * price, new_qty, out=np.zeros_like(new_qty), where=grows
-    )
-    book.entry = np.where(grows, averaged, np.where(opens, price, book.entry))
-    book.entry = np.where(new_qty == 0, 0.0, book.entry)
+        return NO_RECEIPTS
+    notional = delta * price
+    cost = np.abs(notional) * rules.cost_rate
+    book.cash -= (notional + cost).sum(axis=-1)
+    if rules.tracks_entry:
+        _update_entry(book, new_qty, delta, price, traded)
     book.qty = new_qty
     env, asset = np.nonzero(traded)
     return Receipts(
@@ -184,6 +189,19 @@ def _trade(
     )
 
 
+def _update_entry(
+    book: Portfolio, new_qty: np.ndarray, delta: np.ndarray, price: np.ndarray, traded: np.ndarray
+) -> None:
+    """Average entry price: blended when a position grows, reset when it opens or flips."""
+    grows = traded & (np.sign(new_qty) == np.sign(book.qty)) & (np.abs(new_qty) > np.abs(book.qty))
+    opens = traded & (np.sign(new_qty) != np.sign(book.qty)) & (new_qty != 0)
+    averaged = np.divide(
+        book.qty * book.entry + delta * price, new_qty, out=np.zeros_like(new_qty), where=grows
+    )
+    book.entry = np.where(grows, averaged, np.where(opens, price, book.entry))
+    book.entry = np.where(new_qty == 0, 0.0, book.entry)
+
+
 def _rebalance(
     book: Portfolio,
     target: np.ndarray,
@@ -192,8 +210,9 @@ def _rebalance(
     rules: ExecutionRules,
 ) -> Receipts:
     solvent = (equity_open > 0)[:, None]
-    current = book.weights(open_)
-    wanted = np.where(solvent, target * equity_open[:, None] / open_, book.qty)
+    safe_equity = np.where(solvent, equity_open[:, None], 1.0)
+    current = np.where(solvent, book.qty * open_ / safe_equity, 0.0)
+    wanted = np.where(solvent, target * safe_equity / open_, book.qty)
     small = np.abs(target - current) < rules.min_trade
     return _trade(book, np.where(small, book.qty, wanted), open_, rules, REBALANCE)
 
@@ -237,5 +256,5 @@ def _liquidate(
     book: Portfolio, close: np.ndarray, bankrupt: np.ndarray, rules: ExecutionRules
 ) -> Receipts:
     if not bankrupt.any():
-        return Receipts.empty()
+        return NO_RECEIPTS
     return _trade(book, np.where(bankrupt[:, None], 0.0, book.qty), close, rules, LIQUIDATION)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from core.config import EnvConfig, RewardConfig
 from core.errors import UserError
-from core.market import LIQUIDATION, REASONS, ExecutionRules, Portfolio, Receipts, StepResult, step
+from core.market import LIQUIDATION, REASONS, ExecutionRules, Portfolio, Receipts, step
 from core.reward import RewardRules, TradeCounter, rewards
 from core.store import FeatureStore
 
@@ -92,20 +93,48 @@ class Settings:
     timeframes: tuple[str, ...]  # trade counters over these trailing windows
 
 
-@dataclass(frozen=True)
+@dataclass
 class StepOutput:
-    rewards: np.ndarray  # [K] float32-ready
+    rewards: np.ndarray  # [K]
     terminated: np.ndarray  # [K] bankrupt
     truncated: np.ndarray  # [K] episode length or range end reached
     close_ns: np.ndarray  # [K] UTC ns close of the bar just traded
     equity: np.ndarray
     weights: np.ndarray  # [K, A] held at that close
     cost: np.ndarray
-    receipts: np.ndarray  # RECEIPT_DTYPE rows sorted by env
-    receipt_bounds: np.ndarray  # env k's receipts are receipts[bounds[k]:bounds[k+1]]
+    raw_receipts: Receipts
+    bar: np.ndarray  # [K] index of the bar just traded
+    bar_open_ns: np.ndarray  # the store's bar open times
     counter_names: list[str]
     counts: np.ndarray  # [K, counters]
     components: dict[str, np.ndarray]
+
+    @cached_property
+    def receipt_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(RECEIPT_DTYPE rows sorted by env, bounds): env k's rows are rows[bounds[k]:bounds[k+1]].
+
+        Built on first use: training rarely reads receipts, and at large K this is real work.
+        """
+        receipts = self.raw_receipts
+        order = np.argsort(receipts.env, kind="stable")
+        env = receipts.env[order]
+        reason = receipts.reason[order]
+        bar = self.bar[env]
+        opens = self.bar_open_ns[bar]
+        bar_ns = self.close_ns[0] - self.bar_open_ns[self.bar[0]]
+        records = np.empty(len(env), RECEIPT_DTYPE)
+        records["asset"] = receipts.asset[order]
+        records["bar"] = bar
+        records["timestamp"] = np.where(reason == LIQUIDATION, opens + bar_ns, opens)
+        records["delta_qty"] = receipts.delta_qty[order]
+        records["price"] = receipts.price[order]
+        records["cost"] = receipts.cost[order]
+        records["reason"] = REASON_NAMES[reason]
+        return records, np.searchsorted(env, np.arange(len(self.rewards) + 1))
+
+    def receipts_of(self, k: int) -> ReceiptRows:
+        records, bounds = self.receipt_table
+        return ReceiptRows(records[bounds[k] : bounds[k + 1]])
 
 
 class Simulator:
@@ -141,6 +170,8 @@ class Simulator:
         self.end = np.full(n_envs, bars.start, np.int64)
         self.close = np.zeros((n_envs, self.n_assets))
         self.peak = np.full(n_envs, self.initial_equity)
+        self.equity = np.full(n_envs, self.initial_equity)  # at the close of bar t
+        self.weights = np.zeros((n_envs, self.n_assets))  # held at that close
         self.held = np.zeros((n_envs, self.n_assets), np.int64)
         self.envs = np.arange(n_envs)
 
@@ -161,14 +192,20 @@ class Simulator:
                 f"episode start bar {int(starts[bad][0])} is outside the env's range: starts "
                 f"must lie in [{self.bars.start}, {self.bars.stop - 2}] so one bar can follow"
             )
-        self.t[envs] = starts
-        self.end[envs] = np.minimum(starts + self.episode_bars, self.bars.stop - 1)
-        self.book.cash[envs] = self.initial_equity
-        self.book.qty[envs] = 0.0
-        self.book.entry[envs] = 0.0
-        self.close[envs] = self.prices[:, starts, CLOSE].T
-        self.peak[envs] = self.initial_equity
-        self.held[envs] = 0
+        # Replace arrays rather than write into them: the last StepOutput may still hold them.
+        book = self.book
+        self.t = _replaced(self.t, envs, starts)
+        self.end = _replaced(
+            self.end, envs, np.minimum(starts + self.episode_bars, self.bars.stop - 1)
+        )
+        book.cash = _replaced(book.cash, envs, self.initial_equity)
+        book.qty = _replaced(book.qty, envs, 0.0)
+        book.entry = _replaced(book.entry, envs, 0.0)
+        self.close = _replaced(self.close, envs, self.prices[:, starts, CLOSE].T)
+        self.peak = _replaced(self.peak, envs, self.initial_equity)
+        self.equity = _replaced(self.equity, envs, self.initial_equity)
+        self.weights = _replaced(self.weights, envs, 0.0)
+        self.held = _replaced(self.held, envs, 0)
         self.counter.reset(envs)
 
     def observe(self, envs: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
@@ -185,14 +222,11 @@ class Simulator:
 
     def portfolio_state(self, envs: np.ndarray | slice = slice(None)) -> np.ndarray:
         """[k, 2·assets + 1]: weights, drawdown, time in position (held/(held+window) in [0, 1))."""
-        close = self.close[envs]
-        book = Portfolio(self.book.cash[envs], self.book.qty[envs], self.book.entry[envs])
-        equity = book.equity(close)
-        weights = book.weights(close)
+        equity = self.equity[envs]
         drawdown = 1.0 - equity / self.peak[envs]
         held = self.held[envs]
         tenure = held / (held + self.window)
-        state = np.concatenate([weights, drawdown[:, None], tenure], axis=1)
+        state = np.concatenate([self.weights[envs], drawdown[:, None], tenure], axis=1)
         return np.clip(state, -STATE_LIMIT, STATE_LIMIT).astype(np.float32)
 
     def step(self, actions: np.ndarray) -> StepOutput:
@@ -200,12 +234,19 @@ class Simulator:
         actions = np.asarray(actions, dtype=np.float64).reshape(self.n_envs, self.n_assets)
         nxt = self.t + 1
         bar = self.prices[:, nxt, :4].transpose(1, 0, 2)  # [K, asset, o/h/l/c]
-        before_qty = self.book.qty.copy()
+        before_qty = self.book.qty  # core.market replaces the array, never writes into it
         result = step(self.book, actions, self.close, bar, self.execution)
         close = bar[..., CLOSE]
         self.close = close
         self.t = nxt
         self.peak = np.maximum(self.peak, result.equity_after)
+        self.equity = result.equity_after
+        solvent = self.equity > 0
+        self.weights = np.where(
+            solvent[:, None],
+            self.book.qty * close / np.where(solvent, self.equity, 1.0)[:, None],
+            0.0,
+        )
         drawdown = 1.0 - result.equity_after / self.peak
         self._update_tenure(before_qty)
         close_ns = self.timestamps[nxt] + self.bar_ns
@@ -218,7 +259,6 @@ class Simulator:
             result.turnover,
             self.counter,
         )
-        records, bounds = self._records(result, nxt)
         names, counts = self.counter.table()
         return StepOutput(
             rewards=components["reward"],
@@ -226,10 +266,11 @@ class Simulator:
             truncated=~result.bankrupt & (nxt >= self.end),
             close_ns=close_ns,
             equity=result.equity_after,
-            weights=self.book.weights(close),
+            weights=self.weights,
             cost=result.cost,
-            receipts=records,
-            receipt_bounds=bounds,
+            raw_receipts=result.receipts,
+            bar=nxt,
+            bar_open_ns=self.timestamps,
             counter_names=names,
             counts=counts,
             components=components,
@@ -240,23 +281,11 @@ class Simulator:
         kept = (np.sign(qty) == np.sign(before_qty)) & (qty != 0)
         self.held = np.where(kept, self.held + 1, np.where(qty != 0, 1, 0))
 
-    def _records(self, result: StepResult, bar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        receipts: Receipts = result.receipts
-        order = np.argsort(receipts.env, kind="stable")
-        env = receipts.env[order]
-        records = np.empty(len(env), RECEIPT_DTYPE)
-        records["asset"] = receipts.asset[order]
-        records["bar"] = bar[env]
-        opens = self.timestamps[bar[env]]
-        reason = receipts.reason[order]
-        liquidated = reason == LIQUIDATION
-        records["timestamp"] = np.where(liquidated, opens + self.bar_ns, opens)
-        records["delta_qty"] = receipts.delta_qty[order]
-        records["price"] = receipts.price[order]
-        records["cost"] = receipts.cost[order]
-        records["reason"] = REASON_NAMES[reason]
-        bounds = np.searchsorted(env, np.arange(self.n_envs + 1))
-        return records, bounds
+
+def _replaced(array: np.ndarray, envs: np.ndarray, value: Any) -> np.ndarray:
+    copy = array.copy()
+    copy[envs] = value
+    return copy
 
 
 def check_range(bars: BarRange, n_time: int, window: int) -> None:
