@@ -56,12 +56,12 @@ class TradeCounter:
         self.day[envs] = -1
         self.today[envs] = 0
 
-    def add(self, counts: np.ndarray, close_ns: np.ndarray) -> None:
-        """Record this step's receipt count per env; the step ended at `close_ns`."""
+    def add(self, counts: np.ndarray, fill_ns: np.ndarray) -> None:
+        """Record this step's receipt count per env; its trades filled at `fill_ns` (UTC)."""
         self.steps += 1
         self.total += counts
         self.ring[self.rows, self.steps % self.ring.shape[1]] = self.total
-        day = close_ns // DAY_NS
+        day = fill_ns // DAY_NS
         self.today = np.where(day == self.day, self.today, 0) + counts
         self.day = day
 

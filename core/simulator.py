@@ -175,13 +175,10 @@ class Simulator:
         self.held = np.zeros((n_envs, self.n_assets), np.int64)
         self.envs = np.arange(n_envs)
 
-    @property
-    def latest_start(self) -> int:
-        """Random starts are drawn from [start, latest_start] so that episodes are full length."""
-        return max(self.bars.start, self.bars.stop - 1 - self.episode_bars)
-
     def draw_start(self, rng: np.random.Generator) -> int:
-        return int(rng.integers(self.bars.start, self.latest_start + 1))
+        """Uniform over every bar that one step can follow, so the range's recent end is
+        sampled as often as its beginning; episodes starting late are cut at the range end."""
+        return int(rng.integers(self.bars.start, self.bars.stop - 1))
 
     def reset(self, envs: np.ndarray, starts: np.ndarray) -> None:
         """Start episodes of `envs` flat at decision bars `starts`."""
@@ -250,7 +247,8 @@ class Simulator:
         drawdown = 1.0 - result.equity_after / self.peak
         self._update_tenure(before_qty)
         close_ns = self.timestamps[nxt] + self.bar_ns
-        self.counter.add(result.receipts.per_env(self.n_envs, "count").astype(np.int64), close_ns)
+        counts = result.receipts.per_env(self.n_envs, "count").astype(np.int64)
+        self.counter.add(counts, self.timestamps[nxt])  # trades fill at the bar's open
         components = rewards(
             self.reward_rules,
             result.equity_before,

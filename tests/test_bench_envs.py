@@ -1,0 +1,41 @@
+"""The env benchmark runs end to end on a tiny shape and reports every arm with its ratios."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, REPO_ROOT
+
+BENCH = REPO_ROOT / "bench" / "bench_envs.py"
+
+
+@pytest.mark.slow
+def test_env_benchmark_reports_every_arm(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--assets", "2", "--years", "0.35", "--sizes", "1", "4", "--seconds", "0.1"]
+    done = subprocess.run(
+        [PYTHON, str(BENCH), *args, "--rounds", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "of copy bound" in done.stdout
+    result = json.loads(out.read_text())
+    arms = [row["arm"] for row in result["rows"]]
+    assert arms == [
+        "naive pandas env",
+        "TradingEnv",
+        "BatchTradingEnv K=1",
+        "BatchTradingEnv K=4",
+        "SubprocVecEnv 2 workers",
+    ]
+    assert result["rows"][0]["vs_naive"] == 1.0
+    assert all(row["env_steps_per_s"] > 0 for row in result["rows"])
+    assert result["copy_bound_env_steps_per_s"] > 0
+    assert result["shape"]["assets"] == 2
