@@ -26,7 +26,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from core.batch_env import BatchTradingEnv, info_fields, observation_space
+from core.batch_env import BatchTradingEnv, StepInfo, observation_space
 from core.config import Config
 from core.env_setup import resolve_config, resolve_range, resolve_start, resolve_store, settings_of
 from core.simulator import BarRange, Settings, Simulator
@@ -82,7 +82,7 @@ class TradingEnv(gym.Env):
         out = self.sim.step(np.asarray(action)[None])
         terminated, truncated = bool(out.terminated[0]), bool(out.truncated[0])
         self._running = not (terminated or truncated)
-        info = info_fields(out, 0)
+        info = StepInfo(out, 0)
         return self._observation(), float(out.rewards[0]), terminated, truncated, info
 
     def _observation(self) -> dict[str, np.ndarray]:
