@@ -89,4 +89,8 @@ def resolve_start(value: Any, timestamps: np.ndarray) -> int:
         return int(value)
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(np.searchsorted(timestamps, stamp.value))
+    bar = int(np.searchsorted(timestamps, stamp.value))
+    if bar == len(timestamps):
+        last = pd.Timestamp(int(timestamps[-1]), tz="UTC")
+        raise ValueError(f"episode start {value!r} is after the store's last bar ({last})")
+    return bar
