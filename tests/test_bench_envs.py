@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, REPO_ROOT
-
-BENCH = REPO_ROOT / "bench" / "bench_envs.py"
+from tests.helpers.bench import run_bench
 
 
 @pytest.mark.slow
 def test_env_benchmark_reports_every_arm(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
     args = ["--assets", "2", "--years", "0.35", "--sizes", "1", "4", "--seconds", "0.1"]
-    done = subprocess.run(
-        [PYTHON, str(BENCH), *args, "--rounds", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "of copy bound" in done.stdout
-    result = json.loads(out.read_text())
+    stdout, result = run_bench("bench_envs.py", tmp_path / "bench.json", *args, "--rounds", "1")
+    assert "of copy bound" in stdout
     arms = [row["arm"] for row in result["rows"]]
     assert arms == [
         "naive pandas env",

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, REPO_ROOT
-
-BENCH = REPO_ROOT / "bench" / "bench_feature_store.py"
+from tests.helpers.bench import run_bench
 
 
 @pytest.mark.slow
 def test_benchmark_reports_naive_and_store_for_two_workers(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [PYTHON, str(BENCH), "--sizes", "2", "--skip-large", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=300,
+    stdout, result = run_bench(
+        "bench_feature_store.py", tmp_path / "bench.json", "--sizes", "2", "--skip-large"
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "speed-up" in done.stdout
-    result = json.loads(out.read_text())
+    assert "speed-up" in stdout
     assert result["same_data"] is True
     assert result["large"] is None
     assert result["default"]["build_s"] > 0

@@ -13,22 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.config import Config, load_config
 from core.errors import UserError
 from core.feature_store import export_parquet, open_store
 from core.store import FeatureStore
 from tests.conftest import PYTHON, REPO_ROOT
 from tests.helpers.datasets import bars, write_csv
-
-SMALL = [
-    "features.normalisation_window=60",
-    "features.timeframes=[1h,4h]",
-    "features.return_horizons=[1,3]",
-]
-
-
-def small_config(*extra: str) -> Config:
-    return load_config(overrides=[*SMALL, *extra])
+from tests.helpers.stores import SMALL_FEATURES, small_config
 
 
 @pytest.fixture
@@ -90,7 +80,7 @@ open_store(load_config(overrides=sys.argv[3:]), Path(sys.argv[1]), Path(sys.argv
 def test_sigkill_during_build_leaves_nothing_trusted(dataset: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     child = subprocess.Popen(
-        [PYTHON, "-c", KILL_DURING_BUILD, str(dataset), str(cache), *SMALL],
+        [PYTHON, "-c", KILL_DURING_BUILD, str(dataset), str(cache), *SMALL_FEATURES],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,
