@@ -65,8 +65,9 @@ class StepInfo(dict):
 
     __slots__ = ("_index", "_out")
 
-    def __init__(self, out: StepOutput, index: int, **eager: Any) -> None:
-        super().__init__(eager)
+    def __init__(self, out: StepOutput, index: int, truncated: bool | None = None) -> None:
+        if truncated is not None:  # vec envs report time limits the way SB3's own do
+            dict.__setitem__(self, "TimeLimit.truncated", truncated)
         self._out: StepOutput | None = out
         self._index = index
 
@@ -124,7 +125,7 @@ class StepInfo(dict):
 def step_infos(out: StepOutput) -> list[dict[str, Any]]:
     """One info per env: lazily filled, so a step costs one small object per env."""
     truncated = (out.truncated & ~out.terminated).tolist()
-    return [StepInfo(out, k, **{"TimeLimit.truncated": cut}) for k, cut in enumerate(truncated)]
+    return [StepInfo(out, k, cut) for k, cut in enumerate(truncated)]
 
 
 class BatchTradingEnv(VecEnv):
