@@ -36,7 +36,6 @@ INDICATOR_COLUMNS = {
     "volume_z": 1,
 }
 TIME_COLUMNS = 4
-PORTFOLIO_STATE_EXTRA = 2  # drawdown and time in position, besides one weight per asset
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,8 @@ def estimate_policy_shape(
     per_asset = per_timeframe * len(features.timeframes)
     per_asset += TIME_COLUMNS if "time" in features.indicators else 0
     per_asset = n_features or per_asset
-    obs_dim = config.env.window * assets * per_asset + assets + PORTFOLIO_STATE_EXTRA
+    # Portfolio state as in core.simulator: a weight and a time in position per asset, drawdown.
+    obs_dim = config.env.window * assets * per_asset + 2 * assets + 1
     hidden = tuple(config.ppo.net_arch)
     # SB3 builds separate actor and critic networks of shape net_arch, then a head for each.
     layers = list(zip((obs_dim, *hidden[:-1]), hidden, strict=True))
