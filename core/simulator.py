@@ -173,7 +173,6 @@ class Simulator:
         self.equity = np.full(n_envs, self.initial_equity)  # at the close of bar t
         self.weights = np.zeros((n_envs, self.n_assets))  # held at that close
         self.held = np.zeros((n_envs, self.n_assets), np.int64)
-        self.envs = np.arange(n_envs)
 
     def draw_start(self, rng: np.random.Generator) -> int:
         """Uniform over every bar that one step can follow, so the range's recent end is
