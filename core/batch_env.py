@@ -35,6 +35,23 @@ def observation_space(sim: Simulator) -> spaces.Dict:
     )
 
 
+def action_space(sim: Simulator) -> spaces.Box:
+    return spaces.Box(-1.0, 1.0, (sim.n_assets,), np.float32)
+
+
+def episode_start(sim: Simulator, requested: Any, rng: np.random.Generator) -> int:
+    """The requested start (bar index or time), or a random bar of the range."""
+    return sim.draw_start(rng) if requested is None else resolve_start(requested, sim.timestamps)
+
+
+def reset_info(sim: Simulator, start: int) -> dict[str, Any]:
+    return {
+        "timestamp": int(sim.timestamps[start] + sim.bar_ns),
+        "equity": sim.initial_equity,
+        "start": start,
+    }
+
+
 def info_fields(out: StepOutput, k: int) -> dict[str, Any]:
     """The contract keys of env k's step info."""
     counts = out.counts[k].tolist()
@@ -135,8 +152,7 @@ class BatchTradingEnv(VecEnv):
         self.sim = Simulator(store, settings, bars, n_envs)
         self.assets = store.assets
         self.render_mode = None
-        action_space = spaces.Box(-1.0, 1.0, (self.sim.n_assets,), np.float32)
-        super().__init__(n_envs, observation_space(self.sim), action_space)
+        super().__init__(n_envs, observation_space(self.sim), action_space(self.sim))
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
         self._actions: np.ndarray | None = None
 
@@ -146,21 +162,9 @@ class BatchTradingEnv(VecEnv):
         for k in envs:  # once per episode, not per step: each env keeps its own generator
             if self._seeds[k] is not None or self._rngs[k] is None:
                 self._rngs[k] = seeding.np_random(self._seeds[k])[0]
-            start = self._options[k].get("start")
-            starts.append(
-                self.sim.draw_start(self._rngs[k])
-                if start is None
-                else resolve_start(start, self.sim.timestamps)
-            )
+            starts.append(episode_start(self.sim, self._options[k].get("start"), self._rngs[k]))
         self.sim.reset(envs, np.array(starts))
-        self.reset_infos = [
-            {
-                "timestamp": int(self.sim.timestamps[s] + self.sim.bar_ns),
-                "equity": self.sim.initial_equity,
-                "start": s,
-            }
-            for s in starts
-        ]
+        self.reset_infos = [reset_info(self.sim, start) for start in starts]
         self._reset_seeds()
         self._reset_options()
         return self.sim.observe()

@@ -23,12 +23,18 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from core.batch_env import BatchTradingEnv, StepInfo, observation_space
+from core.batch_env import (
+    BatchTradingEnv,
+    StepInfo,
+    action_space,
+    episode_start,
+    observation_space,
+    reset_info,
+)
 from core.config import Config
-from core.env_setup import resolve_config, resolve_range, resolve_start, resolve_store, settings_of
+from core.env_setup import resolve_config, resolve_range, resolve_store, settings_of
 from core.simulator import BarRange, Settings, Simulator
 from core.store import FeatureStore
 from core.threads import ThreadLimitedFactory
@@ -47,7 +53,7 @@ class TradingEnv(gym.Env):
     ) -> None:
         self.sim = Simulator(store, settings, bars, n_envs=1)
         self.observation_space = observation_space(self.sim)
-        self.action_space = spaces.Box(-1.0, 1.0, (self.sim.n_assets,), np.float32)
+        self.action_space = action_space(self.sim)
         self.assets = store.assets
         self._first_seed = seed
         self._running = False
@@ -60,19 +66,10 @@ class TradingEnv(gym.Env):
             seed = self._first_seed
         self._first_seed = None
         super().reset(seed=seed)
-        start = (options or {}).get("start")
-        bar = (
-            self.sim.draw_start(self.np_random)
-            if start is None
-            else resolve_start(start, self.sim.timestamps)
-        )
+        bar = episode_start(self.sim, (options or {}).get("start"), self.np_random)
         self.sim.reset(FIRST, np.array([bar]))
         self._running = True
-        return self._observation(), {
-            "timestamp": int(self.sim.timestamps[bar] + self.sim.bar_ns),
-            "equity": self.sim.initial_equity,
-            "start": bar,
-        }
+        return self._observation(), reset_info(self.sim, bar)
 
     def step(
         self, action: np.ndarray
@@ -113,10 +110,7 @@ def make_env(
     **overrides: Any,
 ) -> TradingEnv:
     """One TradingEnv. `fold`: None (every bar), (start, stop), a slice or a `.start/.stop`."""
-    config = resolve_config(config, overrides)
-    store = resolve_store(config, data)
-    bars = resolve_range(fold, store, config.env.window)
-    return TradingEnv(store, settings_of(config), bars, seed)
+    return TradingEnv(*_env_parts(config, data, fold, overrides), seed)
 
 
 def make_vec_env(
@@ -131,10 +125,7 @@ def make_vec_env(
     """K envs; env k is seeded `seed + k` at its first reset, whatever the kind."""
     if n_envs < 1:
         raise ValueError(f"n_envs must be at least 1, got {n_envs}")
-    config = resolve_config(config, overrides)
-    store = resolve_store(config, data)
-    bars = resolve_range(fold, store, config.env.window)
-    settings = settings_of(config)
+    store, settings, bars = _env_parts(config, data, fold, overrides)
     vec: VecEnv
     if kind == "batch":
         vec = BatchTradingEnv(store, settings, bars, n_envs)
@@ -148,6 +139,14 @@ def make_vec_env(
     if seed is not None:
         vec.seed(seed)
     return vec
+
+
+def _env_parts(
+    config: Config | None, data: FeatureStore | str | Path | None, fold: Any, overrides: dict
+) -> tuple[FeatureStore, Settings, BarRange]:
+    config = resolve_config(config, overrides)
+    store = resolve_store(config, data)
+    return store, settings_of(config), resolve_range(fold, store, config.env.window)
 
 
 def _start_method() -> str:
