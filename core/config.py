@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import UserError
 
@@ -151,6 +151,22 @@ class WalkForwardConfig(Section):
     step_months: Months
     embargo_bars: Annotated[int, Field(ge=0)] | Auto
     max_folds: PositiveInt | None
+    mode: Literal["rolling", "expanding"]
+
+    @field_validator("step_months")
+    @classmethod
+    def _step_covers_test(cls, step: int, info: Any) -> int:
+        # A field validator (not a model one) so the error names walk_forward.step_months and
+        # where it was set; test_months is declared above, so it is already in info.data.
+        test = info.data.get("test_months")
+        if test is not None and step < test:
+            raise ValueError(
+                f"below walk_forward.test_months = {test}, so the test windows of consecutive "
+                "folds would overlap and the stitched out-of-sample series would count bars "
+                f"twice\n  fix: set walk_forward.step_months >= {test} "
+                "or lower walk_forward.test_months"
+            )
+        return step
 
 
 class EnsembleConfig(Section):
@@ -176,6 +192,7 @@ class LauncherConfig(Section):
 class HardwareConfig(Section):
     device: Literal["auto", "cpu", "cuda"]
     members_concurrent: PositiveInt | Auto
+    vec_env: Literal["batch", "subproc"]
     n_envs: Annotated[int, Field(ge=1, le=100_000)] | Auto
     env_workers: Annotated[int, Field(ge=0, le=10_000)] | Auto
     envs_per_worker: Annotated[int, Field(ge=1, le=4096)] | Auto
@@ -190,12 +207,42 @@ class HardwareConfig(Section):
     worker_memory_gb: Annotated[float, Field(gt=0)]
 
 
+class TrainingConfig(Section):
+    eval_every_steps: PositiveInt | Auto
+    validation_metric: Literal["sharpe", "sortino", "calmar", "total_return"]
+    patience: PositiveInt | None
+    checkpoint_every_steps: PositiveInt | Auto
+    min_action_std: Annotated[float, Field(ge=0)]
+    min_entropy: float | None
+    entropy_target: float | None
+    ent_coef_max: Annotated[float, Field(ge=0, le=1)]
+    tensorboard: bool
+
+
+class EvaluationConfig(Section):
+    periods_per_year: Annotated[float, Field(gt=0)] | Auto
+    ma_fast_bars: PositiveInt
+    ma_slow_bars: PositiveInt
+    significance: Annotated[float, Field(gt=0.5, lt=1)]
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> EvaluationConfig:
+        if self.ma_fast_bars >= self.ma_slow_bars:
+            raise ValueError(
+                f"evaluation.ma_fast_bars ({self.ma_fast_bars}) must be below "
+                f"evaluation.ma_slow_bars ({self.ma_slow_bars})"
+            )
+        return self
+
+
 class Config(Section):
     data: DataConfig
     features: FeaturesConfig
     env: EnvConfig
     reward: RewardConfig
     ppo: PPOConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig
     walk_forward: WalkForwardConfig
     ensemble: EnsembleConfig
     tuning: TuningConfig

@@ -24,7 +24,13 @@ FLOAT_BYTES = 4
 MIN_MINIBATCHES = 4
 MIN_N_STEPS, MAX_N_STEPS = 64, 2048
 AUTO_ENVS_PER_WORKER = 4
+# The batch env steps every env in the learner: n_steps near this keeps GAE's horizon (gamma 0.99
+# looks ~100 bars ahead) inside one rollout, and n_envs fills the rest of the target rollout.
+BATCH_N_STEPS = 128
+MAX_AUTO_BATCH_ENVS = 1024
 MAX_AUTO_TORCH_THREADS = 8
+# With the batch env the learner process also steps the envs, so it may use a few more threads.
+MAX_AUTO_BATCH_TORCH_THREADS = 16
 CUDA_CONTEXT_GB = 0.5
 # Feature columns each indicator adds per timeframe; "time" is added once (hour and weekday, sin/cos).
 INDICATOR_COLUMNS = {
@@ -304,17 +310,23 @@ def _layout(
     hw = config.hardware
     cpus = max(1, hardware.usable_cpus // members)
     blas = 1 if hw.blas_threads == "auto" else hw.blas_threads
+    batch_env = hw.vec_env == "batch"
     if hw.torch_threads != "auto":
         torch_threads = hw.torch_threads
     elif device == "cuda":
         torch_threads = 1 if cpus < 8 else 2
+    elif batch_env:  # no env processes to feed: the learner gets the member's CPUs
+        torch_threads = min(MAX_AUTO_BATCH_TORCH_THREADS, cpus)
     else:
         torch_threads = min(MAX_AUTO_TORCH_THREADS, max(1, cpus // 4))
-    spare_workers = max(0, (cpus - max(torch_threads, blas)) // blas)
-    worker_cap = min(spare_workers, hw.max_env_workers_per_member)
-    if max_workers is not None:
-        worker_cap = min(worker_cap, max_workers)
-    workers, per_worker, n_envs = _env_layout(config, worker_cap)
+    if batch_env:
+        workers, per_worker, n_envs = _batch_env_layout(config)
+    else:
+        spare_workers = max(0, (cpus - max(torch_threads, blas)) // blas)
+        worker_cap = min(spare_workers, hw.max_env_workers_per_member)
+        if max_workers is not None:
+            worker_cap = min(worker_cap, max_workers)
+        workers, per_worker, n_envs = _env_layout(config, worker_cap)
     n_steps = _n_steps(config, n_envs)
     batch = _batch_size(config, n_envs * n_steps, device)
     memory = _member_memory_gb(config, shape, workers, n_envs * n_steps)
@@ -333,6 +345,21 @@ def _layout(
         gpu_memory,
         assignment,
     )
+
+
+def _batch_env_layout(config: Config) -> tuple[int, int, int]:
+    """(0 workers, n_envs, n_envs): every env steps as arrays inside the learner process."""
+    hw = config.hardware
+    if hw.env_workers not in ("auto", 0) or hw.envs_per_worker != "auto":
+        raise UserError(
+            "hardware.env_workers / hardware.envs_per_worker only apply to "
+            "hardware.vec_env=subproc: the batch env steps every env inside the learner\n"
+            "  fix: set hardware.vec_env=subproc (or --vec-env subproc), or set them back to auto"
+        )
+    if hw.n_envs != "auto":
+        return 0, hw.n_envs, hw.n_envs
+    n_envs = max(1, min(MAX_AUTO_BATCH_ENVS, hw.target_rollout_steps // BATCH_N_STEPS))
+    return 0, n_envs, n_envs
 
 
 def _env_layout(config: Config, worker_cap: int) -> tuple[int, int, int]:
@@ -489,8 +516,15 @@ def _record_layout(
 ) -> None:
     hw, ppo = config.hardware, config.ppo
     rollout = layout.n_envs * layout.n_steps
+    batch_env = hw.vec_env == "batch"
     if device == "cuda":
         torch_why = "on the GPU the learner's CPU threads only feed kernels"
+    elif batch_env:
+        torch_why = (
+            f"{layout.members} member(s) at once get {usable_cpus // layout.members} CPU(s) each; "
+            f"the batch env steps inside the learner, so the learner takes them all (at most "
+            f"{MAX_AUTO_BATCH_TORCH_THREADS}: small MLPs stop scaling beyond that)"
+        )
     else:
         torch_why = (
             f"{layout.members} member(s) at once get {usable_cpus // layout.members} CPU(s) each; "
@@ -505,7 +539,9 @@ def _record_layout(
         "env math is element-wise numpy that BLAS threads do not speed up; one per process keeps "
         "env workers x BLAS pools from exploding the thread count",
     )
-    if layout.env_workers == 0:
+    if batch_env:
+        workers_why = "hardware.vec_env=batch: all envs step as numpy arrays inside the learner"
+    elif layout.env_workers == 0:
         workers_why = "no CPU left beside the learner: envs step inside the learner process"
     else:
         workers_why = "the member's remaining CPUs, one single-threaded process each"
@@ -515,10 +551,17 @@ def _record_layout(
     per_worker_why = (
         f"{AUTO_ENVS_PER_WORKER} envs per process amortise each step's message round trip"
     )
+    n_envs_why = "env_workers x envs_per_worker"
     if hw.n_envs != "auto":
         per_worker_why = "n_envs / env_workers"
+    if batch_env:
+        per_worker_why = "the learner process holds every env"
+        n_envs_why = (
+            f"hardware.target_rollout_steps={hw.target_rollout_steps:,} / {BATCH_N_STEPS} steps "
+            f"per env (a GAE horizon), at most {MAX_AUTO_BATCH_ENVS}"
+        )
     notes.record("envs_per_worker", layout.envs_per_worker, hw.envs_per_worker, per_worker_why)
-    notes.record("n_envs", layout.n_envs, hw.n_envs, "env_workers x envs_per_worker")
+    notes.record("n_envs", layout.n_envs, hw.n_envs, n_envs_why)
     steps_why = (
         f"hardware.target_rollout_steps={hw.target_rollout_steps:,} / n_envs, rounded to a power "
         f"of two within [{MIN_N_STEPS}, {MAX_N_STEPS}] (rollout = {rollout:,} steps)"

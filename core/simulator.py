@@ -102,6 +102,7 @@ class StepOutput:
     equity: np.ndarray
     weights: np.ndarray  # [K, A] held at that close
     cost: np.ndarray
+    turnover: np.ndarray  # [K] traded notional / equity at the open
     raw_receipts: Receipts
     bar: np.ndarray  # [K] index of the bar just traded
     bar_open_ns: np.ndarray  # the store's bar open times
@@ -265,6 +266,7 @@ class Simulator:
             equity=result.equity_after,
             weights=self.weights,
             cost=result.cost,
+            turnover=result.turnover,
             raw_receipts=result.receipts,
             bar=nxt,
             bar_open_ns=self.timestamps,

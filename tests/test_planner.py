@@ -63,11 +63,28 @@ def test_256_core_server_is_filled_by_an_ensemble_of_20(default_config) -> None:
     assert "gpu_min_policy_params" in result.decisions["device"].why
 
 
-def test_idle_cpus_are_explained(default_config) -> None:
+def test_idle_cpus_are_explained() -> None:
+    config = load_config(overrides=["hardware.vec_env=subproc"])
     hw = load_profile(Path("config/hardware/server-256core-rtx3090.yaml"))
-    result = plan(hw, default_config, 1)
-    assert result.env_workers == default_config.hardware.max_env_workers_per_member
+    result = plan(hw, config, 1)
+    assert result.env_workers == config.hardware.max_env_workers_per_member
     assert any("stay idle" in reason for reason in result.reasons)
+
+
+def test_batch_env_steps_in_the_learner(default_config) -> None:
+    hw = load_profile(Path("config/hardware/server-256core-rtx3090.yaml"))
+    one = plan(hw, default_config, 1)
+    assert (one.env_workers, one.n_envs, one.n_steps) == (0, 64, 128)
+    assert one.torch_threads == 16 and any("stay idle" in reason for reason in one.reasons)
+    laptop = plan(machine(2, memory_gb=24), default_config, 1)
+    assert (laptop.env_workers, laptop.torch_threads, laptop.threads_in_use) == (0, 2, 2)
+    assert "inside the learner" in laptop.decisions["env_workers"].why
+
+
+def test_worker_keys_need_the_subproc_env() -> None:
+    config = load_config(overrides=["hardware.env_workers=4"])
+    with pytest.raises(UserError, match=r"hardware\.vec_env=subproc"):
+        plan(load_profile(Path("config/hardware/laptop-4core.yaml")), config, 1)
 
 
 def test_large_network_goes_to_the_gpu() -> None:

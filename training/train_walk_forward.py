@@ -1,4 +1,4 @@
-"""Command line of Ploutos: plan the machine, then (in later versions) train walk-forward ensembles.
+"""Command line of Ploutos: plan the machine, train PPO on walk-forward folds, write the report.
 
 Only the standard library and `core.threads` are imported before the plan exists: the thread
 variables must be in the environment before numpy or torch load, here and in every child.
@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core import threads
 from training.cli_args import positive_int
@@ -24,8 +24,11 @@ from training.cli_args import positive_int
 if TYPE_CHECKING:
     from core.config import Config
     from core.store import FeatureStore
+    from training.trainer import Job
 
-HARDWARE_PROFILES = Path(__file__).resolve().parents[1] / "config" / "hardware"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+HARDWARE_PROFILES = CONFIG_DIR / "hardware"
+PRESETS = CONFIG_DIR / "presets"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
             "PLOUTOS_SKIP_BOOTSTRAP=1 (use the current python as is). "
             f"Shipped hardware profiles (config/hardware/): {profiles}."
         ),
+    )
+    presets = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+    parser.add_argument(
+        "--preset",
+        choices=presets,
+        help="a shipped config/presets/NAME.yaml under your --config files: quick (the whole "
+        "pipeline on the sample in minutes) or full (the defaults: 5 y train, every fold)",
     )
     parser.add_argument(
         "--config",
@@ -65,9 +75,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="plan for the machine described in this YAML instead of detecting this one",
     )
     parser.add_argument(
+        "--timesteps",
+        type=positive_int,
+        metavar="N",
+        help="PPO steps per member and fold; overrides ppo.total_timesteps",
+    )
+    parser.add_argument(
+        "--folds",
+        type=positive_int,
+        metavar="N",
+        help="train at most the first N walk-forward folds; overrides walk_forward.max_folds",
+    )
+    parser.add_argument(
+        "--vec-env",
+        choices=("batch", "subproc"),
+        help="batch: numpy-batched envs in the learner (default); subproc: SB3 SubprocVecEnv",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="DIR",
+        default="runs",
+        help="where run folders are created (default: runs/)",
+    )
+    parser.add_argument("--name", metavar="NAME", help="run folder suffix (default: the preset)")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run: finished fold jobs are skipped, unfinished ones continue from "
+        "their last checkpoint, then the report is written",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the detected hardware and the resource plan, then exit without training",
+        help="print the hardware plan, the walk-forward folds and the jobs, then exit",
     )
     parser.add_argument("--json", action="store_true", help="with --dry-run: print one JSON object")
     parser.add_argument(
@@ -107,6 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.json and not args.dry_run:
         parser.error("--json only applies to --dry-run")
+    if args.resume and (args.config or args.set or args.preset or args.data or args.dry_run):
+        parser.error(
+            "--resume continues a run with its own saved config: drop --config, "
+            "--set, --preset, --data and --dry-run"
+        )
     from core.errors import UserError
 
     try:
@@ -127,12 +172,22 @@ def run(args: argparse.Namespace) -> int:
     from core.hardware import detect, load_profile
     from core.planner import plan
 
-    overrides = list(args.set)
+    if args.resume:
+        return _resume(Path(args.resume), args)
+    overrides = []
     if args.ensemble is not None:
         overrides.append(f"ensemble.size={args.ensemble}")
     if args.data is not None:
         overrides.append(f"data.path={_yaml_string(args.data)}")
-    config = load_config(args.config, overrides)
+    if args.timesteps is not None:
+        overrides.append(f"ppo.total_timesteps={args.timesteps}")
+    if args.folds is not None:
+        overrides.append(f"walk_forward.max_folds={args.folds}")
+    if args.vec_env is not None:
+        overrides.append(f"hardware.vec_env={args.vec_env}")
+    overrides += args.set  # --set wins over the dedicated flags
+    files = ([PRESETS / f"{args.preset}.yaml"] if args.preset else []) + list(args.config)
+    config = load_config(files, overrides)
     if args.print_config:
         sys.stdout.write(dump_config(config))
         return 0
@@ -159,24 +214,85 @@ def run(args: argparse.Namespace) -> int:
     resource_plan = plan(
         hardware, config, n_assets=len(store.assets), n_features=len(store.feature_names)
     )
+    from core.folds import split
+
+    folds = split(store.timestamps, store.bar_ns, config)
     if args.dry_run:
+        from training.fold_view import folds_document, folds_table
         from training.plan_view import plan_document, print_tables
 
+        jobs = _jobs_line(config, len(folds))
         if args.json:
             document = plan_document(hardware, resource_plan)
             document["data"] = store_document(store, built)
+            document["folds"] = folds_document(folds, store.timestamps, store.bar_ns)
+            document["jobs"] = {
+                "count": len(folds) * config.ensemble.size,
+                "timesteps_each": config.ppo.total_timesteps,
+                "summary": jobs,
+            }
             print(json.dumps(document, indent=2))
         else:
             print_store(store, built, sys.stdout)
             print_tables(hardware, resource_plan, sys.stdout)
+            _console().print(folds_table(folds, store.timestamps, store.bar_ns))
+            print(jobs)
         return 0
-    from core.errors import UserError
+    from training.walk_forward import create_run
 
     print_store(store, built, sys.stdout)
-    raise UserError(
-        "this version of Ploutos prepares the data and plans but does not train yet: the "
-        "walk-forward trainer is not part of it\n  fix: run with --dry-run to see the plan"
+    name = args.name or args.preset or "run"
+    argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
+    run_dir, jobs = create_run(
+        Path(args.output), name, config, resource_plan, hardware.to_json(), store, folds, argv
     )
+    print(f"Run folder {run_dir} ({_jobs_line(config, len(folds))})", flush=True)
+    return _train_and_report(run_dir, jobs, show_progress=not args.no_progress)
+
+
+def _resume(run_dir: Path, args: argparse.Namespace) -> int:
+    from core.config import load_config
+    from core.hardware import detect
+    from core.planner import plan
+
+    config = load_config([run_dir / "config.yaml"]) if (run_dir / "config.yaml").exists() else None
+    if config is not None:
+        threads.export_thread_limits(plan(detect(), config).blas_threads)
+    from training.walk_forward import load_run
+
+    jobs = load_run(run_dir)
+    done = sum((job.folder / "result.json").exists() for job in jobs)
+    print(f"Resuming {run_dir}: {done} of {len(jobs)} job(s) already finished", flush=True)
+    return _train_and_report(run_dir, jobs, show_progress=not args.no_progress)
+
+
+def _train_and_report(run_dir: Path, jobs: list[Job], show_progress: bool) -> int:
+    from training.report import build_report, print_summary
+    from training.walk_forward import run_jobs
+
+    try:
+        run_jobs(jobs, show_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: continue with --resume {run_dir}", file=sys.stderr)
+        return 130
+    summary = build_report(run_dir)
+    print_summary(summary, run_dir, sys.stdout)
+    return 0
+
+
+def _jobs_line(config: Config, n_folds: int) -> str:
+    members = config.ensemble.size
+    return (
+        f"{n_folds} fold(s) x {members} member(s) = {n_folds * members} job(s) of "
+        f"{config.ppo.total_timesteps:,} PPO steps each, run one after another on this machine"
+    )
+
+
+def _console() -> Any:
+    """rich is imported late: the thread limits are set before anything loads numpy."""
+    from rich.console import Console
+
+    return Console(width=max(100, Console().width), soft_wrap=False)
 
 
 def _yaml_string(text: str) -> str:

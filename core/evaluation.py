@@ -1,0 +1,82 @@
+"""Out-of-sample judgement of one window: the agent and every baseline through one market model.
+
+The random baseline trades as much as the agent did on the same window, so it needs the agent's
+track first; the other baselines do not depend on the agent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core import metrics
+from core.baselines import buy_and_hold, cash, ma_crossover, random_policy
+from core.config import Config
+from core.market import ExecutionRules
+from core.metrics import Annualisation
+from core.rollout import Policy, Track, rollout
+from core.simulator import BarRange, Settings
+from core.store import FeatureStore
+
+AGENT = "agent"
+
+
+def annualisation_of(store: FeatureStore, config: Config) -> Annualisation:
+    wanted = config.evaluation.periods_per_year
+    return metrics.annualisation(
+        np.asarray(store.timestamps),
+        store.bar_ns,
+        config.data.calendar,
+        None if wanted == "auto" else float(wanted),
+    )
+
+
+def evaluate_window(
+    store: FeatureStore,
+    settings: Settings,
+    bars: BarRange,
+    agent: Policy,
+    config: Config,
+    seed: int,
+) -> dict[str, Track]:
+    """Tracks of the agent and the baselines (cash, buy_and_hold, random, ma_crossover)."""
+    tracks = rollout(store, settings, bars, {AGENT: agent})
+    rules = ExecutionRules.from_config(settings.env, store.bar_ns)
+    n_assets = len(store.assets)
+    turnover = float(tracks[AGENT].turnover.mean()) if len(tracks[AGENT].turnover) else 0.0
+    baselines = {
+        "cash": cash(n_assets),
+        "buy_and_hold": buy_and_hold(n_assets, rules),
+        "random": random_policy(n_assets, rules, turnover, seed),
+        "ma_crossover": ma_crossover(
+            store, rules, config.evaluation.ma_fast_bars, config.evaluation.ma_slow_bars
+        ),
+    }
+    tracks.update(rollout(store, settings, bars, baselines))
+    return tracks
+
+
+def track_metrics(
+    track: Track, annual: Annualisation, n_trials: int = 1, trial_variance: float = 0.0
+) -> dict[str, float]:
+    return metrics.summarise(
+        track.returns,
+        annual.periods_per_year,
+        turnover=track.turnover,
+        cost=track.cost,
+        trades=track.trades,
+        exposure=track.exposure,
+        n_trials=n_trials,
+        trial_sharpe_variance=trial_variance,
+    )
+
+
+def score(track: Track, annual: Annualisation, metric: str) -> float:
+    """The validation metric that ranks checkpoints (higher is better; nan counts as worst)."""
+    ppy = annual.periods_per_year
+    value = {
+        "sharpe": lambda: metrics.sharpe(track.returns, ppy),
+        "sortino": lambda: metrics.sortino(track.returns, ppy),
+        "calmar": lambda: metrics.calmar(track.returns, ppy),
+        "total_return": lambda: metrics.total_return(track.returns),
+    }[metric]()
+    return float(value) if np.isfinite(value) else (float(value) if value > 0 else -np.inf)

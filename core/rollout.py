@@ -1,0 +1,84 @@
+"""Deterministic rollouts over a whole window: how agents and baselines are judged.
+
+Every strategy trades the window as one episode through the same `Simulator` (so the same
+market model, costs and fills as training): flat at the window's first decision bar, one step
+per bar until its last bar. Strategies run side by side as the simulator's envs, so a window
+is walked once whatever the number of strategies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.simulator import BarRange, Settings, Simulator
+from core.store import FeatureStore
+
+# A strategy's decision at the close of bar t: (its observation rows [1, ...], the weights it
+# holds [1, assets], t) -> target weights [1, assets] in [-1, 1].
+Policy = Callable[[dict[str, np.ndarray], np.ndarray, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Track:
+    """One strategy's bars over a window; every array is aligned with `timestamp`."""
+
+    bar: np.ndarray  # index of the bar traded through
+    timestamp: np.ndarray  # UTC ns close of that bar
+    returns: np.ndarray  # simple equity return over the bar (-1 at bankruptcy, then 0)
+    turnover: np.ndarray  # traded notional / equity at the open
+    cost: np.ndarray  # costs paid / equity at the start of the bar
+    trades: np.ndarray  # receipts (executed position changes)
+    exposure: np.ndarray  # gross weight held at the close
+    rewards: np.ndarray  # the training reward the step would have paid
+
+    @property
+    def equity(self) -> np.ndarray:
+        """Growth of one unit of capital, one value per bar."""
+        return np.cumprod(1.0 + self.returns)
+
+
+def rollout(
+    store: FeatureStore, settings: Settings, bars: BarRange, policies: Mapping[str, Policy]
+) -> dict[str, Track]:
+    """Walk `bars` once with every policy as its own env; return each one's track."""
+    names = list(policies)
+    whole = settings.env.model_copy(update={"episode_bars": len(bars)})
+    sim = Simulator(store, Settings(whole, settings.reward, settings.timeframes), bars, len(names))
+    envs = np.arange(len(names))
+    sim.reset(envs, np.full(len(names), bars.start))
+    steps = len(bars) - 1
+    columns = {
+        key: np.zeros((steps, len(names)))
+        for key in ("returns", "turnover", "cost", "trades", "exposure", "rewards")
+    }
+    bar = np.zeros(steps, np.int64)
+    timestamp = np.zeros(steps, np.int64)
+    alive = np.ones(len(names), bool)
+    for i in range(steps):
+        t = int(sim.t[0])
+        obs = sim.observe()
+        actions = np.zeros((len(names), sim.n_assets))
+        for k, name in enumerate(names):
+            if alive[k]:
+                rows = {key: value[k : k + 1] for key, value in obs.items()}
+                actions[k] = np.asarray(policies[name](rows, sim.weights[k : k + 1], t)).reshape(-1)
+        equity_before = sim.equity
+        out = sim.step(actions)
+        bar[i], timestamp[i] = out.bar[0], out.close_ns[0]
+        returns = np.where(
+            alive, np.maximum(out.equity / np.where(alive, equity_before, 1.0) - 1.0, -1.0), 0.0
+        )
+        columns["returns"][i] = returns
+        columns["turnover"][i] = np.where(alive, out.turnover, 0.0)
+        columns["cost"][i] = np.where(alive, out.cost / np.where(alive, equity_before, 1.0), 0.0)
+        columns["trades"][i] = np.where(alive, out.raw_receipts.per_env(len(names), "count"), 0)
+        columns["exposure"][i] = np.where(alive, np.abs(out.weights).sum(axis=1), 0.0)
+        columns["rewards"][i] = np.where(alive, out.rewards, 0.0)
+        alive &= ~out.terminated
+    return {
+        name: Track(bar, timestamp, **{key: value[:, k] for key, value in columns.items()})
+        for k, name in enumerate(names)
+    }

@@ -1,0 +1,251 @@
+"""Walk-forward folds: calendar boundaries, embargoes, rolling vs expanding, too-short data."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from core.config import Config, load_config
+from core.errors import UserError
+from core.features import lookback_bars
+from core.folds import MONTH_NS, YEAR_NS, Fold, check_length, split
+from core.simulator import BarRange
+from training.fold_view import folds_document, folds_table
+
+HOUR_NS = 3_600 * 1_000_000_000
+DAY_NS = 24 * HOUR_NS
+START_NS = 946_684_800 * 1_000_000_000  # 2000-01-01 00:00 UTC, a Saturday
+HOURS_PER_YEAR = 8_766  # 365.25 days
+HOURS_6_MONTHS = 4_383  # half of that
+
+
+def hourly(n_bars: int) -> np.ndarray:
+    return START_NS + np.arange(n_bars, dtype=np.int64) * HOUR_NS
+
+
+def config(*overrides: str) -> Config:
+    """Hand-checkable defaults: 5 y train, 6 mo validation / test / step, 24-bar embargo."""
+    base = ["env.window=25", "walk_forward.embargo_bars=24", "walk_forward.train_years=5"]
+    return load_config(overrides=[*base, *overrides])
+
+
+def spans(fold: Fold) -> list[tuple[int, int]]:
+    return [(part.start, part.stop) for part in fold.parts().values()]
+
+
+# ---------------------------------------------------------------- hand-checked
+
+
+def test_hourly_rolling_folds_by_hand() -> None:
+    # u0 = 24; train ends 5 y = 43,830 h later; validation and test end 4,383 h apart each.
+    folds = split(hourly(7 * HOURS_PER_YEAR), HOUR_NS, config())
+    assert [spans(fold) for fold in folds] == [
+        [(24, 43_854), (43_878, 48_237), (48_261, 52_620)],
+        [(4_407, 48_237), (48_261, 52_620), (52_644, 57_003)],
+    ]  # fold 2 would end at 61,386 > 61,362 bars
+    assert [fold.index for fold in folds] == [0, 1]
+    assert all(fold.embargo_bars == 24 for fold in folds)
+
+
+def test_test_window_must_end_inside_the_data() -> None:
+    fold_zero_end = 24 + 5 * HOURS_PER_YEAR + 2 * HOURS_6_MONTHS
+    assert len(split(hourly(fold_zero_end), HOUR_NS, config())) == 1
+    with pytest.raises(UserError, match="dataset too short"):
+        split(hourly(fold_zero_end - 1), HOUR_NS, config())
+
+
+def test_expanding_train_starts_at_the_first_usable_bar_and_grows() -> None:
+    timestamps = hourly(8 * HOURS_PER_YEAR)
+    rolling = split(timestamps, HOUR_NS, config())
+    expanding = split(timestamps, HOUR_NS, config("walk_forward.mode=expanding"))
+    assert len(expanding) == len(rolling) == 4
+    assert {fold.train.start for fold in expanding} == {24}
+    assert [len(fold.train) for fold in expanding] == [
+        43_830 + i * HOURS_6_MONTHS for i in range(4)
+    ]
+    assert [fold.train.stop for fold in expanding] == [fold.train.stop for fold in rolling]
+    assert [spans(f)[1:] for f in expanding] == [spans(f)[1:] for f in rolling]
+    assert len({len(fold.train) for fold in rolling}) == 1
+
+
+def test_max_folds_caps_the_count() -> None:
+    timestamps = hourly(8 * HOURS_PER_YEAR)
+    capped = split(timestamps, HOUR_NS, config("walk_forward.max_folds=2"))
+    assert capped == split(timestamps, HOUR_NS, config())[:2]
+
+
+def test_auto_embargo_is_the_feature_lookback() -> None:
+    auto = load_config(overrides=["walk_forward.train_years=1"])
+    folds = split(hourly(3 * HOURS_PER_YEAR), HOUR_NS, auto)
+    expected = lookback_bars(auto.features, HOUR_NS)
+    assert expected > 0 and {fold.embargo_bars for fold in folds} == {expected}
+    assert folds[0].validation.start == folds[0].train.stop + expected
+
+
+def test_to_json_names_bars_and_utc_times() -> None:
+    timestamps = hourly(7 * HOURS_PER_YEAR)
+    (first, _) = split(timestamps, HOUR_NS, config())
+    document = first.to_json(timestamps, HOUR_NS)
+    assert document["index"] == 0 and document["embargo_bars"] == 24
+    assert document["train"] == {
+        "start": 24,
+        "stop": 43_854,
+        "bars": 43_830,
+        "first": "2000-01-02 00:00 UTC",
+        "last": "2005-01-01 05:00 UTC",
+        "end": "2005-01-01 06:00 UTC",
+    }
+    assert document["test"]["bars"] == 52_620 - 48_261
+
+
+def test_views_show_every_fold() -> None:
+    timestamps = hourly(7 * HOURS_PER_YEAR)
+    folds = split(timestamps, HOUR_NS, config())
+    assert folds_document(folds, timestamps, HOUR_NS) == [
+        fold.to_json(timestamps, HOUR_NS) for fold in folds
+    ]
+    console = Console(width=140, record=True)
+    console.print(folds_table(folds, timestamps, HOUR_NS))
+    text = console.export_text()
+    assert "2000-01-02 → 2005-01-01" in text and "43,830 bars" in text
+    assert "24 × 1h bars" in text and "2 fold(s)" in text
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_too_short_says_needed_available_span_and_a_fix_that_fits() -> None:
+    timestamps = hourly(3 * HOURS_PER_YEAR)
+    with pytest.raises(UserError) as caught:
+        split(timestamps, HOUR_NS, config())
+    message = str(caught.value)
+    assert "dataset too short" in message
+    assert "about 52,620 bars of 1h" in message  # 24 warm-up + 6 y of hours
+    assert "the dataset has 26,298 (26,274 after warm-up" in message
+    assert "2000-01-01 00:00 UTC to 2002-12-31 17:00 UTC" in message
+    assert "walk_forward.validation_months / walk_forward.test_months" in message
+    suggested = re.search(r"--set (walk_forward\.train_years=[0-9.]+)", message)
+    assert suggested is not None
+    assert split(timestamps, HOUR_NS, config(suggested.group(1)))
+
+
+def test_embargo_longer_than_validation_is_named() -> None:
+    with pytest.raises(UserError) as caught:
+        split(hourly(7 * HOURS_PER_YEAR), HOUR_NS, config("walk_forward.embargo_bars=5000"))
+    message = str(caught.value)
+    assert "validation window holds 4,383 bar(s)" in message
+    assert "walk_forward.embargo_bars" in message
+
+
+def test_check_length_is_split_after_the_feature_warmup() -> None:
+    timestamps = hourly(7 * HOURS_PER_YEAR)
+    check_length(timestamps, HOUR_NS, config(), warmup_bars=8_000)
+    with pytest.raises(UserError) as caught:
+        check_length(timestamps, HOUR_NS, config(), warmup_bars=9_000)
+    message = str(caught.value)
+    assert "9,024 warm-up bars (9,000 feature look-back + 24 for env.window)" in message
+    assert "the dataset has 61,362 (52,338 after warm-up" in message
+
+
+def test_step_shorter_than_test_is_rejected_at_load() -> None:
+    with pytest.raises(UserError) as caught:
+        load_config(overrides=["walk_forward.test_months=6", "walk_forward.step_months=3"])
+    message = str(caught.value)
+    assert "walk_forward.step_months = 3 (set in --set walk_forward.step_months=3)" in message
+    assert "overlap" in message and "walk_forward.step_months >= 6" in message
+
+
+def test_mode_is_rolling_or_expanding() -> None:
+    assert load_config().walk_forward.mode == "rolling"
+    with pytest.raises(UserError, match="'rolling', 'expanding'"):
+        load_config(overrides=["walk_forward.mode=sliding"])
+
+
+# ---------------------------------------------------------------- properties
+
+
+def reference(timestamps: np.ndarray, bar_ns: int, cfg: Config, index: int) -> list[BarRange]:
+    """Fold `index` from the calendar by counting bars before each boundary (no searchsorted)."""
+    walk, first = cfg.walk_forward, cfg.env.window - 1
+    embargo = int(walk.embargo_bars)
+    if first >= len(timestamps):
+        return []
+    origin = int(timestamps[first])
+    shift = index * walk.step_months * MONTH_NS
+    train_end = origin + shift + round(walk.train_years * YEAR_NS)
+    validation_end = train_end + walk.validation_months * MONTH_NS
+    test_end = validation_end + walk.test_months * MONTH_NS
+    if test_end > int(timestamps[-1]) + bar_ns:
+        return []
+    start = origin + shift if walk.mode == "rolling" else origin
+    a, b, c, d = (int((timestamps < t).sum()) for t in (start, train_end, validation_end, test_end))
+    parts = [BarRange(max(a, first), b), BarRange(b + embargo, c), BarRange(c + embargo, d)]
+    return parts if all(p.stop - p.start >= 2 for p in parts) else []
+
+
+@st.composite
+def walk_configs(draw: st.DrawFn) -> Config:
+    test_months = draw(st.integers(1, 12))
+    return load_config(
+        overrides=[
+            f"env.window={draw(st.integers(1, 40))}",
+            f"walk_forward.train_years={draw(st.integers(1, 60)) / 10}",
+            f"walk_forward.validation_months={draw(st.integers(1, 12))}",
+            f"walk_forward.test_months={test_months}",
+            f"walk_forward.step_months={test_months + draw(st.integers(0, 12))}",
+            f"walk_forward.embargo_bars={draw(st.integers(0, 20))}",
+            f"walk_forward.mode={draw(st.sampled_from(['rolling', 'expanding']))}",
+            f"walk_forward.max_folds={draw(st.sampled_from(['null', 1, 3]))}",
+        ]
+    )
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[np.ndarray, int, Config]:
+    """A config and a timeline from a bit under one fold's span to several folds, with gaps."""
+    cfg = draw(walk_configs())
+    bar_ns = draw(st.sampled_from([DAY_NS, 4 * HOUR_NS]))
+    fold_years = cfg.walk_forward.train_years + (cfg.walk_forward.validation_months + 12) / 12
+    n_bars = int(fold_years * draw(st.integers(8, 30)) / 10 * YEAR_NS / bar_ns)
+    timestamps = START_NS + np.arange(n_bars, dtype=np.int64) * bar_ns
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    keep = rng.random(n_bars) >= draw(st.sampled_from([0.0, 0.0, 0.1, 0.5]))
+    if draw(st.booleans()):  # one long outage
+        gap_start = int(rng.integers(0, n_bars))
+        keep[gap_start : gap_start + int(rng.integers(1, n_bars // 3 + 2))] = False
+    kept = timestamps[keep]
+    return (kept if len(kept) >= 2 else timestamps[:2]), bar_ns, cfg
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases())
+def test_folds_keep_their_invariants_and_are_maximal(case: tuple[np.ndarray, int, Config]) -> None:
+    timestamps, bar_ns, cfg = case
+    walk, first = cfg.walk_forward, cfg.env.window - 1
+    if not reference(timestamps, bar_ns, cfg, 0):
+        with pytest.raises(UserError, match=r"dataset too short|fold 0 does not fit"):
+            split(timestamps, bar_ns, cfg)
+        return
+    folds = split(timestamps, bar_ns, cfg)
+    embargo = int(walk.embargo_bars)
+    for index, fold in enumerate(folds):
+        assert fold.index == index and fold.embargo_bars == embargo
+        assert list(fold.parts().values()) == reference(timestamps, bar_ns, cfg, index)
+        assert fold.train.stop + embargo <= fold.validation.start
+        assert fold.validation.stop + embargo <= fold.test.start
+        assert all(first <= p.start and p.stop <= len(timestamps) for p in fold.parts().values())
+        assert all(len(part) >= 2 for part in fold.parts().values())
+    for earlier, later in itertools.pairwise(folds):
+        assert earlier.test.stop <= later.test.start
+        if walk.mode == "expanding":
+            assert later.train.start == earlier.train.start == first
+    if walk.max_folds is None or len(folds) < walk.max_folds:
+        assert not reference(timestamps, bar_ns, cfg, len(folds))
+    else:
+        assert len(folds) == walk.max_folds

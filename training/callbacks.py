@@ -1,0 +1,222 @@
+"""What happens around PPO's updates while one member trains on one fold.
+
+Validation rollouts pick the best checkpoint and stop early; resumable checkpoints are written
+atomically; TensorBoard gets rollout, action, trade and validation scalars; collapse alarms
+(no action spread, no entropy, no trades) become warnings in the log and the report; an optional
+entropy floor raises `ent_coef` while the policy's entropy is below a target.
+
+Evaluations and checkpoints happen at the start of a rollout, i.e. after PPO's update on the
+previous one, so a checkpoint's weights include every step its timestep count says they do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+from core.atomic import replacing, write_json
+from core.config import TrainingConfig
+
+ENTROPY_BOOST = 1.5  # ent_coef grows by this factor per evaluation while entropy is too low
+ENT_COEF_START = 1e-3  # ...starting here when ent_coef is 0
+GAUSSIAN_ENTROPY_CONSTANT = 0.5 + 0.5 * math.log(2 * math.pi)
+
+
+@dataclass
+class TrainingState:
+    """What a resumed job needs besides weights; committed after the files it names."""
+
+    timesteps: int = 0
+    last_checkpoint: str | None = None
+    best_checkpoint: str | None = None
+    best_score: float | None = None
+    since_best: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainingState:
+        import json
+
+        return cls(**json.loads(path.read_text()))
+
+
+class MemberFiles:
+    """Where one member × fold job keeps its files."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.checkpoints = folder / "checkpoints"
+        self.state = self.checkpoints / "state.json"
+        self.result = folder / "result.json"
+        self.tracks = folder / "test_tracks.npz"
+        self.logs = folder / "logs"
+
+    def checkpoint(self, kind: str, timesteps: int) -> Path:
+        return self.checkpoints / f"{kind}-{timesteps:012d}.zip"
+
+    def save_model(self, model: PPO, kind: str) -> str:
+        path = self.checkpoint(kind, model.num_timesteps)
+        with replacing(path) as handle:
+            model.save(handle)
+        return path.name
+
+    def commit(self, state: TrainingState) -> None:
+        """Write the state, then drop checkpoints it no longer names."""
+        write_json(self.state, asdict(state))
+        keep = {state.last_checkpoint, state.best_checkpoint}
+        for old in self.checkpoints.glob("*.zip"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
+
+
+Validator = Callable[[PPO], dict[str, float]]  # model -> validation metrics incl. "score", "trades"
+
+
+class WalkForwardCallback(BaseCallback):
+    def __init__(
+        self,
+        *,
+        validate: Validator,
+        files: MemberFiles,
+        state: TrainingState,
+        settings: TrainingConfig,
+        eval_every: int,
+        checkpoint_every: int,
+        reward_clip: float,
+        advance: Callable[[int], None] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.validate, self.files, self.state, self.settings = validate, files, state, settings
+        self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
+        self.reward_clip = reward_clip
+        self.advance = advance or (lambda steps: None)
+        self.warn = warn or (lambda message: None)
+        self.stop = False
+        self.action_std = float("nan")
+        self.counted = 0
+
+    # SB3 hooks -------------------------------------------------------------------------
+    def _on_training_start(self) -> None:
+        self.counted = self.model.num_timesteps
+
+    def _on_step(self) -> bool:
+        return not self.stop
+
+    def _on_rollout_end(self) -> None:
+        buffer = self.model.rollout_buffer
+        rewards = buffer.rewards
+        actions = np.clip(buffer.actions, -1.0, 1.0)
+        self.action_std = float(actions.std(axis=0).mean())
+        record = self.logger.record
+        record("rollout/reward_mean", float(rewards.mean()))
+        record("rollout/reward_std", float(rewards.std()))
+        record("rollout/reward_min", float(rewards.min()))
+        record("rollout/reward_max", float(rewards.max()))
+        record("rollout/reward_clip_fraction", float(np.mean(np.abs(rewards) >= self.reward_clip)))
+        record("rollout/action_mean", float(actions.mean()))
+        record("rollout/action_std", self.action_std)
+        infos = self.locals.get("infos") or []
+        counts = [info["trade_counts"] for info in infos if "trade_counts" in info]
+        for name in counts[0] if counts else ():
+            record(f"trades/{name}", float(np.mean([c[name] for c in counts])))
+        done = self.model.num_timesteps
+        self.advance(done - self.counted)
+        self.counted = done
+
+    def _on_rollout_start(self) -> None:
+        done = self.model.num_timesteps
+        if done <= self.state.timesteps:
+            return  # the first rollout of a (resumed) run: nothing new since the checkpoint
+        last_eval = self.state.evaluations[-1]["timesteps"] if self.state.evaluations else 0
+        if done - last_eval >= self.eval_every:
+            self.evaluate()
+        if done - self.state.timesteps >= self.checkpoint_every:
+            self.checkpoint()
+
+    # Work --------------------------------------------------------------------------------
+    def finish(self) -> None:
+        """After learn(): evaluate the final weights (if not yet) and commit a final checkpoint."""
+        done = self.model.num_timesteps
+        if not self.stop and (
+            not self.state.evaluations or self.state.evaluations[-1]["timesteps"] < done
+        ):
+            self.evaluate()
+        self.state.finished = True
+        self.checkpoint()
+
+    def evaluate(self) -> None:
+        model, state, settings = self.model, self.state, self.settings
+        result = self.validate(model)
+        entropy = policy_entropy(model)
+        result |= {"timesteps": model.num_timesteps, "entropy": entropy, "ent_coef": model.ent_coef}
+        result["action_std"] = self.action_std
+        state.evaluations.append(result)
+        for key, value in result.items():
+            if key != "timesteps":
+                self.logger.record(f"validation/{key}", value)
+        self.logger.dump(model.num_timesteps)
+        if state.best_score is None or result["score"] > state.best_score:
+            state.best_score = result["score"]
+            state.best_checkpoint = self.files.save_model(model, "best")
+            state.since_best = 0
+        else:
+            state.since_best += 1
+        self._alarms(result)
+        if settings.entropy_target is not None and entropy < settings.entropy_target:
+            raised = min(settings.ent_coef_max, max(model.ent_coef * ENTROPY_BOOST, ENT_COEF_START))
+            if raised > model.ent_coef:
+                self.warn(
+                    f"entropy floor: entropy {entropy:.3f} < training.entropy_target "
+                    f"{settings.entropy_target:g}; ent_coef {model.ent_coef:g} -> {raised:g}"
+                )
+                model.ent_coef = raised
+        if settings.patience is not None and state.since_best >= settings.patience:
+            self.stop = state.stopped_early = True
+            self.warn(
+                f"early stop at {model.num_timesteps:,} steps: {settings.patience} evaluations "
+                f"without a better validation {settings.validation_metric}"
+            )
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        self.state.timesteps = self.model.num_timesteps
+        self.state.last_checkpoint = self.files.save_model(self.model, "last")
+        self.files.commit(self.state)
+
+    def _alarms(self, result: dict[str, float]) -> None:
+        settings, at = self.settings, f"at {self.model.num_timesteps:,} steps"
+        alarms = []
+        if self.action_std < settings.min_action_std:
+            alarms.append(
+                f"collapse: action spread {self.action_std:.4f} < training.min_action_std "
+                f"{settings.min_action_std:g} {at}"
+            )
+        if settings.min_entropy is not None and result["entropy"] < settings.min_entropy:
+            alarms.append(
+                f"collapse: policy entropy {result['entropy']:.3f} < training.min_entropy "
+                f"{settings.min_entropy:g} {at}"
+            )
+        if result["trades"] == 0:
+            alarms.append(f"collapse: no trades in the whole validation window {at}")
+        for alarm in alarms:
+            self.state.warnings.append(alarm)
+            self.warn(alarm)
+
+
+def policy_entropy(model: PPO) -> float:
+    """Entropy per action dimension of the Gaussian policy (it depends only on log_std)."""
+    log_std = getattr(model.policy, "log_std", None)
+    if log_std is None:
+        return float("nan")
+    return float(GAUSSIAN_ENTROPY_CONSTANT + log_std.detach().cpu().mean())

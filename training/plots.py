@@ -1,0 +1,125 @@
+"""The report's pictures: out-of-sample equity and drawdown, Sharpe per fold, validation curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and in tests
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from core.atomic import replacing
+from core.evaluation import AGENT
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from training.report import FoldResult
+
+STYLES = {
+    AGENT: {"color": "tab:blue", "linewidth": 1.6},
+    "buy_and_hold": {"color": "tab:gray"},
+    "ma_crossover": {"color": "tab:green"},
+    "random": {"color": "tab:orange", "alpha": 0.8},
+    "cash": {"color": "black", "linestyle": ":"},
+}
+
+
+def write_plots(
+    folder: Path, oos: pd.DataFrame, fold_metrics: list[dict[str, Any]], folds: list[FoldResult]
+) -> dict[str, str]:
+    """PNG files in `folder`; returns {title: file name} in reading order."""
+    times = pd.to_datetime(oos["timestamp"], utc=True)
+    plots = {
+        "Out-of-sample equity vs baselines": ("equity.png", _equity(times, oos)),
+        "Drawdown": ("drawdown.png", _drawdown(times, oos)),
+        "Sharpe per fold: agent vs buy-and-hold": ("fold_sharpe.png", _fold_sharpe(fold_metrics)),
+        "Validation metric during training": ("validation.png", _validation(folds)),
+    }
+    for name, figure in plots.values():
+        _save(figure, folder / name)
+    return {title: name for title, (name, _) in plots.items()}
+
+
+def _save(figure: Figure, path: Path) -> None:
+    with replacing(path) as handle:
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _equity(times: pd.Series, oos: pd.DataFrame) -> Figure:
+    figure, axis = plt.subplots(figsize=(10, 4.5))
+    for name, style in STYLES.items():
+        equity = np.cumprod(1.0 + oos[f"{name}.returns"].to_numpy())
+        axis.plot(times, equity, label=name, **style)
+    _fold_lines(axis, times, oos)
+    axis.set_ylabel("growth of 1")
+    axis.set_title("Stitched test windows (out of sample), after costs")
+    axis.legend(loc="upper left", fontsize=8)
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def _drawdown(times: pd.Series, oos: pd.DataFrame) -> Figure:
+    figure, axis = plt.subplots(figsize=(10, 3))
+    for name in (AGENT, "buy_and_hold"):
+        equity = np.cumprod(1.0 + oos[f"{name}.returns"].to_numpy())
+        drawdown = equity / np.maximum.accumulate(np.maximum(equity, 1.0)) - 1.0
+        axis.fill_between(times, drawdown, 0, alpha=0.35, label=name, color=STYLES[name]["color"])
+    _fold_lines(axis, times, oos)
+    axis.set_ylabel("drawdown")
+    axis.legend(loc="lower left", fontsize=8)
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def _fold_lines(axis: Any, times: pd.Series, oos: pd.DataFrame) -> None:
+    starts = np.flatnonzero(np.diff(oos["fold"].to_numpy())) + 1
+    for start in starts:
+        axis.axvline(times.iloc[start], color="k", alpha=0.2, linewidth=0.8)
+
+
+def _fold_sharpe(fold_metrics: list[dict[str, Any]]) -> Figure:
+    figure, axis = plt.subplots(figsize=(max(4, 1.2 * len(fold_metrics) + 2), 3.5))
+    index = np.arange(len(fold_metrics))
+    agent = [m[AGENT]["sharpe"] for m in fold_metrics]
+    hold = [m["buy_and_hold"]["sharpe"] for m in fold_metrics]
+    axis.bar(index - 0.2, agent, 0.4, label=AGENT, color=STYLES[AGENT]["color"])
+    axis.bar(index + 0.2, hold, 0.4, label="buy_and_hold", color=STYLES["buy_and_hold"]["color"])
+    axis.axhline(0, color="k", linewidth=0.8)
+    axis.set_xticks(index, [f"fold {m['fold']}" for m in fold_metrics])
+    axis.set_ylabel("annualised Sharpe (test)")
+    axis.legend(fontsize=8)
+    return figure
+
+
+def _validation(folds: list[FoldResult]) -> Figure:
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    for fold in folds:
+        for member in fold.members:
+            points = member["evaluations"]
+            if not points:
+                continue
+            steps = [p["timesteps"] for p in points]
+            scores = [p["score"] if np.isfinite(p["score"]) else np.nan for p in points]
+            axis.plot(
+                steps,
+                scores,
+                marker="o",
+                markersize=3,
+                label=f"fold {fold.index} m{member['member']}",
+            )
+            if member["best_timesteps"] is not None:
+                best = max(points, key=lambda p: p["score"])
+                axis.scatter([best["timesteps"]], [best["score"]], color="red", zorder=3, s=18)
+    axis.set_xlabel("timesteps")
+    axis.set_ylabel("validation score")
+    axis.set_title("Validation during training (red: kept checkpoint)")
+    if len(folds) * len(folds[0].members) <= 12:
+        axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    return figure

@@ -1,0 +1,246 @@
+"""Train one ensemble member on one walk-forward fold, then judge it out of sample.
+
+A `Job` holds paths and small numbers only, so `run_job(job)` runs the same in this process, a
+submitit worker or a SLURM array task. Everything it produces lives in its own folder: a job
+that finds `result.json` is done; one that finds a checkpoint state resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.atomic import replacing, write_json
+from core.config import Config, load_config
+from core.env_setup import settings_of
+from core.evaluation import AGENT, annualisation_of, evaluate_window, score, track_metrics
+from core.folds import Fold
+from core.rollout import Policy, Track, rollout
+from core.simulator import BarRange
+from core.store import FeatureStore
+from training.callbacks import MemberFiles, TrainingState, WalkForwardCallback
+
+EVALUATIONS_PER_FOLD = 10  # training.eval_every_steps: auto
+
+
+@dataclass(frozen=True)
+class Job:
+    """One member × fold: what to train, where, and with which resources."""
+
+    run_dir: str
+    store_path: str
+    fold: Fold
+    member: int
+    seed: int
+    timesteps: int
+    vec_env: str
+    n_envs: int
+    n_steps: int
+    batch_size: int
+    device: str
+    torch_threads: int
+
+    @property
+    def name(self) -> str:
+        return f"fold {self.fold.index} member {self.member}"
+
+    @property
+    def folder(self) -> Path:
+        return (
+            Path(self.run_dir)
+            / "folds"
+            / f"fold_{self.fold.index:02d}"
+            / f"member_{self.member:02d}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        fold = data["fold"]
+        parts = {key: BarRange(**fold[key]) for key in ("train", "validation", "test")}
+        return cls(**{**data, "fold": Fold(**{**fold, **parts})})
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """How a job reports to whoever runs it (a progress bar, a log); all optional."""
+
+    advance: Callable[[int], None] | None = None  # timesteps just done
+    warn: Callable[[str], None] | None = None
+    phase: Callable[[str], None] | None = None  # "training", "testing", ...
+
+
+def run_config(run_dir: str | Path) -> Config:
+    return load_config([Path(run_dir) / "config.yaml"])
+
+
+def run_job(job: Job, hooks: Hooks = Hooks()) -> dict[str, Any]:
+    """Train (or resume, or skip) the job, test its best checkpoint; return result.json's content."""
+    files = MemberFiles(job.folder)
+    if files.result.exists():
+        result = json.loads(files.result.read_text())
+        if hooks.advance:
+            hooks.advance(result["timesteps"])
+        return result
+    import torch
+
+    torch.set_num_threads(job.torch_threads)
+    config = run_config(job.run_dir)
+    store = FeatureStore.attach(job.store_path)
+    model, state = _train(job, config, store, files, hooks)
+    if hooks.phase:
+        hooks.phase("testing")
+    best = _best_model(model, files, state, job)
+    tracks = evaluate_window(
+        store, settings_of(config), job.fold.test, agent_policy(best), config, job.seed
+    )
+    result = _result(job, config, store, state, tracks)
+    _save_tracks(files.tracks, tracks)
+    write_json(files.result, result)
+    return result
+
+
+def _train(
+    job: Job, config: Config, store: FeatureStore, files: MemberFiles, hooks: Hooks
+) -> tuple[Any, TrainingState]:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.utils import set_random_seed
+
+    from core.env import make_vec_env
+
+    settings = settings_of(config)
+    vec = make_vec_env(
+        job.n_envs, kind=job.vec_env, config=config, data=store, fold=job.fold.train, seed=job.seed
+    )
+    state = TrainingState.load(files.state) if files.state.exists() else TrainingState()
+    if state.last_checkpoint:
+        model = PPO.load(files.checkpoints / state.last_checkpoint, env=vec, device=job.device)
+        if hooks.advance:
+            hooks.advance(model.num_timesteps)
+    else:
+        set_random_seed(job.seed)
+        model = PPO(
+            env=vec, seed=job.seed, device=job.device, verbose=0, **ppo_arguments(config, job)
+        )
+    formats = ["csv", "tensorboard"] if config.training.tensorboard else ["csv"]
+    model.set_logger(configure(str(files.logs), formats))
+    annual = annualisation_of(store, config)
+
+    def validate(current: Any) -> dict[str, float]:
+        track = rollout(store, settings, job.fold.validation, {AGENT: agent_policy(current)})[AGENT]
+        values = track_metrics(track, annual)
+        picked = {key: values[key] for key in ("sharpe", "total_return", "max_drawdown", "trades")}
+        sharpe_per_bar = values["sharpe"] / np.sqrt(annual.periods_per_year)
+        return picked | {
+            "score": score(track, annual, config.training.validation_metric),
+            "sharpe_per_bar": float(sharpe_per_bar),
+        }
+
+    eval_every = _every(config.training.eval_every_steps, job.timesteps)
+    checkpoint_every = (
+        eval_every
+        if config.training.checkpoint_every_steps == "auto"
+        else config.training.checkpoint_every_steps
+    )
+    callback = WalkForwardCallback(
+        validate=validate,
+        files=files,
+        state=state,
+        settings=config.training,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        reward_clip=config.reward.reward_clip,
+        advance=hooks.advance,
+        warn=hooks.warn,
+    )
+    if not state.finished:
+        if hooks.phase:
+            hooks.phase("training")
+        remaining = job.timesteps - model.num_timesteps
+        if remaining > 0 and not state.stopped_early:
+            model.learn(remaining, callback=callback, reset_num_timesteps=not state.last_checkpoint)
+        callback.init_callback(model)
+        callback.finish()
+    vec.close()
+    return model, state
+
+
+def ppo_arguments(config: Config, job: Job) -> dict[str, Any]:
+    """Every PPO parameter from the config; sizes from the plan."""
+    ppo = config.ppo
+    return {
+        "policy": ppo.policy,
+        "learning_rate": ppo.learning_rate,
+        "n_steps": job.n_steps,
+        "batch_size": job.batch_size,
+        "n_epochs": ppo.n_epochs,
+        "gamma": ppo.gamma,
+        "gae_lambda": ppo.gae_lambda,
+        "clip_range": ppo.clip_range,
+        "ent_coef": ppo.ent_coef,
+        "vf_coef": ppo.vf_coef,
+        "max_grad_norm": ppo.max_grad_norm,
+        "policy_kwargs": {"net_arch": list(ppo.net_arch)},
+    }
+
+
+def _every(setting: int | str, timesteps: int) -> int:
+    return max(1, timesteps // EVALUATIONS_PER_FOLD) if setting == "auto" else int(setting)
+
+
+def agent_policy(model: Any) -> Policy:
+    def decide(obs: dict[str, np.ndarray], weights: np.ndarray, t: int) -> np.ndarray:
+        return model.predict(obs, deterministic=True)[0]
+
+    return decide
+
+
+def _best_model(model: Any, files: MemberFiles, state: TrainingState, job: Job) -> Any:
+    """Early stopping restores the best checkpoint; it is also what the test judges."""
+    if not state.best_checkpoint:
+        return model
+    from stable_baselines3 import PPO
+
+    return PPO.load(files.checkpoints / state.best_checkpoint, device=job.device)
+
+
+def _result(
+    job: Job, config: Config, store: FeatureStore, state: TrainingState, tracks: dict[str, Track]
+) -> dict[str, Any]:
+    annual = annualisation_of(store, config)
+    best = max(state.evaluations, key=lambda e: e["score"], default=None)
+    return {
+        "fold": job.fold.index,
+        "member": job.member,
+        "seed": job.seed,
+        "timesteps": state.timesteps,
+        "stopped_early": state.stopped_early,
+        "best_timesteps": best["timesteps"] if best else None,
+        "evaluations": state.evaluations,
+        "warnings": state.warnings,
+        "periods_per_year": annual.periods_per_year,
+        "test": {name: track_metrics(track, annual) for name, track in tracks.items()},
+    }
+
+
+def _save_tracks(path: Path, tracks: dict[str, Track]) -> None:
+    first = next(iter(tracks.values()))
+    arrays = {"bar": first.bar, "timestamp": first.timestamp}
+    for name, track in tracks.items():
+        for key in ("returns", "turnover", "cost", "trades", "exposure"):
+            arrays[f"{name}.{key}"] = getattr(track, key)
+    with replacing(path) as handle:
+        np.savez(handle, **arrays)
+
+
+def load_tracks(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
