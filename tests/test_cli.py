@@ -60,6 +60,17 @@ def test_script_runs_from_another_directory(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["plan"]["members_concurrent"] >= 1
 
 
+def test_dry_run_lists_folds_and_jobs() -> None:
+    done = run_cli("--dry-run", "--preset", "quick", "--ensemble", "2")
+    assert done.returncode == 0, done.stderr
+    assert "Walk-forward: 3 fold(s)" in done.stdout
+    assert "3 fold(s) x 2 member(s) = 6 job(s) of 60,000 PPO steps" in done.stdout
+    document = json.loads(run_cli("--dry-run", "--json", "--folds", "2").stdout)
+    assert len(document["folds"]) == 2 and document["jobs"]["count"] == 2
+    first = document["folds"][0]
+    assert first["train"]["stop"] + first["embargo_bars"] <= first["validation"]["start"]
+
+
 def test_print_config_round_trips(tmp_path: Path) -> None:
     done = run_cli("--print-config", "--set", "ppo.ent_coef=0.05")
     assert done.returncode == 0, done.stderr
@@ -78,7 +89,8 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
         (["--dry-run", "--hardware", "missing.yaml"], "hardware profile not found"),
         (["--dry-run", "--config", "missing.yaml"], "config file not found"),
         (["--dry-run", "--set", "hardware.device=cuda"], "no GPU was found"),
-        ([], "does not train yet"),
+        (["--dry-run", "--set", "walk_forward.train_years=30"], "dataset too short"),
+        (["--resume", "/nonexistent/run"], "not a Ploutos run folder"),
     ],
 )
 def test_user_errors_are_one_clear_message(args: list[str], expected: str) -> None:
