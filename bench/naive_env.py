@@ -115,3 +115,16 @@ class NaivePandasEnv(gym.Env):
         terminated = after <= 0
         truncated = self.t >= self.end
         return self._state(), reward, terminated, truncated, {"equity": after}
+
+
+class NaiveEnvFactory:
+    """Picklable constructor for SubprocVecEnv workers; episodes stay before bar `stop`."""
+
+    def __init__(self, path: str, window: int, episode: int, cost_bps: float, stop: int) -> None:
+        self.args = (path, window, episode, cost_bps, stop)
+
+    def __call__(self) -> NaivePandasEnv:
+        path, window, episode, cost_bps, stop = self.args
+        env = NaivePandasEnv(path, window=window, episode_bars=episode, cost_bps=cost_bps)
+        env.dates = env.dates[:stop]
+        return env

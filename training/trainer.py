@@ -128,7 +128,11 @@ def _train(
     else:
         set_random_seed(job.seed)
         model = PPO(
-            env=vec, seed=job.seed, device=job.device, verbose=0, **ppo_arguments(config, job)
+            env=vec,
+            seed=job.seed,
+            device=job.device,
+            verbose=0,
+            **ppo_arguments(config, job.n_steps, job.batch_size),
         )
     formats = ["csv", "tensorboard"] if config.training.tensorboard else ["csv"]
     model.set_logger(configure(str(files.logs), formats))
@@ -173,14 +177,14 @@ def _train(
     return model, state
 
 
-def ppo_arguments(config: Config, job: Job) -> dict[str, Any]:
-    """Every PPO parameter from the config; sizes from the plan."""
+def ppo_arguments(config: Config, n_steps: int, batch_size: int) -> dict[str, Any]:
+    """Every PPO parameter from the config; rollout and batch sizes from the plan."""
     ppo = config.ppo
     return {
         "policy": ppo.policy,
         "learning_rate": ppo.learning_rate,
-        "n_steps": job.n_steps,
-        "batch_size": job.batch_size,
+        "n_steps": n_steps,
+        "batch_size": batch_size,
         "n_epochs": ppo.n_epochs,
         "gamma": ppo.gamma,
         "gae_lambda": ppo.gae_lambda,
