@@ -97,3 +97,37 @@ def test_permuted_returns_lose_the_edge(planted: dict, tmp_path: Path) -> None:
     assert not summary["significant"], summary["strategies"]["agent"]
     shuffled = summary["strategies"]["agent"]["sharpe"]
     assert shuffled < planted["strategies"]["agent"]["sharpe"] / 3
+
+
+def test_tensorboard_gets_rollout_trade_and_validation_scalars(planted: dict) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = planted["run_dir"] / "folds" / "fold_00" / "member_00" / "logs"
+    events = EventAccumulator(str(next(logs.glob("events.out.tfevents.*"))))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {
+        "time/fps", "rollout/reward_mean", "rollout/reward_clip_fraction", "rollout/action_std",
+        "train/entropy_loss", "train/approx_kl", "train/explained_variance", "trades/1h",
+        "validation/sharpe", "validation/entropy",
+    } <= tags  # fmt: skip
+
+
+def test_collapse_alarms_and_entropy_floor_reach_the_report(tmp_path: Path) -> None:
+    config = learnable_config(
+        "ppo.total_timesteps=8192",
+        "walk_forward.max_folds=1",
+        "training.eval_every_steps=2048",
+        "training.min_action_std=10",  # every rollout is "collapsed" by these floors
+        "training.min_entropy=10",
+        "training.entropy_target=10",
+        "training.ent_coef_max=0.0015",
+    )
+    store = store_of(tmp_path, ar1_frames(N_BARS, 2, 0.0, seed=6), config)
+    summary = walk_forward(tmp_path, store, config)
+    result = json.loads((summary["run_dir"] / "folds/fold_00/member_00/result.json").read_text())
+    coefs = [e["ent_coef"] for e in result["evaluations"]]
+    assert coefs == pytest.approx([0.0, 0.001, 0.0015, 0.0015])  # x1.5 each time, capped
+    report = (summary["run_dir"] / "report.md").read_text()
+    assert "## Warnings" in report
+    assert "collapse: action spread" in report and "collapse: policy entropy" in report

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.bench_training import TARGET_SETTINGS
 from core.config import Config, load_config
 from core.feature_store import open_store
 from core.folds import split
@@ -18,17 +19,10 @@ from tests.helpers.datasets import write_csv
 from training.report import build_report
 from training.walk_forward import create_run, run_jobs
 
-# One return feature per asset and a two-bar window: a policy that reads it learns in seconds.
+# One return feature per asset and a two-bar window (the training benchmark's time-to-target
+# set-up): a policy that reads it learns in seconds.
 LEARNABLE = [
-    "features.timeframes=[1h]",
-    "features.return_horizons=[1]",
-    "features.indicators=[]",
-    "features.normalisation_window=48",
-    "env.window=2",
-    "env.episode_bars=256",
-    "env.fee_bps=0.5",
-    "env.half_spread_bps=0.0",
-    "env.slippage_bps=0.0",
+    *TARGET_SETTINGS,
     "walk_forward.train_years=0.25",
     "walk_forward.validation_months=1",
     "walk_forward.test_months=1",
@@ -36,7 +30,6 @@ LEARNABLE = [
     "walk_forward.embargo_bars=4",
     "walk_forward.max_folds=3",
     "ppo.n_epochs=4",
-    "ppo.learning_rate=0.001",
     "hardware.n_envs=32",
     "hardware.target_rollout_steps=2048",
     "training.eval_every_steps=4096",
