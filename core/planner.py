@@ -23,7 +23,7 @@ GIB = 2**30
 FLOAT_BYTES = 4
 MIN_MINIBATCHES = 4
 MIN_N_STEPS, MAX_N_STEPS = 64, 2048
-AUTO_ENVS_PER_WORKER = 4
+AUTO_ENVS_PER_WORKER = 1  # SB3's SubprocVecEnv holds one env per process
 # The batch env steps every env in the learner: n_steps near this keeps GAE's horizon (gamma 0.99
 # looks ~100 bars ahead) inside one rollout, and n_envs fills the rest of the target rollout.
 BATCH_N_STEPS = 128
@@ -548,9 +548,7 @@ def _record_layout(
         if layout.env_workers == hw.max_env_workers_per_member:
             workers_why += f" (capped by hardware.max_env_workers_per_member={layout.env_workers})"
     notes.record("env_workers", layout.env_workers, hw.env_workers, workers_why)
-    per_worker_why = (
-        f"{AUTO_ENVS_PER_WORKER} envs per process amortise each step's message round trip"
-    )
+    per_worker_why = "SB3's SubprocVecEnv runs one env per worker process"
     n_envs_why = "env_workers x envs_per_worker"
     if hw.n_envs != "auto":
         per_worker_why = "n_envs / env_workers"
