@@ -79,4 +79,4 @@ def score(track: Track, annual: Annualisation, metric: str) -> float:
         "calmar": lambda: metrics.calmar(track.returns, ppy),
         "total_return": lambda: metrics.total_return(track.returns),
     }[metric]()
-    return float(value) if np.isfinite(value) else (float(value) if value > 0 else -np.inf)
+    return -np.inf if np.isnan(value) else float(value)

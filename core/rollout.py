@@ -68,12 +68,10 @@ def rollout(
         equity_before = sim.equity
         out = sim.step(actions)
         bar[i], timestamp[i] = out.bar[0], out.close_ns[0]
-        returns = np.where(
-            alive, np.maximum(out.equity / np.where(alive, equity_before, 1.0) - 1.0, -1.0), 0.0
-        )
-        columns["returns"][i] = returns
+        before = np.where(alive, equity_before, 1.0)  # the dead hold nothing: avoid 0 / 0
+        columns["returns"][i] = np.where(alive, np.maximum(out.equity / before - 1.0, -1.0), 0.0)
         columns["turnover"][i] = np.where(alive, out.turnover, 0.0)
-        columns["cost"][i] = np.where(alive, out.cost / np.where(alive, equity_before, 1.0), 0.0)
+        columns["cost"][i] = np.where(alive, out.cost / before, 0.0)
         columns["trades"][i] = np.where(alive, out.raw_receipts.per_env(len(names), "count"), 0)
         columns["exposure"][i] = np.where(alive, np.abs(out.weights).sum(axis=1), 0.0)
         columns["rewards"][i] = np.where(alive, out.rewards, 0.0)

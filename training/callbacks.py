@@ -11,6 +11,7 @@ previous one, so a checkpoint's weights include every step its timestep count sa
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -45,8 +46,6 @@ class TrainingState:
 
     @classmethod
     def load(cls, path: Path) -> TrainingState:
-        import json
-
         return cls(**json.loads(path.read_text()))
 
 

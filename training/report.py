@@ -27,6 +27,7 @@ from core.evaluation import AGENT, annualisation_of
 from core.metrics import Annualisation
 from core.store import FeatureStore
 from training.trainer import load_tracks, run_config
+from training.walk_forward import load_run
 
 STRATEGIES = (AGENT, *BASELINES)
 SERIES = ("returns", "turnover", "cost", "trades", "exposure")
@@ -60,7 +61,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     document = json.loads((run_dir / "jobs.json").read_text())
     store = FeatureStore.attach(document["store"])
     annual = annualisation_of(store, config)
-    folds = _fold_results(run_dir, document["jobs"])
+    folds = _fold_results(run_dir)
     evaluations = [e for fold in folds for m in fold.members for e in m["evaluations"]]
     per_bar = [e["sharpe_per_bar"] for e in evaluations if np.isfinite(e["sharpe_per_bar"])]
     n_trials = max(1, len(evaluations))
@@ -106,13 +107,10 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _fold_results(run_dir: Path, jobs: list[dict[str, Any]]) -> list[FoldResult]:
+def _fold_results(run_dir: Path) -> list[FoldResult]:
     by_fold: dict[int, list[Path]] = {}
-    for job in jobs:
-        folder = (
-            run_dir / "folds" / f"fold_{job['fold']['index']:02d}" / f"member_{job['member']:02d}"
-        )
-        by_fold.setdefault(job["fold"]["index"], []).append(folder)
+    for job in load_run(run_dir):
+        by_fold.setdefault(job.fold.index, []).append(job.folder)
     results = []
     for index in sorted(by_fold):
         members = [json.loads((folder / "result.json").read_text()) for folder in by_fold[index]]

@@ -20,6 +20,7 @@ from core.config import Config, load_config
 from core.env_setup import settings_of
 from core.evaluation import AGENT, annualisation_of, evaluate_window, score, track_metrics
 from core.folds import Fold
+from core.metrics import Annualisation
 from core.rollout import Policy, Track, rollout
 from core.simulator import BarRange
 from core.store import FeatureStore
@@ -94,21 +95,27 @@ def run_job(job: Job, hooks: Hooks = Hooks()) -> dict[str, Any]:
     torch.set_num_threads(job.torch_threads)
     config = run_config(job.run_dir)
     store = FeatureStore.attach(job.store_path)
-    model, state = _train(job, config, store, files, hooks)
+    annual = annualisation_of(store, config)
+    model, state = _train(job, config, store, annual, files, hooks)
     if hooks.phase:
         hooks.phase("testing")
     best = _best_model(model, files, state, job)
     tracks = evaluate_window(
         store, settings_of(config), job.fold.test, agent_policy(best), config, job.seed
     )
-    result = _result(job, config, store, state, tracks)
+    result = _result(job, annual, state, tracks)
     _save_tracks(files.tracks, tracks)
     write_json(files.result, result)
     return result
 
 
 def _train(
-    job: Job, config: Config, store: FeatureStore, files: MemberFiles, hooks: Hooks
+    job: Job,
+    config: Config,
+    store: FeatureStore,
+    annual: Annualisation,
+    files: MemberFiles,
+    hooks: Hooks,
 ) -> tuple[Any, TrainingState]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.logger import configure
@@ -136,7 +143,6 @@ def _train(
         )
     formats = ["csv", "tensorboard"] if config.training.tensorboard else ["csv"]
     model.set_logger(configure(str(files.logs), formats))
-    annual = annualisation_of(store, config)
 
     def validate(current: Any) -> dict[str, float]:
         track = rollout(store, settings, job.fold.validation, {AGENT: agent_policy(current)})[AGENT]
@@ -217,9 +223,8 @@ def _best_model(model: Any, files: MemberFiles, state: TrainingState, job: Job) 
 
 
 def _result(
-    job: Job, config: Config, store: FeatureStore, state: TrainingState, tracks: dict[str, Track]
+    job: Job, annual: Annualisation, state: TrainingState, tracks: dict[str, Track]
 ) -> dict[str, Any]:
-    annual = annualisation_of(store, config)
     best = max(state.evaluations, key=lambda e: e["score"], default=None)
     return {
         "fold": job.fold.index,

@@ -8,6 +8,7 @@ with their seeds. `--resume RUN_DIR` reads `jobs.json` back and runs what is unf
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import platform
 import re
@@ -84,6 +85,7 @@ def create_run(
         suffix += 1
         run_dir = output / f"{stamp}-{slug}-{suffix}"
     run_dir.mkdir(parents=True)
+    run_dir = run_dir.resolve()
     jobs = make_jobs(run_dir, store, folds, config, plan)
     timestamps = store.timestamps
     write_text(run_dir / "config.yaml", dump_config(config))
@@ -119,7 +121,9 @@ def load_run(run_dir: Path) -> list[Job]:
             "  fix: rebuild it with the run's config (./start_training.sh --config "
             f"{run_dir / 'config.yaml'} --dry-run), then resume"
         )
-    return [Job.from_json(job) for job in document["jobs"]]
+    # The folder may have moved, or be named from another directory: jobs live where it is now.
+    here = str(run_dir.resolve())
+    return [dataclasses.replace(Job.from_json(job), run_dir=here) for job in document["jobs"]]
 
 
 def versions() -> dict[str, str]:
