@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.naive_env import NaivePandasEnv
     from core.config import load_config
-    from core.datasets import feature_store
-    from core.env import make_env, make_vec_env
+    from core.envs.make import make_env, make_vec_env
+    from core.features.build import feature_store
 
     with tempfile.TemporaryDirectory(prefix="bench-envs-") as workdir:
         config = load_config(

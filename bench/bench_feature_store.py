@@ -12,7 +12,7 @@ worker (SubprocVecEnv's choice where forkserver is missing): both arms also pay 
 Both arms are measured in this run, on this machine, with one BLAS/OpenMP thread per process:
   (a) naive: each worker imports pandas and the core modules, loads the dataset folder and
       computes `asset_features` for every asset, and keeps the arrays;
-  (b) store: each worker imports only `core.store`, attaches the store and touches every page.
+  (b) store: each worker imports only `core.features.store`, attaches the store and touches every page.
 The store is built once, before timing, into a temporary folder, so its one-time cost is measured
 now too and reported beside the ratios. Wall time for N is from the first `start()` to the last
 worker's "ready"; USS (memory unique to one process) is read while all N workers are alive.
@@ -48,7 +48,15 @@ if str(REPO_ROOT) not in sys.path:  # run as `python bench/bench_feature_store.p
 DEFAULT_SIZES = (2, 8, 32)
 TARGET_N = 8
 TARGET_SPEEDUP = 10.0
-PRELOAD = ("numpy", "pandas", "talib", "pydantic", "core.store", "core.data", "core.features")
+PRELOAD = (
+    "numpy",
+    "pandas",
+    "talib",
+    "pydantic",
+    "core.features.store",
+    "core.data.load",
+    "core.features.matrix",
+)
 LARGE_ASSETS = 16  # the default sample has 4: a store 4x bigger for the dataset-size check
 MIB = 1024**2
 REPORT_TIMEOUT_S = 600.0
@@ -72,9 +80,9 @@ def naive_worker(
         import numpy as np
 
         from core.config import DataConfig, FeaturesConfig
-        from core.data import load_dataset
-        from core.features import asset_features
-        from core.resample import Bars
+        from core.data.load import load_dataset
+        from core.features.matrix import asset_features
+        from core.features.resample import Bars
 
         market = load_dataset(DataConfig.model_validate(data_settings), Path(dataset))
         config = FeaturesConfig.model_validate(feature_settings)
@@ -96,7 +104,7 @@ def store_worker(index: int, launched: float, store_path: str, reports: Any, rel
     """What an env does with the store: attach by path, then read every page once."""
     entered = time.time()
     try:
-        from core.store import FeatureStore
+        from core.features.store import FeatureStore
 
         store = FeatureStore.attach(store_path)
         checksum = [
@@ -238,7 +246,8 @@ def benchmark(
     sizes: Sequence[int], skip_large: bool, repeats: int, workdir: Path, method: str
 ) -> dict[str, Any]:
     from core.config import load_config
-    from core.datasets import dataset_path, feature_store
+    from core.data.source import dataset_path
+    from core.features.build import feature_store
 
     build_workers = len(os.sched_getaffinity(0))
     cache = workdir / "cache"
@@ -320,7 +329,8 @@ def large_dataset(
 ) -> dict[str, Any]:
     """The store arm again on a dataset LARGE_ASSETS/4 times bigger, at N = 8 (or the largest N)."""
     from core.config import load_config
-    from core.datasets import dataset_path, feature_store
+    from core.data.source import dataset_path
+    from core.features.build import feature_store
 
     sizes = [row["n"] for row in rows]
     n = TARGET_N if TARGET_N in sizes else max(sizes)
@@ -479,7 +489,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from core.threads import export_thread_limits
+    from core.hardware.threads import export_thread_limits
 
     # Before numpy loads here; the spawn workers inherit it, so N processes share the cores.
     export_thread_limits(1)

@@ -29,7 +29,7 @@ import tempfile
 import time
 from typing import Any
 
-from core.threads import THREAD_VARIABLES, thread_environment
+from core.hardware.threads import THREAD_VARIABLES, thread_environment
 
 # Part 1 trains on the default features (a realistic observation); part 2 on one return feature
 # of strongly autocorrelated markets, so a target is reachable within a benchmark's minutes.
@@ -121,8 +121,8 @@ def compare(args: argparse.Namespace) -> int:
 
 def build_store(root: Path, name: str, settings: list[str], args: argparse.Namespace) -> str:
     from core.config import load_config
-    from core.feature_store import open_store
-    from core.synthetic import bars_for_years, generate, write_dataset
+    from core.data.synthetic import bars_for_years, generate, write_dataset
+    from core.features.build import open_store
 
     config = load_config(overrides=settings)
     frames = generate(
@@ -153,13 +153,13 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
 
+    from core.bar_range import BarRange
     from core.config import load_config
-    from core.env_setup import settings_of
-    from core.evaluation import annualisation_of
-    from core.metrics import sharpe
-    from core.rollout import rollout
-    from core.simulator import BarRange
-    from core.store import FeatureStore
+    from core.envs.settings import settings_of
+    from core.evaluation.judge import annualisation_of
+    from core.evaluation.metrics import sharpe
+    from core.evaluation.rollout import rollout
+    from core.features.store import FeatureStore
 
     settings = TARGET_SETTINGS if args.task == "target" else THROUGHPUT_SETTINGS
     config = load_config(overrides=settings)
@@ -231,9 +231,9 @@ def _planned(config: Any, store: Any, train: tuple[int, int]) -> tuple[Any, str]
     import torch
     from stable_baselines3 import PPO
 
-    from core.env import make_vec_env
-    from core.hardware import detect
-    from core.planner import plan
+    from core.envs.make import make_vec_env
+    from core.hardware.machine import detect
+    from core.hardware.planner import plan
     from training.trainer import ppo_arguments
 
     resources = plan(

@@ -2,7 +2,7 @@
 
 Per step it looks rows up with `DataFrame.loc` (a window slice per asset for the observation,
 a row per asset for prices), builds the state from Python lists and settles trades asset by
-asset in a Python loop. It follows the same execution contract as core.market (decide at the
+asset in a Python loop. It follows the same execution contract as core.envs.market (decide at the
 close, fill at the next open, cost on the traded notional, mark at the close) so benchmarks
 compare the same work; it has no stops, borrow or receipts.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from gymnasium import spaces
 
-from core.store import FeatureStore
+from core.features.store import FeatureStore
 
 
 class NaivePandasEnv(gym.Env):

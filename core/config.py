@@ -6,7 +6,6 @@ types and allowed ranges, so a default is written in exactly one place.
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 import typing
@@ -19,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import UserError
+from core.suggest import did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "default.yaml"
@@ -424,8 +424,7 @@ def _locate(loc: tuple, root: type[BaseModel]) -> tuple[str, type[BaseModel], st
 def _unknown_key_message(key: str, model: type[BaseModel], where: str) -> str:
     section, _, name = key.rpartition(".")
     valid = sorted(model.model_fields)
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f" — did you mean '{(section + '.') if section else ''}{close[0]}'?" if close else ""
+    hint = did_you_mean(name, valid, f"{section}." if section else "")
     listing = f"\n    valid keys{' in ' + section if section else ''}: {', '.join(valid)}"
     return f"unknown key '{key}'{where}{hint}{listing}"
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.bar_range import BarRange
 from core.config import Config, WalkForwardConfig
+from core.data.timestamps import format_duration, format_utc
 from core.errors import UserError
-from core.features import lookback_bars
-from core.simulator import BarRange
-from core.timestamps import format_duration, format_utc
+from core.features.matrix import lookback_bars
 
 DAY_NS = 86_400 * 1_000_000_000
 YEAR_NS = int(365.25 * DAY_NS)

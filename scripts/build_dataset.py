@@ -18,11 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-from core.errors import UserError
-from core.providers.binance import (
+from core.data.providers.binance import (
     API_KEY_ENV,
     DEFAULT_BASE_URL,
     INTERVALS,
@@ -41,6 +37,10 @@ from core.providers.binance import (
     transport_from_env,
     utc_now,
 )
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from core.errors import UserError
 from training.cli_args import positive_int
 
 

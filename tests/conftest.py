@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from core.config import Config, load_config
-from core.gpus import Gpu
-from core.hardware import Hardware
+from core.hardware.gpus import Gpu
+from core.hardware.machine import Hardware
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILES = sorted((REPO_ROOT / "config" / "hardware").glob("*.yaml"))

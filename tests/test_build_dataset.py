@@ -21,11 +21,7 @@ from types import ModuleType
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from core.errors import UserError
-from core.providers.binance import (
+from core.data.providers.binance import (
     Bar,
     DownloadError,
     KlinesClient,
@@ -39,6 +35,10 @@ from core.providers.binance import (
     parse_utc,
     transport_from_env,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.errors import UserError
 from tests.conftest import PYTHON, REPO_ROOT
 
 DATA = Path(__file__).parent / "data" / "binance"
@@ -653,7 +653,7 @@ def test_paging_never_duplicates_or_skips_bars(
 def test_downloaded_file_loads_as_a_dataset(tmp_path: Path) -> None:
     """The builder's output is a dataset the loader accepts as is."""
     from core.config import load_config
-    from core.data import load_dataset
+    from core.data.load import load_dataset
 
     build(tmp_path, FakeTransport())
     market = load_dataset(load_config().data, tmp_path)

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.config import Config, DataConfig, load_config
-from core.data import load_dataset
+from core.data.load import load_dataset
+from core.data.timestamps import parse_timestamps
 from core.errors import UserError
 from core.folds import check_length
-from core.timestamps import parse_timestamps
 from tests.helpers.datasets import HOUR_NS, bars, write_csv
 
 

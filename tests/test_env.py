@@ -13,9 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from core.env import TradingEnv, make_env, make_vec_env
+from core.envs.make import make_env, make_vec_env
+from core.envs.trading_env import TradingEnv
 from core.errors import UserError
-from core.store import FeatureStore
+from core.features.store import FeatureStore
 from tests.helpers.datasets import HOUR_NS
 from tests.helpers.stores import built_store, handmade_store, poisoned_copy, small_config
 

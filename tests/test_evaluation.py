@@ -8,13 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.baselines import buy_and_hold, cash, ma_crossover, random_policy, redraw_turnover
-from core.env import make_env
-from core.env_setup import settings_of
-from core.market import ExecutionRules
-from core.rollout import rollout
-from core.simulator import BarRange
-from core.store import FeatureStore
+from core.bar_range import BarRange
+from core.envs.make import make_env
+from core.envs.market import ExecutionRules
+from core.envs.settings import settings_of
+from core.evaluation.baselines import (
+    buy_and_hold,
+    cash,
+    ma_crossover,
+    random_policy,
+    redraw_turnover,
+)
+from core.evaluation.rollout import rollout
+from core.features.store import FeatureStore
 from tests.helpers.stores import built_store, small_config
 from training.callbacks import MemberFiles, TrainingState
 

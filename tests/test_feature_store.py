@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from core.errors import UserError
-from core.feature_store import export_parquet, open_store
-from core.store import FeatureStore
+from core.features.build import export_parquet, open_store
+from core.features.store import FeatureStore
 from tests.conftest import PYTHON, REPO_ROOT
 from tests.helpers.datasets import bars, write_csv
 from tests.helpers.stores import SMALL_FEATURES, small_config
@@ -63,9 +63,9 @@ def test_a_half_written_store_is_never_trusted(dataset: Path, tmp_path: Path) ->
 KILL_DURING_BUILD = """
 import sys
 from pathlib import Path
-import core.features as features
+import core.features.matrix as features
 from core.config import load_config
-from core.feature_store import open_store
+from core.features.build import open_store
 
 real = features.normalise
 def slow(*args, **kwargs):
@@ -97,7 +97,7 @@ def test_sigkill_during_build_leaves_nothing_trusted(dataset: Path, tmp_path: Pa
 
 READ_STORE = """
 import hashlib, os, sys, psutil
-from core.store import FeatureStore
+from core.features.store import FeatureStore
 store = FeatureStore.attach(sys.argv[1])
 digest = hashlib.sha256(store.features.tobytes() + store.prices.tobytes()).hexdigest()
 print(digest, "pandas" in sys.modules)
@@ -138,9 +138,9 @@ def test_attach_refuses_an_unfinished_folder(tmp_path: Path) -> None:
 
 def test_store_matches_the_single_asset_computation(dataset: Path, tmp_path: Path) -> None:
     """Parallel workers and the warm-up trim put each asset's rows where they belong."""
-    from core.data import load_dataset
-    from core.features import asset_features
-    from core.resample import Bars
+    from core.data.load import load_dataset
+    from core.features.matrix import asset_features
+    from core.features.resample import Bars
 
     config = small_config()
     store, _ = open_store(config, dataset, tmp_path / "cache", workers=2)
@@ -156,7 +156,7 @@ def test_store_matches_the_single_asset_computation(dataset: Path, tmp_path: Pat
 def test_parallel_build_equals_serial(
     dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import core.feature_store as feature_store
+    import core.features.build as feature_store
 
     serial, _ = open_store(small_config(), dataset, tmp_path / "serial", workers=1)
     monkeypatch.setattr(feature_store, "PARALLEL_MIN_BARS", 0)
@@ -174,7 +174,7 @@ def test_parallel_build_equals_serial(
 def test_exogenous_join_is_as_of_the_bar_close(
     tmp_path: Path, stamps: str, timezone: str | None
 ) -> None:
-    from core.exogenous import as_of, load_exogenous
+    from core.data.exogenous import as_of, load_exogenous
 
     days = pd.date_range("2017-01-01", periods=10, freq="D").tz_localize("America/New_York")
     text = (

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.config import Config, FeaturesConfig, load_config
-from core.exogenous import ExogenousSeries, as_of
-from core.features import asset_features, feature_names, lookback_bars, raw_features
-from core.resample import Bars, last_closed, resample
+from core.data.exogenous import ExogenousSeries, as_of
+from core.features.matrix import asset_features, feature_names, lookback_bars, raw_features
+from core.features.resample import Bars, last_closed, resample
 from tests.helpers.datasets import HOUR_NS, bars
 
 N_BARS = 2_400

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
+from core.bar_range import BarRange
 from core.config import Config, load_config
 from core.errors import UserError
-from core.features import lookback_bars
+from core.features.matrix import lookback_bars
 from core.folds import MONTH_NS, YEAR_NS, Fold, check_length, split
-from core.simulator import BarRange
 from training.fold_view import folds_document, folds_table
 
 HOUR_NS = 3_600 * 1_000_000_000

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core import cgroups, hardware, slurm
 from core.errors import UserError
-from core.hardware import CpuLimits, load_profile
+from core.hardware import cgroups, slurm
+from core.hardware.machine import CpuLimits, _memory_limits, detect, load_profile
 from tests.conftest import PROFILES, run_snippet
 
 GIB = 2**30
@@ -83,7 +83,7 @@ def test_cgroup_memory_v2_and_v1(tmp_path: Path) -> None:
 
 
 def test_memory_available_is_capped_by_the_cgroup() -> None:
-    memory = hardware._memory_limits(
+    memory = _memory_limits(
         physical_total=64 * GIB,
         physical_available=60 * GIB,
         cgroup_limit=cgroups.MemoryLimit(8 * GIB, 3 * GIB, "cgroup test"),
@@ -172,7 +172,7 @@ def test_bad_profile_names_the_key(tmp_path: Path) -> None:
 
 def test_live_detection_is_consistent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    machine = hardware.detect()
+    machine = detect()
     assert 1 <= machine.usable_cpus <= machine.logical_cpus
     assert 0 < machine.memory_available_gb <= machine.memory_gb
     assert machine.gpus == ()
@@ -181,7 +181,7 @@ def test_live_detection_is_consistent(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_live_detection_honours_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
-    machine = hardware.detect()
+    machine = detect()
     assert machine.usable_cpus == 1
     assert "SLURM_CPUS_PER_TASK=1" in machine.sources["usable_cpus"]
 
@@ -189,9 +189,9 @@ def test_live_detection_honours_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_detection_and_planning_import_neither_numpy_nor_torch() -> None:
     code = (
         "import sys\n"
-        "from core.hardware import detect\n"
+        "from core.hardware.machine import detect\n"
         "from core.config import load_config\n"
-        "from core.planner import plan\n"
+        "from core.hardware.planner import plan\n"
         "plan(detect(), load_config(), 4)\n"
         "print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))\n"
     )

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from core.market import (
+from core.envs.market import (
     LIQUIDATION,
     REBALANCE,
     STOP,

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from core.config import Config, load_config
 from core.errors import UserError
-from core.gpus import Gpu
-from core.hardware import Hardware, detect, load_profile
-from core.planner import MIN_MINIBATCHES, Plan, plan
+from core.hardware.gpus import Gpu
+from core.hardware.machine import Hardware, detect, load_profile
+from core.hardware.planner import MIN_MINIBATCHES, Plan, plan
 from tests.conftest import PROFILES, machine
 
 

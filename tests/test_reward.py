@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.reward import DAY_NS, RewardRules, TradeCounter
+from core.envs.reward import DAY_NS, RewardRules, TradeCounter
 from tests.helpers.datasets import HOUR_NS
 from tests.helpers.stores import small_config
 

@@ -10,7 +10,7 @@ import psutil
 import pytest
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
-from core.threads import (
+from core.hardware.threads import (
     THREAD_VARIABLES,
     ThreadLimitedFactory,
     export_thread_limits,
@@ -68,7 +68,7 @@ def test_without_limits_workers_exceed_the_budget(monkeypatch: pytest.MonkeyPatc
 def test_learner_process_respects_torch_threads() -> None:
     code = (
         "import json, psutil\n"
-        "from core.threads import export_thread_limits, enforce_thread_limits\n"
+        "from core.hardware.threads import export_thread_limits, enforce_thread_limits\n"
         "export_thread_limits(1)\n"
         "import numpy as np, torch\n"
         "enforce_thread_limits(blas_threads=1, torch_threads=2)\n"

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.data import DataSummary
-from core.feature_store import Progress as ProgressCallback
-from core.store import FeatureStore
+from core.data.load import DataSummary
+from core.features.build import Progress as ProgressCallback
+from core.features.store import FeatureStore
 
 
 @contextlib.contextmanager

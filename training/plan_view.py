@@ -8,8 +8,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.table import Table
 
-from core.hardware import Hardware
-from core.planner import Plan
+from core.hardware.machine import Hardware
+from core.hardware.planner import Plan
 
 
 def plan_document(hardware: Hardware, plan: Plan) -> dict:

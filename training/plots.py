@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.atomic import replacing
-from core.evaluation import AGENT
+from core.evaluation.judge import AGENT
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -19,15 +19,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from core import metrics
 from core.atomic import replacing, write_json, write_text
-from core.baselines import BASELINES
 from core.config import Config
-from core.evaluation import AGENT, annualisation_of
-from core.metrics import Annualisation
-from core.store import FeatureStore
+from core.evaluation import metrics
+from core.evaluation.baselines import BASELINES
+from core.evaluation.judge import AGENT, annualisation_of
+from core.evaluation.metrics import Annualisation
+from core.features.store import FeatureStore
+from training.run_folder import load_run
 from training.trainer import load_tracks, run_config
-from training.walk_forward import load_run
 
 STRATEGIES = (AGENT, *BASELINES)
 SERIES = ("returns", "turnover", "cost", "trades", "exposure")

@@ -1,6 +1,6 @@
 """Command line of Ploutos: plan the machine, train PPO on walk-forward folds, write the report.
 
-Only the standard library and `core.threads` are imported before the plan exists: the thread
+Only the standard library and `core.hardware.threads` are imported before the plan exists: the thread
 variables must be in the environment before numpy or torch load, here and in every child.
 """
 
@@ -18,12 +18,12 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from core import threads
+from core.hardware import threads
 from training.cli_args import positive_int
 
 if TYPE_CHECKING:
     from core.config import Config
-    from core.store import FeatureStore
+    from core.features.store import FeatureStore
     from training.trainer import Job
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
@@ -169,8 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from core.config import dump_config, load_config
-    from core.hardware import detect, load_profile
-    from core.planner import plan
+    from core.hardware.machine import detect, load_profile
+    from core.hardware.planner import plan
 
     if args.resume:
         return _resume(Path(args.resume), args)
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         return _generate_data(config, Path(args.generate_data))
     if args.check_data:
         return _check_data(config, show_progress=not args.no_progress)
-    from core.datasets import feature_store
+    from core.features.build import feature_store
     from training.data_view import print_store, progress_bar, store_document
 
     # A described machine (--hardware) is planned for, but the features are built here.
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
             _console().print(folds_table(folds, store.timestamps, store.bar_ns))
             print(jobs)
         return 0
-    from training.walk_forward import create_run
+    from training.run_folder import create_run
 
     print_store(store, built, sys.stdout)
     name = args.name or args.preset or "run"
@@ -252,13 +252,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _resume(run_dir: Path, args: argparse.Namespace) -> int:
     from core.config import load_config
-    from core.hardware import detect
-    from core.planner import plan
+    from core.hardware.machine import detect
+    from core.hardware.planner import plan
 
     config = load_config([run_dir / "config.yaml"]) if (run_dir / "config.yaml").exists() else None
     if config is not None:
         threads.export_thread_limits(plan(detect(), config).blas_threads)
-    from training.walk_forward import load_run
+    from training.run_folder import load_run
 
     jobs = load_run(run_dir)
     done = sum((job.folder / "result.json").exists() for job in jobs)
@@ -268,7 +268,7 @@ def _resume(run_dir: Path, args: argparse.Namespace) -> int:
 
 def _train_and_report(run_dir: Path, jobs: list[Job], show_progress: bool) -> int:
     from training.report import build_report, print_summary
-    from training.walk_forward import run_jobs
+    from training.run_folder import run_jobs
 
     try:
         run_jobs(jobs, show_progress)
@@ -301,7 +301,7 @@ def _yaml_string(text: str) -> str:
 
 
 def _generate_data(config: Config, folder: Path) -> int:
-    from core.synthetic import generate_from_config, write_dataset
+    from core.data.synthetic import generate_from_config, write_dataset
 
     frames = generate_from_config(config.data)
     write_dataset(frames, folder, "csv")
@@ -315,9 +315,9 @@ def _generate_data(config: Config, folder: Path) -> int:
 
 
 def _check_data(config: Config, show_progress: bool) -> int:
-    from core.data import load_dataset
-    from core.datasets import dataset_path
-    from core.features import lookback_bars
+    from core.data.load import load_dataset
+    from core.data.source import dataset_path
+    from core.features.matrix import lookback_bars
     from core.folds import check_length
     from training.data_view import print_summary, progress_bar
 
@@ -333,7 +333,7 @@ def _check_data(config: Config, show_progress: bool) -> int:
 
 
 def _export_features(store: FeatureStore, out: Path) -> int:
-    from core.feature_store import export_parquet
+    from core.features.build import export_parquet
 
     rows = export_parquet(store, out)
     print(

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 
 from core.atomic import replacing, write_json
+from core.bar_range import BarRange
 from core.config import Config, load_config
-from core.env_setup import settings_of
-from core.evaluation import AGENT, annualisation_of, evaluate_window, score, track_metrics
+from core.envs.settings import settings_of
+from core.evaluation.judge import AGENT, annualisation_of, evaluate_window, score, track_metrics
+from core.evaluation.metrics import Annualisation
+from core.evaluation.rollout import Policy, Track, rollout
+from core.features.store import FeatureStore
 from core.folds import Fold
-from core.metrics import Annualisation
-from core.rollout import Policy, Track, rollout
-from core.simulator import BarRange
-from core.store import FeatureStore
 from training.callbacks import MemberFiles, TrainingState, WalkForwardCallback
 
 EVALUATIONS_PER_FOLD = 10  # training.eval_every_steps: auto
@@ -121,12 +121,10 @@ def _train(
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.utils import set_random_seed
 
-    from core.env import make_vec_env
+    from core.envs.vec_env import vec_env
 
     settings = settings_of(config)
-    vec = make_vec_env(
-        job.n_envs, kind=job.vec_env, config=config, data=store, fold=job.fold.train, seed=job.seed
-    )
+    vec = vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed)
     state = TrainingState.load(files.state) if files.state.exists() else TrainingState()
     if state.last_checkpoint:
         model = PPO.load(files.checkpoints / state.last_checkpoint, env=vec, device=job.device)

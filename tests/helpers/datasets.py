@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.synthetic import generate
+from core.data.synthetic import generate
 
 HOUR_NS = 3_600 * 1_000_000_000
 

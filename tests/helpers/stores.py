@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from core.config import Config, load_config
-from core.feature_store import open_store
-from core.store import STORE_FORMAT, FeatureStore
+from core.features.build import open_store
+from core.features.store import STORE_FORMAT, FeatureStore
 from tests.helpers.datasets import HOUR_NS, bars, write_csv
 
 # Short lookbacks so a few hundred bars give a usable store quickly.

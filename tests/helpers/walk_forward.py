@@ -10,14 +10,14 @@ import pandas as pd
 
 from bench.bench_training import TARGET_SETTINGS
 from core.config import Config, load_config
-from core.feature_store import open_store
+from core.features.build import open_store
+from core.features.store import FeatureStore
 from core.folds import split
-from core.hardware import detect
-from core.planner import plan
-from core.store import FeatureStore
+from core.hardware.machine import detect
+from core.hardware.planner import plan
 from tests.helpers.datasets import write_csv
 from training.report import build_report
-from training.walk_forward import create_run, run_jobs
+from training.run_folder import create_run, run_jobs
 
 # One return feature per asset and a two-bar window (the training benchmark's time-to-target
 # set-up): a policy that reads it learns in seconds.

@@ -1,24 +1,27 @@
-"""Turn the loose arguments of `make_env` / `make_vec_env` into a store, settings and a bar range.
+"""The notebook entry points: `make_env` and `make_vec_env` from loose arguments.
 
 Notebooks call `make_env(fee_bps=5, window=16)`: plain names of env and reward keys, checked
 like config files are (an unknown name is an error with a suggestion; a bad value says what is
 allowed). Data may be a FeatureStore, a store folder, a dataset folder (its store is built or
-reused), or nothing (the generated sample dataset).
+reused), or nothing (the generated sample dataset). Code that already holds a store, settings and
+a bar range (the trainer) calls `core.envs.vec_env.vec_env` and resolves nothing.
 """
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from stable_baselines3.common.vec_env import VecEnv
 
+from core.bar_range import BarRange
 from core.config import Config, EnvConfig, RewardConfig, load_config, validate
-from core.datasets import feature_store
-from core.simulator import BarRange, Settings
-from core.store import FeatureStore, read_meta
+from core.envs.settings import Settings, settings_of
+from core.envs.trading_env import TradingEnv
+from core.envs.vec_env import VecKind, vec_env
+from core.features.build import feature_store
+from core.features.store import FeatureStore, read_meta
+from core.suggest import did_you_mean
 
 SECTIONS: dict[str, type[EnvConfig] | type[RewardConfig]] = {
     "env": EnvConfig,
@@ -35,20 +38,14 @@ def resolve_config(config: Config | None, overrides: dict[str, Any]) -> Config:
     unknown = [name for name in overrides if name not in OVERRIDABLE]
     if unknown:
         name = unknown[0]
-        close = difflib.get_close_matches(name, list(OVERRIDABLE), n=1, cutoff=0.6)
-        hint = f" — did you mean {close[0]!r}?" if close else ""
         raise TypeError(
-            f"unknown env setting {name!r}{hint}\n  valid settings: {', '.join(sorted(OVERRIDABLE))}"
+            f"unknown env setting {name!r}{did_you_mean(name, OVERRIDABLE)}\n  valid settings: {', '.join(sorted(OVERRIDABLE))}"
         )
     raw = config.model_dump()
     for name, value in overrides.items():
         raw[OVERRIDABLE[name]][name] = value
     sources = {f"{OVERRIDABLE[name]}.{name}": f"{name}=" for name in overrides}
     return validate(raw, sources)
-
-
-def settings_of(config: Config) -> Settings:
-    return Settings(config.env, config.reward, tuple(config.features.timeframes))
 
 
 def resolve_store(config: Config, data: FeatureStore | str | Path | None) -> FeatureStore:
@@ -83,14 +80,34 @@ def resolve_range(fold: Any, store: FeatureStore, window: int) -> BarRange:
     return BarRange(0 if start is None else int(start), n_time if stop is None else int(stop))
 
 
-def resolve_start(value: Any, timestamps: np.ndarray) -> int:
-    """An episode start: a bar index, or a time (the first bar opening at or after it, UTC)."""
-    if isinstance(value, int | np.integer):
-        return int(value)
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    bar = int(np.searchsorted(timestamps, stamp.value))
-    if bar == len(timestamps):
-        last = pd.Timestamp(int(timestamps[-1]), tz="UTC")
-        raise ValueError(f"episode start {value!r} is after the store's last bar ({last})")
-    return bar
+def make_env(
+    config: Config | None = None,
+    data: FeatureStore | str | Path | None = None,
+    fold: Any = None,
+    seed: int | None = 0,
+    **overrides: Any,
+) -> TradingEnv:
+    """One TradingEnv. `fold`: None (every bar), (start, stop), a slice or a `.start/.stop`."""
+    return TradingEnv(*_env_parts(config, data, fold, overrides), seed)
+
+
+def make_vec_env(
+    n_envs: int,
+    kind: VecKind = "batch",
+    config: Config | None = None,
+    data: FeatureStore | str | Path | None = None,
+    fold: Any = None,
+    seed: int | None = 0,
+    **overrides: Any,
+) -> VecEnv:
+    """K envs; env k is seeded `seed + k` at its first reset, whatever the kind."""
+    store, settings, bars = _env_parts(config, data, fold, overrides)
+    return vec_env(n_envs, kind, store, settings, bars, seed)
+
+
+def _env_parts(
+    config: Config | None, data: FeatureStore | str | Path | None, fold: Any, overrides: dict
+) -> tuple[FeatureStore, Settings, BarRange]:
+    config = resolve_config(config, overrides)
+    store = resolve_store(config, data)
+    return store, settings_of(config), resolve_range(fold, store, config.env.window)

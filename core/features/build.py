@@ -1,4 +1,4 @@
-"""Turbo Init: compute features once, write them as memory-mappable files (see core.store).
+"""Turbo Init: compute features once, write them as memory-mappable files (see core.features.store).
 
 The hash covers every input file's bytes and every setting that changes a value,
 so an edit rebuilds and nothing else does. A build writes into a hidden temporary folder and
@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 
 from core.config import Config
-from core.data import MarketData, discover, load_dataset
+from core.data.exogenous import ExogenousSeries, as_of, changes, load_exogenous
+from core.data.load import MarketData, discover, load_dataset
+from core.data.source import dataset_path, repo_path
+from core.data.timestamps import format_utc
 from core.errors import UserError
-from core.exogenous import ExogenousSeries, as_of, changes, load_exogenous
-from core.features import asset_features, check_defined, feature_names, lookback_bars
-from core.resample import Bars
-from core.store import STORE_FORMAT, FeatureStore, read_meta
-from core.timestamps import format_utc
+from core.features.matrix import asset_features, check_defined, feature_names, lookback_bars
+from core.features.resample import Bars
+from core.features.store import STORE_FORMAT, FeatureStore, read_meta
 
 PARALLEL_MIN_BARS = (
     2_000_000  # below this many asset-bars, worker start-up costs more than it saves
@@ -324,3 +325,12 @@ def export_parquet(store: FeatureStore, out: Path) -> int:
     finally:
         scratch.unlink(missing_ok=True)
     return len(store.assets) * len(store.timestamps)
+
+
+def feature_store(
+    config: Config, workers: int = 1, progress: Progress | None = None
+) -> tuple[FeatureStore, bool]:
+    """Attach the feature store for this config (built first when missing); True if built now."""
+    return open_store(
+        config, dataset_path(config), repo_path(config.data.cache_dir), workers, progress
+    )

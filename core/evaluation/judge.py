@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from core import metrics
-from core.baselines import buy_and_hold, cash, ma_crossover, random_policy
+from core.bar_range import BarRange
 from core.config import Config
-from core.market import ExecutionRules
-from core.metrics import Annualisation
-from core.rollout import Policy, Track, rollout
-from core.simulator import BarRange, Settings
-from core.store import FeatureStore
+from core.envs.market import ExecutionRules
+from core.envs.settings import Settings
+from core.evaluation import metrics
+from core.evaluation.baselines import buy_and_hold, cash, ma_crossover, random_policy
+from core.evaluation.metrics import Annualisation
+from core.evaluation.rollout import Policy, Track, rollout
+from core.features.store import FeatureStore
 
 AGENT = "agent"
 

@@ -48,7 +48,7 @@ def detect_gpus(environ: dict[str, str] | None = None) -> tuple[list[Gpu], str]:
     )
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "core.gpus"],
+            [sys.executable, "-m", "core.hardware.gpus"],
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,

@@ -5,7 +5,7 @@ K in the thousands, so a single and a batched env cannot disagree. Every step is
 of numpy calls whatever K is; nothing loops over envs or assets in Python.
 
 Time: at decision bar t the agent sees feature rows t-window+1 .. t of every asset and its
-portfolio; the order fills at the open of t+1 and the step ends at the close of t+1 (core.market).
+portfolio; the order fills at the open of t+1 and the step ends at the close of t+1 (core.envs.market).
 Within a range [start, stop) the simulator reads prices of bars start .. stop-1 and feature
 rows start-window+1 .. stop-1 (the window looks back, never ahead), and nothing else.
 """
@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from core.config import EnvConfig, RewardConfig
+from core.bar_range import BarRange
+from core.envs.market import LIQUIDATION, REASONS, ExecutionRules, Portfolio, Receipts, step
+from core.envs.reward import RewardRules, TradeCounter, rewards
+from core.envs.settings import Settings
 from core.errors import UserError
-from core.market import LIQUIDATION, REASONS, ExecutionRules, Portfolio, Receipts, step
-from core.reward import RewardRules, TradeCounter, rewards
-from core.store import FeatureStore
+from core.features.store import FeatureStore
 
 OPEN, HIGH, LOW, CLOSE = range(4)
 REASON_NAMES = np.asarray(REASONS)
@@ -71,26 +72,6 @@ class ReceiptRows:
 
     def __repr__(self) -> str:
         return f"ReceiptRows({list(self)!r})"
-
-
-@dataclass(frozen=True)
-class BarRange:
-    """Bars [start, stop) of a store that episodes may trade through."""
-
-    start: int
-    stop: int
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What an env needs besides the store: picklable and small."""
-
-    env: EnvConfig
-    reward: RewardConfig
-    timeframes: tuple[str, ...]  # trade counters over these trailing windows
 
 
 @dataclass
@@ -231,7 +212,7 @@ class Simulator:
         actions = np.asarray(actions, dtype=np.float64).reshape(self.n_envs, self.n_assets)
         nxt = self.t + 1
         bar = self.prices[:, nxt, :4].transpose(1, 0, 2)  # [K, asset, o/h/l/c]
-        before_qty = self.book.qty  # core.market replaces the array, never writes into it
+        before_qty = self.book.qty  # core.envs.market replaces the array, never writes into it
         result = step(self.book, actions, self.close, bar, self.execution)
         close = bar[..., CLOSE]
         self.close = close

@@ -2,17 +2,17 @@
 
 cash (never trades), equal-weight buy-and-hold, a random policy trading about as much as the
 agent (so a cost-driven "edge" shows up in the baseline too), and a moving-average crossover.
-Each is a `core.rollout.Policy`: it decides at the close of bar t from data up to that close.
+Each is a `core.evaluation.rollout.Policy`: it decides at the close of bar t from data up to that close.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from core.market import ExecutionRules, target_weights
-from core.rollout import Policy
-from core.simulator import CLOSE
-from core.store import FeatureStore
+from core.envs.market import ExecutionRules, target_weights
+from core.envs.simulator import CLOSE
+from core.evaluation.rollout import Policy
+from core.features.store import FeatureStore
 
 BASELINES = ("cash", "buy_and_hold", "random", "ma_crossover")
 CALIBRATION_DRAWS = 4096

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.simulator import BarRange, Settings, Simulator
-from core.store import FeatureStore
+from core.bar_range import BarRange
+from core.envs.settings import Settings
+from core.envs.simulator import Simulator
+from core.features.store import FeatureStore
 
 # A strategy's decision at the close of bar t: (its observation rows [1, ...], the weights it
 # holds [1, assets], t) -> target weights [1, assets] in [-1, 1].

@@ -1,4 +1,4 @@
-"""Which dataset a config means: the user's folder, or the generated sample; and its store.
+"""Which dataset a config means: the user's folder, or the generated sample (made on first use).
 
 Relative `data.path` is read from the working directory (where the user typed it); relative
 cache and sample folders live under the repository, so every entry point shares one cache.
@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.config import REPO_ROOT, Config
-from core.feature_store import Progress, open_store
-from core.store import FeatureStore
-from core.synthetic import ensure_sample
+from core.data.synthetic import ensure_sample
 
 
 def repo_path(text: str) -> Path:
@@ -24,12 +22,3 @@ def dataset_path(config: Config) -> Path:
     if config.data.path:
         return Path(config.data.path).expanduser().resolve()
     return ensure_sample(config.data, repo_path(config.data.sample_dir))
-
-
-def feature_store(
-    config: Config, workers: int = 1, progress: Progress | None = None
-) -> tuple[FeatureStore, bool]:
-    """Attach the feature store for this config (built first when missing); True if built now."""
-    return open_store(
-        config, dataset_path(config), repo_path(config.data.cache_dir), workers, progress
-    )

@@ -18,10 +18,10 @@ from typing import Annotated
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core import cgroups, gpus, slurm
 from core.config import format_validation_error, read_yaml_mapping
 from core.errors import UserError
-from core.gpus import GIB, Gpu
+from core.hardware import cgroups, gpus, slurm
+from core.hardware.gpus import GIB, Gpu
 
 
 @dataclass(frozen=True)

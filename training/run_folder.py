@@ -32,9 +32,9 @@ from rich.progress import (
 from core.atomic import write_json, write_text
 from core.config import Config, dump_config
 from core.errors import UserError
+from core.features.store import FeatureStore
 from core.folds import Fold
-from core.planner import Plan
-from core.store import FeatureStore
+from core.hardware.planner import Plan
 from training.trainer import Hooks, Job, run_job
 
 PACKAGES = ("numpy", "pandas", "torch", "stable-baselines3", "gymnasium", "ta-lib", "ploutos")

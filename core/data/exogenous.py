@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from core.config import DataConfig, ExogenousConfig
-from core.data import read_table
+from core.data.load import read_table
+from core.data.timestamps import find_timestamp_column, format_utc, parse_duration, parse_timestamps
 from core.errors import UserError
-from core.timestamps import find_timestamp_column, format_utc, parse_duration, parse_timestamps
 
 
 @dataclass(frozen=True)

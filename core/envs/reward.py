@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.config import RewardConfig
-from core.timestamps import parse_duration
+from core.data.timestamps import parse_duration
 
 DAY_NS = 86_400 * 1_000_000_000
 COMPONENTS = ("log_return", "pnl", "drawdown", "turnover", "trade_band", "unclipped", "reward")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from core.config import Config
 from core.errors import UserError
-from core.hardware import Hardware
+from core.hardware.machine import Hardware
 
 GIB = 2**30
 FLOAT_BYTES = 4
@@ -108,7 +108,7 @@ def estimate_policy_shape(
     per_asset = per_timeframe * len(features.timeframes)
     per_asset += TIME_COLUMNS if "time" in features.indicators else 0
     per_asset = n_features or per_asset
-    # Portfolio state as in core.simulator: a weight and a time in position per asset, drawdown.
+    # Portfolio state as in core.envs.simulator: a weight and a time in position per asset, drawdown.
     obs_dim = config.env.window * assets * per_asset + 2 * assets + 1
     hidden = tuple(config.ppo.net_arch)
     # SB3 builds separate actor and critic networks of shape net_arch, then a head for each.

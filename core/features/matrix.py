@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 
 from core.config import FeaturesConfig
+from core.data.timestamps import format_utc, parse_duration
 from core.errors import UserError
-from core.indicators import (
+from core.features.indicators import (
     check_periods,
     indicator_columns,
     indicator_lookback,
     timeframe_indicators,
 )
-from core.resample import Bars, last_closed, resample
-from core.timestamps import format_utc, parse_duration
+from core.features.resample import Bars, last_closed, resample
 
 TIME_COLUMNS = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
 DAY_NS = 86_400 * 1_000_000_000

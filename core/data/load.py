@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
-from core.errors import UserError
-from core.timestamps import (
+from core.data.timestamps import (
     find_timestamp_column,
     format_duration,
     format_utc,
     parse_duration,
     parse_timestamps,
 )
-from core.validation import RowLocator, validate_bars
+from core.data.validation import RowLocator, validate_bars
+from core.errors import UserError
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")

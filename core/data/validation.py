@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.data.timestamps import format_duration, format_utc
 from core.errors import UserError
-from core.timestamps import format_duration, format_utc
 
 OPEN, HIGH, LOW, CLOSE, VOLUME = range(5)
 

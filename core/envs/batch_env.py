@@ -17,9 +17,10 @@ from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
-from core.env_setup import resolve_start
-from core.simulator import STATE_LIMIT, BarRange, Settings, Simulator, StepOutput
-from core.store import FeatureStore
+from core.bar_range import BarRange
+from core.envs.settings import Settings
+from core.envs.simulator import STATE_LIMIT, Simulator, StepOutput
+from core.features.store import FeatureStore
 
 
 def observation_space(sim: Simulator) -> spaces.Dict:
@@ -224,3 +225,18 @@ class BatchTradingEnv(VecEnv):
 
     def _indices(self, indices: VecEnvIndices) -> list[int]:
         return list(self._get_indices(indices))
+
+
+def resolve_start(value: Any, timestamps: np.ndarray) -> int:
+    """An episode start: a bar index, or a time (the first bar opening at or after it, UTC)."""
+    if isinstance(value, int | np.integer):
+        return int(value)
+    import pandas as pd  # only for a start given as a time: env workers stay numpy-only
+
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    bar = int(np.searchsorted(timestamps, stamp.value))
+    if bar == len(timestamps):
+        last = pd.Timestamp(int(timestamps[-1]), tz="UTC")
+        raise ValueError(f"episode start {value!r} is after the store's last bar ({last})")
+    return bar

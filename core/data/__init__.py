@@ -1,0 +1,1 @@
+"""Data layer: find, load, validate and align market bars; timestamps, exogenous series, samples."""

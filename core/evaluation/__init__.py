@@ -1,0 +1,1 @@
+"""Evaluation layer: deterministic rollouts, baselines, metrics (PSR, DSR), judging a window."""
