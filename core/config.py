@@ -174,21 +174,6 @@ class EnsembleConfig(Section):
     base_seed: Annotated[int, Field(ge=0)]
 
 
-class TuningConfig(Section):
-    n_trials: Annotated[int, Field(ge=1, le=100_000)]
-    timeout_minutes: Annotated[float, Field(gt=0)] | None
-    sampler: Literal["tpe", "random"]
-    storage: str | None
-
-
-class LauncherConfig(Section):
-    cluster: Literal["local", "slurm"]
-    folder: str
-    slurm_partition: str | None
-    slurm_time_minutes: Annotated[int, Field(ge=1, le=60 * 24 * 30)]
-    slurm_array_parallelism: PositiveInt | Auto
-
-
 class HardwareConfig(Section):
     device: Literal["auto", "cpu", "cuda"]
     members_concurrent: PositiveInt | Auto
@@ -245,8 +230,6 @@ class Config(Section):
     evaluation: EvaluationConfig
     walk_forward: WalkForwardConfig
     ensemble: EnsembleConfig
-    tuning: TuningConfig
-    launcher: LauncherConfig
     hardware: HardwareConfig
 
 

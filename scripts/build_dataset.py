@@ -18,6 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
 from core.data.providers.binance import (
     API_KEY_ENV,
     DEFAULT_BASE_URL,
@@ -37,9 +40,6 @@ from core.data.providers.binance import (
     transport_from_env,
     utc_now,
 )
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
 from core.errors import UserError
 from training.cli_args import positive_int
 

@@ -21,6 +21,9 @@ from types import ModuleType
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from core.data.providers.binance import (
     Bar,
     DownloadError,
@@ -35,9 +38,6 @@ from core.data.providers.binance import (
     parse_utc,
     transport_from_env,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from core.errors import UserError
 from tests.conftest import PYTHON, REPO_ROOT
 

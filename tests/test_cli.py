@@ -91,6 +91,11 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
         (["--dry-run", "--set", "hardware.device=cuda"], "no GPU was found"),
         (["--dry-run", "--set", "walk_forward.train_years=30"], "dataset too short"),
         (["--resume", "/nonexistent/run"], "not a Ploutos run folder"),
+        (["--dry-run", "--set", "launcher.cluster=slurm"], "unknown key 'launcher'"),
+        (["--dry-run", "--set", "tuning.n_trials=5"], "unknown key 'tuning'"),
+        (["--preset", "quick", "--output", "/proc/ploutos-runs"], "cannot write the run folder"),
+        (["--generate-data", "/proc/ploutos-data"], "cannot write /proc/ploutos-data"),
+        (["--export-features", "/proc/ploutos.parquet"], "cannot write /proc/ploutos.parquet"),
     ],
 )
 def test_user_errors_are_one_clear_message(args: list[str], expected: str) -> None:

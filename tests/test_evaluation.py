@@ -22,7 +22,8 @@ from core.evaluation.baselines import (
 from core.evaluation.rollout import rollout
 from core.features.store import FeatureStore
 from tests.helpers.stores import built_store, small_config
-from training.callbacks import MemberFiles, TrainingState
+from training.callbacks import TrainingState, commit_state
+from training.run_files import JobFiles
 
 CONFIG = small_config("env.window=4")
 
@@ -98,7 +99,7 @@ def test_random_baseline_trades_about_as_much_as_asked(store: FeatureStore) -> N
 
 
 def test_checkpoint_commit_keeps_only_the_files_the_state_names(tmp_path: Path) -> None:
-    files = MemberFiles(tmp_path)
+    files = JobFiles(tmp_path)
     files.checkpoints.mkdir(parents=True)
     for name in ("last-000000000100.zip", "last-000000000200.zip", "best-000000000100.zip"):
         (files.checkpoints / name).write_bytes(b"zip")
@@ -107,7 +108,7 @@ def test_checkpoint_commit_keeps_only_the_files_the_state_names(tmp_path: Path) 
         best_checkpoint="best-000000000100.zip", best_score=1.5,
         evaluations=[{"timesteps": 100, "score": 1.5}],
     )  # fmt: skip
-    files.commit(state)
+    commit_state(files, state)
     assert sorted(p.name for p in files.checkpoints.iterdir()) == [
         "best-000000000100.zip", "last-000000000200.zip", "state.json",
     ]  # fmt: skip

@@ -24,6 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from core.atomic import replacing, write_json
 from core.config import TrainingConfig
+from training.run_files import JobFiles
 
 ENTROPY_BOOST = 1.5  # ent_coef grows by this factor per evaluation while entropy is too low
 ENT_COEF_START = 1e-3  # ...starting here when ent_coef is 0
@@ -49,33 +50,21 @@ class TrainingState:
         return cls(**json.loads(path.read_text()))
 
 
-class MemberFiles:
-    """Where one member × fold job keeps its files."""
+def save_checkpoint(files: JobFiles, model: PPO, kind: str) -> str:
+    """Write the model whole (temp file + rename); return the name a state file will hold."""
+    path = files.checkpoint(kind, model.num_timesteps)
+    with replacing(path) as handle:
+        model.save(handle)
+    return path.name
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.checkpoints = folder / "checkpoints"
-        self.state = self.checkpoints / "state.json"
-        self.result = folder / "result.json"
-        self.tracks = folder / "test_tracks.npz"
-        self.logs = folder / "logs"
 
-    def checkpoint(self, kind: str, timesteps: int) -> Path:
-        return self.checkpoints / f"{kind}-{timesteps:012d}.zip"
-
-    def save_model(self, model: PPO, kind: str) -> str:
-        path = self.checkpoint(kind, model.num_timesteps)
-        with replacing(path) as handle:
-            model.save(handle)
-        return path.name
-
-    def commit(self, state: TrainingState) -> None:
-        """Write the state, then drop checkpoints it no longer names."""
-        write_json(self.state, asdict(state))
-        keep = {state.last_checkpoint, state.best_checkpoint}
-        for old in self.checkpoints.glob("*.zip"):
-            if old.name not in keep:
-                old.unlink(missing_ok=True)
+def commit_state(files: JobFiles, state: TrainingState) -> None:
+    """Write the state, then drop checkpoints it no longer names."""
+    write_json(files.state, asdict(state))
+    keep = {state.last_checkpoint, state.best_checkpoint}
+    for old in files.checkpoints.glob("*.zip"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
 
 
 Validator = Callable[[PPO], dict[str, float]]  # model -> validation metrics incl. "score", "trades"
@@ -86,7 +75,7 @@ class WalkForwardCallback(BaseCallback):
         self,
         *,
         validate: Validator,
-        files: MemberFiles,
+        files: JobFiles,
         state: TrainingState,
         settings: TrainingConfig,
         eval_every: int,
@@ -167,7 +156,7 @@ class WalkForwardCallback(BaseCallback):
         self.logger.dump(model.num_timesteps)
         if state.best_score is None or result["score"] > state.best_score:
             state.best_score = result["score"]
-            state.best_checkpoint = self.files.save_model(model, "best")
+            state.best_checkpoint = save_checkpoint(self.files, model, "best")
             state.since_best = 0
         else:
             state.since_best += 1
@@ -190,8 +179,8 @@ class WalkForwardCallback(BaseCallback):
 
     def checkpoint(self) -> None:
         self.state.timesteps = self.model.num_timesteps
-        self.state.last_checkpoint = self.files.save_model(self.model, "last")
-        self.files.commit(self.state)
+        self.state.last_checkpoint = save_checkpoint(self.files, self.model, "last")
+        commit_state(self.files, self.state)
 
     def _alarms(self, result: dict[str, float]) -> None:
         settings, at = self.settings, f"at {self.model.num_timesteps:,} steps"

@@ -18,7 +18,7 @@ from core.evaluation.judge import AGENT
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from training.report import FoldResult
+    from training.results import FoldResult
 
 STYLES = {
     AGENT: {"color": "tab:blue", "linewidth": 1.6},

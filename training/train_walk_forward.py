@@ -13,9 +13,10 @@ if __package__ in (None, ""):  # run as `python training/train_walk_forward.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core.hardware import threads
@@ -24,7 +25,7 @@ from training.cli_args import positive_int
 if TYPE_CHECKING:
     from core.config import Config
     from core.features.store import FeatureStore
-    from training.trainer import Job
+    from training.job import Job
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 HARDWARE_PROFILES = CONFIG_DIR / "hardware"
@@ -254,21 +255,23 @@ def _resume(run_dir: Path, args: argparse.Namespace) -> int:
     from core.config import load_config
     from core.hardware.machine import detect
     from core.hardware.planner import plan
+    from training.run_files import RunFiles
 
-    config = load_config([run_dir / "config.yaml"]) if (run_dir / "config.yaml").exists() else None
+    config_file = RunFiles(run_dir).config
+    config = load_config([config_file]) if config_file.exists() else None
     if config is not None:
         threads.export_thread_limits(plan(detect(), config).blas_threads)
     from training.run_folder import load_run
 
     jobs = load_run(run_dir)
-    done = sum((job.folder / "result.json").exists() for job in jobs)
+    done = sum(job.files.result.exists() for job in jobs)
     print(f"Resuming {run_dir}: {done} of {len(jobs)} job(s) already finished", flush=True)
     return _train_and_report(run_dir, jobs, show_progress=not args.no_progress)
 
 
 def _train_and_report(run_dir: Path, jobs: list[Job], show_progress: bool) -> int:
     from training.report import build_report, print_summary
-    from training.run_folder import run_jobs
+    from training.sequential import run_jobs
 
     try:
         run_jobs(jobs, show_progress)
@@ -295,6 +298,20 @@ def _console() -> Any:
     return Console(width=max(100, Console().width), soft_wrap=False)
 
 
+@contextlib.contextmanager
+def _writing(target: Path, flag: str) -> Iterator[None]:
+    """An output path the OS refuses (no such folder, read-only, /proc) is a user's mistake."""
+    from core.errors import UserError
+
+    try:
+        yield
+    except OSError as error:
+        raise UserError(
+            f"cannot write {target}: {error.strerror or error}\n"
+            f"  fix: pass {flag} a path in a folder you can write to"
+        ) from None
+
+
 def _yaml_string(text: str) -> str:
     """Quote a path for `--set` so YAML reads it as a string whatever it looks like."""
     return json.dumps(text)
@@ -304,7 +321,8 @@ def _generate_data(config: Config, folder: Path) -> int:
     from core.data.synthetic import generate_from_config, write_dataset
 
     frames = generate_from_config(config.data)
-    write_dataset(frames, folder, "csv")
+    with _writing(folder, "--generate-data"):
+        write_dataset(frames, folder, "csv")
     first = next(iter(frames.values()))
     print(
         f"wrote {len(frames)} asset file(s) of {len(first):,} {config.data.bar} bars "
@@ -335,7 +353,8 @@ def _check_data(config: Config, show_progress: bool) -> int:
 def _export_features(store: FeatureStore, out: Path) -> int:
     from core.features.build import export_parquet
 
-    rows = export_parquet(store, out)
+    with _writing(out, "--export-features"):
+        rows = export_parquet(store, out)
     print(
         f"wrote {rows:,} rows ({len(store.assets)} asset(s) x {len(store.timestamps):,} bars) x "
         f"{len(store.feature_names)} features to {out}"

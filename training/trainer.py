@@ -8,83 +8,29 @@ that finds `result.json` is done; one that finds a checkpoint state resumes from
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.atomic import replacing, write_json
-from core.bar_range import BarRange
-from core.config import Config, load_config
+from core.atomic import write_json
+from core.config import Config
 from core.envs.settings import settings_of
 from core.evaluation.judge import AGENT, annualisation_of, evaluate_window, score, track_metrics
 from core.evaluation.metrics import Annualisation
 from core.evaluation.rollout import Policy, Track, rollout
 from core.features.store import FeatureStore
-from core.folds import Fold
-from training.callbacks import MemberFiles, TrainingState, WalkForwardCallback
+from training.callbacks import TrainingState, WalkForwardCallback
+from training.job import NO_HOOKS, Hooks, Job
+from training.run_files import JobFiles
+from training.run_folder import run_config
+from training.tracks import save_tracks
 
 EVALUATIONS_PER_FOLD = 10  # training.eval_every_steps: auto
 
 
-@dataclass(frozen=True)
-class Job:
-    """One member × fold: what to train, where, and with which resources."""
-
-    run_dir: str
-    store_path: str
-    fold: Fold
-    member: int
-    seed: int
-    timesteps: int
-    vec_env: str
-    n_envs: int
-    n_steps: int
-    batch_size: int
-    device: str
-    torch_threads: int
-
-    @property
-    def name(self) -> str:
-        return f"fold {self.fold.index} member {self.member}"
-
-    @property
-    def folder(self) -> Path:
-        return (
-            Path(self.run_dir)
-            / "folds"
-            / f"fold_{self.fold.index:02d}"
-            / f"member_{self.member:02d}"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Job:
-        fold = data["fold"]
-        parts = {key: BarRange(**fold[key]) for key in ("train", "validation", "test")}
-        return cls(**{**data, "fold": Fold(**{**fold, **parts})})
-
-
-@dataclass(frozen=True)
-class Hooks:
-    """How a job reports to whoever runs it (a progress bar, a log); all optional."""
-
-    advance: Callable[[int], None] | None = None  # timesteps just done
-    warn: Callable[[str], None] | None = None
-    phase: Callable[[str], None] | None = None  # "training", "testing", ...
-
-
-def run_config(run_dir: str | Path) -> Config:
-    return load_config([Path(run_dir) / "config.yaml"])
-
-
-def run_job(job: Job, hooks: Hooks = Hooks()) -> dict[str, Any]:
+def run_job(job: Job, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
     """Train (or resume, or skip) the job, test its best checkpoint; return result.json's content."""
-    files = MemberFiles(job.folder)
+    files = job.files
     if files.result.exists():
         result = json.loads(files.result.read_text())
         if hooks.advance:
@@ -104,7 +50,7 @@ def run_job(job: Job, hooks: Hooks = Hooks()) -> dict[str, Any]:
         store, settings_of(config), job.fold.test, agent_policy(best), config, job.seed
     )
     result = _result(job, annual, state, tracks)
-    _save_tracks(files.tracks, tracks)
+    save_tracks(files.tracks, tracks)
     write_json(files.result, result)
     return result
 
@@ -114,7 +60,7 @@ def _train(
     config: Config,
     store: FeatureStore,
     annual: Annualisation,
-    files: MemberFiles,
+    files: JobFiles,
     hooks: Hooks,
 ) -> tuple[Any, TrainingState]:
     from stable_baselines3 import PPO
@@ -211,7 +157,7 @@ def agent_policy(model: Any) -> Policy:
     return decide
 
 
-def _best_model(model: Any, files: MemberFiles, state: TrainingState, job: Job) -> Any:
+def _best_model(model: Any, files: JobFiles, state: TrainingState, job: Job) -> Any:
     """Early stopping restores the best checkpoint; it is also what the test judges."""
     if not state.best_checkpoint:
         return model
@@ -236,18 +182,3 @@ def _result(
         "periods_per_year": annual.periods_per_year,
         "test": {name: track_metrics(track, annual) for name, track in tracks.items()},
     }
-
-
-def _save_tracks(path: Path, tracks: dict[str, Track]) -> None:
-    first = next(iter(tracks.values()))
-    arrays = {"bar": first.bar, "timestamp": first.timestamp}
-    for name, track in tracks.items():
-        for key in ("returns", "turnover", "cost", "trades", "exposure"):
-            arrays[f"{name}.{key}"] = getattr(track, key)
-    with replacing(path) as handle:
-        np.savez(handle, **arrays)
-
-
-def load_tracks(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}

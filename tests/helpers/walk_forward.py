@@ -17,7 +17,8 @@ from core.hardware.machine import detect
 from core.hardware.planner import plan
 from tests.helpers.datasets import write_csv
 from training.report import build_report
-from training.run_folder import create_run, run_jobs
+from training.run_folder import create_run
+from training.sequential import run_jobs
 
 # One return feature per asset and a two-bar window (the training benchmark's time-to-target
 # set-up): a policy that reads it learns in seconds.

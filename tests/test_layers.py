@@ -1,0 +1,157 @@
+"""The package layout is the architecture: imports only go down, and light modules stay light."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, REPO_ROOT
+
+PACKAGES = ("core", "training")
+# Inside core, a module may import its own family and any family of a lower rank.
+CORE_RANKS = {
+    "core.errors": 0,
+    "core.units": 0,
+    "core.suggest": 0,
+    "core.bar_range": 0,
+    "core.atomic": 0,
+    "core.config": 1,
+    "core.hardware": 2,
+    "core.data": 2,
+    "core.features": 3,
+    "core.folds": 4,
+    "core.envs": 4,
+    "core.evaluation": 5,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_modules() -> dict[str, Path]:
+    return {
+        module_name(path): path
+        for package in PACKAGES
+        for path in sorted((REPO_ROOT / package).rglob("*.py"))
+    }
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """Project modules `path` imports anywhere (module level or inside a function)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from core.hardware import threads` imports the sub-module core.hardware.threads
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {name for name in names if name in known}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: imports_of(path, set(modules)) - {name} for name, path in modules.items()}
+
+
+def family(module: str) -> str:
+    return next(
+        prefix
+        for prefix in sorted(CORE_RANKS, key=len, reverse=True)
+        if module == prefix or module.startswith(prefix + ".")
+    )
+
+
+def test_core_never_imports_training() -> None:
+    upward = {
+        (module, target)
+        for module, targets in import_graph().items()
+        if module.startswith("core")
+        for target in targets
+        if target.startswith("training")
+    }
+    assert not upward
+
+
+def test_core_imports_only_go_down() -> None:
+    graph = import_graph()
+    wrong = []
+    for module, targets in graph.items():
+        if not module.startswith("core.") or module == "core":
+            continue
+        for target in targets:
+            if (
+                target.startswith("core.")
+                and CORE_RANKS[family(target)] > CORE_RANKS[family(module)]
+            ):
+                wrong.append(f"{module} -> {target}")
+            elif (
+                target.startswith("core.")
+                and CORE_RANKS[family(target)] == CORE_RANKS[family(module)]
+                and family(target) != family(module)
+            ):
+                wrong.append(f"{module} -> {target} (a sibling layer)")
+    assert not wrong
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph()
+    state: dict[str, str] = {}
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles
+
+
+def test_every_module_is_in_a_known_family() -> None:
+    for module in import_graph():
+        if module.startswith("core."):
+            assert family(module)  # raises StopIteration for a module outside the layer map
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        # Env workers attach the store with numpy only.
+        ("core.features.store", ("pandas", "torch", "talib", "core.features.build")),
+        # The entry point plans and sets thread limits before numpy or torch may load.
+        ("core.hardware.threads", ("numpy", "torch")),
+        ("core.hardware.planner", ("numpy", "torch")),
+        ("core.units", ("numpy", "pandas")),
+        # Small shared types: importable from anywhere without a heavy dependency.
+        ("core.bar_range", ("numpy", "pydantic")),
+        ("core.envs.settings", ("numpy", "pandas", "torch")),
+        ("training.run_files", ("numpy", "pandas", "torch")),
+        # SubprocVecEnv workers import the env, never the data or feature pipeline.
+        ("core.envs.trading_env", ("talib", "core.data.load", "core.features.build")),
+    ],
+)
+def test_light_modules_stay_light(module: str, forbidden: tuple[str, ...]) -> None:
+    code = (
+        "import importlib, sys\n"
+        f"importlib.import_module({module!r})\n"
+        f"print(sorted(m for m in {forbidden!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,63 @@
+"""A job: one ensemble member on one walk-forward fold, as paths and small numbers.
+
+Anything that runs jobs (this process, a submitit worker, a SLURM array task) pickles a `Job`,
+never arrays: the job attaches the feature store by path and finds its files by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from core.bar_range import BarRange
+from core.folds import Fold
+from training.run_files import JobFiles, RunFiles
+
+
+@dataclass(frozen=True)
+class Job:
+    """One member × fold: what to train, where, and with which resources."""
+
+    run_dir: str
+    store_path: str
+    fold: Fold
+    member: int
+    seed: int
+    timesteps: int
+    vec_env: str
+    n_envs: int
+    n_steps: int
+    batch_size: int
+    device: str
+    torch_threads: int
+
+    @property
+    def name(self) -> str:
+        return f"fold {self.fold.index} member {self.member}"
+
+    @property
+    def files(self) -> JobFiles:
+        return RunFiles(Path(self.run_dir)).job(self.fold.index, self.member)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        fold = data["fold"]
+        parts = {key: BarRange(**fold[key]) for key in ("train", "validation", "test")}
+        return cls(**{**data, "fold": Fold(**{**fold, **parts})})
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """How a job reports to whoever runs it (a progress bar, a log); all optional."""
+
+    advance: Callable[[int], None] | None = None  # timesteps just done
+    warn: Callable[[str], None] | None = None
+    phase: Callable[[str], None] | None = None  # "training", "testing", ...
+
+
+NO_HOOKS = Hooks()

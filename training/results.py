@@ -1,0 +1,153 @@
+"""Gather a run's job results: per-fold and stitched out-of-sample metrics, saved beside the run.
+
+The strategy of a fold is the ensemble's members trading equal sub-accounts: its return each bar
+is the mean of the members' returns. Test windows are stitched in fold order into one
+out-of-sample series, judged against the baselines on the same bars and costs. The Deflated
+Sharpe Ratio counts every checkpoint evaluated on validation data as a trial, because each one
+was a candidate for the reported model. Rendering (report.md, plots) is `training.report`'s work.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.atomic import replacing, write_json
+from core.evaluation import metrics
+from core.evaluation.baselines import BASELINES
+from core.evaluation.judge import AGENT, annualisation_of
+from core.evaluation.metrics import Annualisation
+from training.run_files import JobFiles, RunFiles
+from training.run_folder import load_run, run_config, run_store
+from training.tracks import SERIES, load_tracks
+
+STRATEGIES = (AGENT, *BASELINES)
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    index: int
+    frame: pd.DataFrame  # one row per test bar: timestamp + <strategy>.<series> (member means)
+    members: list[dict[str, Any]]  # each member's result.json
+
+
+@dataclass(frozen=True)
+class RunResults:
+    summary: dict[str, Any]  # metrics.json
+    oos: pd.DataFrame  # stitched test bars of every fold (oos_returns.csv has their returns)
+    fold_metrics: list[dict[str, Any]]  # folds/fold_XX/metrics.json
+    folds: list[FoldResult]
+
+
+def gather_results(run_dir: Path) -> RunResults:
+    """Write metrics.json, per-fold metrics and oos_returns.csv into `run_dir`; return them."""
+    files = RunFiles(run_dir)
+    config = run_config(run_dir)
+    annual = annualisation_of(run_store(run_dir), config)
+    folds = _fold_results(run_dir)
+    evaluations = [e for fold in folds for m in fold.members for e in m["evaluations"]]
+    per_bar = [e["sharpe_per_bar"] for e in evaluations if np.isfinite(e["sharpe_per_bar"])]
+    n_trials = max(1, len(evaluations))
+    variance = float(np.var(per_bar, ddof=1)) if len(per_bar) > 1 else 0.0
+    fold_metrics = [_write_fold_metrics(files, fold, annual) for fold in folds]
+    oos = pd.concat([fold.frame.assign(fold=fold.index) for fold in folds], ignore_index=True)
+    _write_oos_csv(files.oos_returns, oos)
+    stitched = {
+        name: _metrics(oos, name, annual, n_trials if name == AGENT else 1, variance)
+        for name in STRATEGIES
+    }
+    agent = stitched[AGENT]
+    significance = config.evaluation.significance
+    beats = sum(f[AGENT]["sharpe"] > f["buy_and_hold"]["sharpe"] for f in fold_metrics)
+    summary = {
+        "run": run_dir.name,
+        "annualisation": {"periods_per_year": annual.periods_per_year, "basis": annual.description},
+        "test_bars": len(oos),
+        "first": _utc(int(oos["timestamp"].iloc[0])),
+        "last": _utc(int(oos["timestamp"].iloc[-1])),
+        "folds": len(folds),
+        "members": len(folds[0].members),
+        "n_trials": n_trials,
+        "trial_sharpe_variance": variance,
+        "significance": significance,
+        "significant": bool(agent["dsr"] >= significance),
+        "folds_beating_buy_and_hold": int(beats),
+        "strategies": stitched,
+        "warnings": [
+            f"fold {f.index} member {m['member']}: {w}"
+            for f in folds
+            for m in f.members
+            for w in m["warnings"]
+        ],
+    }
+    write_json(files.metrics, summary)
+    return RunResults(summary, oos, fold_metrics, folds)
+
+
+def _fold_results(run_dir: Path) -> list[FoldResult]:
+    by_fold: dict[int, list[JobFiles]] = {}
+    for job in load_run(run_dir):
+        by_fold.setdefault(job.fold.index, []).append(job.files)
+    results = []
+    for index in sorted(by_fold):
+        members = [json.loads(files.result.read_text()) for files in by_fold[index]]
+        tracks = [load_tracks(files.tracks) for files in by_fold[index]]
+        columns: dict[str, Any] = {"timestamp": tracks[0]["timestamp"]}
+        for name in STRATEGIES:
+            for series in SERIES:
+                key = f"{name}.{series}"
+                columns[key] = np.mean([track[key] for track in tracks], axis=0)
+        results.append(FoldResult(index, pd.DataFrame(columns), members))
+    return results
+
+
+def _metrics(
+    frame: pd.DataFrame, name: str, annual: Annualisation, n_trials: int = 1, variance: float = 0.0
+) -> dict[str, float]:
+    series = {key: frame[f"{name}.{key}"].to_numpy() for key in SERIES}
+    return metrics.summarise(
+        series["returns"],
+        annual.periods_per_year,
+        turnover=series["turnover"],
+        cost=series["cost"],
+        trades=series["trades"],
+        exposure=series["exposure"],
+        n_trials=n_trials,
+        trial_sharpe_variance=variance,
+    )
+
+
+def _write_fold_metrics(files: RunFiles, fold: FoldResult, annual: Annualisation) -> dict[str, Any]:
+    values: dict[str, Any] = {name: _metrics(fold.frame, name, annual) for name in STRATEGIES}
+    values["fold"] = fold.index
+    values["members"] = [
+        {"member": m["member"], "seed": m["seed"], "agent": m["test"][AGENT]} for m in fold.members
+    ]
+    values["first"] = _utc(int(fold.frame["timestamp"].iloc[0]))
+    values["last"] = _utc(int(fold.frame["timestamp"].iloc[-1]))
+    values["annualisation"] = annual.description
+    write_json(files.fold_metrics(fold.index), values)
+    return values
+
+
+def _write_oos_csv(path: Path, oos: pd.DataFrame) -> None:
+    table = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(oos["timestamp"], utc=True).dt.strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "fold": oos["fold"],
+            **{f"{name}_return": oos[f"{name}.returns"] for name in STRATEGIES},
+        }
+    )
+    with replacing(path, "w") as handle:
+        table.to_csv(handle, index=False, float_format="%.10g")
+
+
+def _utc(ns: int) -> str:
+    return pd.Timestamp(ns, tz="UTC").strftime("%Y-%m-%d %H:%M UTC")

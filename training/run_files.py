@@ -1,0 +1,106 @@
+"""Every file and folder of a run and of a job, named once.
+
+The writer (run folder), the trainer, the callbacks, the results, the report and `--resume` all
+ask here, so a renamed file cannot leave one of them reading the old name. Names only: nothing
+here reads or writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """One member × fold job: its checkpoints, their state file, logs and results."""
+
+    folder: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.folder / "checkpoints"
+
+    @property
+    def state(self) -> Path:
+        """The commit point: it names the live checkpoints, written after them."""
+        return self.checkpoints / "state.json"
+
+    @property
+    def result(self) -> Path:
+        """Present only when the job is done (a resumed run skips the job)."""
+        return self.folder / "result.json"
+
+    @property
+    def tracks(self) -> Path:
+        return self.folder / "test_tracks.npz"
+
+    @property
+    def logs(self) -> Path:
+        return self.folder / "logs"
+
+    def checkpoint(self, kind: str, timesteps: int) -> Path:
+        return self.checkpoints / f"{kind}-{timesteps:012d}.zip"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """A run folder: what the run was (config, plan, jobs) and what it found (metrics, report)."""
+
+    root: Path
+
+    # Written before any job starts: enough to resume or audit the run.
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def command(self) -> Path:
+        return self.root / "command.txt"
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions.json"
+
+    @property
+    def fold_windows(self) -> Path:
+        return self.root / "folds.json"
+
+    @property
+    def jobs(self) -> Path:
+        return self.root / "jobs.json"
+
+    # Written by the jobs, then by the results and the report.
+    @property
+    def folds(self) -> Path:
+        """One folder per fold, one per member inside it (TensorBoard's --logdir)."""
+        return self.root / "folds"
+
+    def fold(self, index: int) -> Path:
+        return self.folds / f"fold_{index:02d}"
+
+    def fold_metrics(self, index: int) -> Path:
+        return self.fold(index) / "metrics.json"
+
+    def job(self, fold: int, member: int) -> JobFiles:
+        return JobFiles(self.fold(fold) / f"member_{member:02d}")
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def oos_returns(self) -> Path:
+        return self.root / "oos_returns.csv"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
