@@ -1,4 +1,4 @@
-"""K trading envs as one stable-baselines3 VecEnv, stepped with array operations.
+"""`BatchTradingEnv`: K trading envs stepped together with array operations, as one SB3 VecEnv.
 
 Same observations, rewards and infos as K `TradingEnv`s in a DummyVecEnv (tested), without a
 process or a Python call per env: one `Simulator` step for all of them. SB3's auto-reset
