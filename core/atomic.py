@@ -1,7 +1,10 @@
-"""Files written whole or not at all: a temp file beside the target, fsynced, then renamed.
+"""Files and folders written whole or not at all: written under a temp name beside the target,
+fsynced, renamed into place in one step, and the rename fsynced too.
 
-A job killed mid-write (SIGKILL, preemption) leaves the previous version or nothing, never a
-half-written checkpoint or result; readers never need to validate partial files.
+A job killed mid-write (SIGKILL, preemption, power loss) leaves the previous version or nothing,
+never a half-written checkpoint, result or dataset; readers never need to validate partial files.
+Temp files are `.{target name}.{pid}-{random}.tmp` beside their target, so `temp_files` finds
+what a killed writer left. Standard library only: the trainer and the report import this.
 """
 
 from __future__ import annotations
@@ -9,24 +12,35 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+TEMP_SUFFIX = ".tmp"
+
+
+@contextlib.contextmanager
+def replacing_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path for writers that want a file name (pandas, pyarrow); on success it is
+    fsynced and renamed onto `path`, on any failure it is removed and `path` is untouched."""
+    tmp = _claim_temp(path)
+    try:
+        yield tmp
+        _keep_mode(tmp, path)
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
 
 @contextlib.contextmanager
 def replacing(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file for writing; on success it replaces `path` in one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Open a temp file for writing (`mode` "w" or "wb"); on success it replaces `path` whole."""
+    with replacing_path(path) as tmp, open(tmp, mode) as handle:
+        yield handle
 
 
 def write_json(path: Path, document: Any) -> None:
@@ -38,3 +52,83 @@ def write_json(path: Path, document: Any) -> None:
 def write_text(path: Path, text: str) -> None:
     with replacing(path, "w") as handle:
         handle.write(text)
+
+
+def temp_files(path: Path) -> list[Path]:
+    """Temp files of writers of `path`: a killed one's leftovers, or a live one's work. The tag
+    between name and suffix has no dot, so `x`'s temps are never taken for `x.csv`'s."""
+    if not path.parent.is_dir():
+        return []
+    prefix = f".{path.name}."
+    return sorted(
+        item
+        for item in path.parent.iterdir()
+        if item.name.startswith(prefix)
+        and item.name.endswith(TEMP_SUFFIX)
+        and "." not in item.name[len(prefix) : -len(TEMP_SUFFIX)]
+    )
+
+
+def publish_dir(scratch: Path, final: Path) -> None:
+    """Make everything in `scratch` durable, then rename it to `final` in one step: readers see
+    the whole folder or none of it. Raises OSError if `final` exists with content; whether a
+    rival's folder wins is the caller's policy."""
+    for item in scratch.rglob("*"):
+        if item.is_dir():
+            fsync_dir(item)
+        else:
+            _fsync_file(item)
+    fsync_dir(scratch)
+    os.rename(scratch, final)
+    fsync_dir(final.parent)
+
+
+def remove_dir(path: Path) -> None:
+    """Delete a folder in one step as readers see it: rename it aside, then delete the hidden
+    copy, so nobody lists a half-deleted folder and its name is free at once."""
+    aside = _sibling(path, ".removing")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make renames in `directory` durable where the OS allows it (not on Windows, where a
+    folder cannot be opened; the data itself is already on disk, so skipping is safe)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _claim_temp(path: Path) -> Path:
+    """Create a new empty file beside `path` (same filesystem, so the rename is atomic), unique
+    per call so concurrent writers never share one; created as open() would, so it gets the
+    umask's permissions, not mkstemp's 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = _sibling(path, TEMP_SUFFIX)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def _sibling(path: Path, suffix: str) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+
+
+def _keep_mode(tmp: Path, path: Path) -> None:
+    """A replaced file keeps its permission bits: a rewrite must not change who can read it."""
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())

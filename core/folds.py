@@ -13,13 +13,11 @@ import numpy as np
 
 from core.bar_range import BarRange
 from core.config import Config, WalkForwardConfig
-from core.data.timestamps import format_duration, format_utc
+from core.data.timestamps import format_utc
 from core.errors import UserError
 from core.features.matrix import lookback_bars
+from core.units import MONTH_NS, YEAR_NS, format_duration
 
-DAY_NS = 86_400 * 1_000_000_000
-YEAR_NS = int(365.25 * DAY_NS)
-MONTH_NS = YEAR_NS // 12
 MIN_PART_BARS = 2  # an episode needs a decision bar and the bar that prices it
 
 

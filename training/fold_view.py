@@ -6,8 +6,8 @@ import numpy as np
 from rich.table import Table
 
 from core.bar_range import BarRange
-from core.data.timestamps import format_duration
 from core.folds import Fold
+from core.units import format_duration
 
 
 def folds_document(folds: list[Fold], timestamps: np.ndarray, bar_ns: int) -> list[dict]:

@@ -17,13 +17,13 @@ import pandas as pd
 from core.config import DataConfig
 from core.data.timestamps import (
     find_timestamp_column,
-    format_duration,
     format_utc,
     parse_duration,
     parse_timestamps,
 )
 from core.data.validation import RowLocator, validate_bars
 from core.errors import UserError
+from core.units import format_duration
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")

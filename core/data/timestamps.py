@@ -237,13 +237,3 @@ def parse_duration(text: str, key: str, allow_zero: bool = False) -> int:
 
 def format_utc(ns: int) -> str:
     return pd.Timestamp(int(ns), tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
-
-
-def format_duration(ns: int) -> str:
-    """The largest whole unit, in the same syntax `parse_duration` reads: 1d, 4h, 30min, 5s."""
-    units = (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1))
-    for suffix, seconds in units:
-        size = seconds * 1_000_000_000
-        if ns and ns % size == 0:
-            return f"{ns // size}{suffix}"
-    return f"{ns}ns"

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.data.timestamps import format_duration, format_utc
+from core.data.timestamps import format_utc
 from core.errors import UserError
+from core.units import format_duration
 
 OPEN, HIGH, LOW, CLOSE, VOLUME = range(5)
 

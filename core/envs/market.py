@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.config import EnvConfig
+from core.units import YEAR_NS
 
 REBALANCE, STOP, TAKE_PROFIT, LIQUIDATION = range(4)
 REASONS = ("rebalance", "stop", "take_profit", "liquidation")
 BPS = 1e-4
-YEAR_NS = int(365.25 * 86_400e9)
 
 
 @dataclass(frozen=True)

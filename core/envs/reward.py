@@ -17,8 +17,8 @@ import numpy as np
 
 from core.config import RewardConfig
 from core.data.timestamps import parse_duration
+from core.units import DAY_NS
 
-DAY_NS = 86_400 * 1_000_000_000
 COMPONENTS = ("log_return", "pnl", "drawdown", "turnover", "trade_band", "unclipped", "reward")
 
 

@@ -23,12 +23,12 @@ from statistics import NormalDist
 
 import numpy as np
 
-YEAR_NS = int(365.25 * 86_400 * 1_000_000_000)
+from core.units import YEAR_NS, format_duration
+
 EULER_GAMMA = 0.5772156649015329
 CALENDARS = ("continuous", "sessions")
 
 _NORMAL = NormalDist()
-_UNITS = (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1))
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -63,7 +63,7 @@ def annualisation(
         return Annualisation(
             float(override), f"{_count(override)} bars/year: set by evaluation.periods_per_year"
         )
-    bars = _bar_label(bar_ns)
+    bars = format_duration(bar_ns)
     if calendar == "continuous":
         ppy = YEAR_NS / bar_ns
         return Annualisation(ppy, f"{_count(ppy)} bars/year: {bars} bars, 24/7 calendar")
@@ -87,15 +87,6 @@ def _measured_bars_per_year(timestamps: np.ndarray, bar_ns: int) -> float:
 def _count(value: float) -> str:
     """8766.0 -> '8,766', 365.25 -> '365.25': whole counts without a trailing '.00'."""
     return f"{value:,.2f}".rstrip("0").rstrip(".")
-
-
-def _bar_label(bar_ns: int) -> str:
-    """The largest whole unit (1d, 4h, 15min), as configs spell bar sizes."""
-    for suffix, seconds in _UNITS:
-        size = seconds * 1_000_000_000
-        if bar_ns % size == 0:
-            return f"{bar_ns // size}{suffix}"
-    return f"{bar_ns}ns"
 
 
 def _returns(returns: ArrayLike, name: str = "returns") -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from core.atomic import publish_dir, remove_dir, replacing_path
 from core.config import Config
 from core.data.exogenous import ExogenousSeries, as_of, changes, load_exogenous
 from core.data.load import MarketData, discover, load_dataset
@@ -123,24 +124,15 @@ def _alive(pid: int) -> bool:
 
 
 def _publish(scratch: Path, final: Path, digest: str) -> None:
-    """Atomic rename into place; a concurrent builder that finished first wins, equally valid."""
-    for item in scratch.iterdir():
-        with item.open("rb") as handle:
-            os.fsync(handle.fileno())
+    """A concurrent builder that finished first wins: its store is equally valid. A store that
+    does not verify (unfinished, corrupt, an older format) makes way for this one."""
     if final.exists() and read_meta(final, digest) is None:
-        stale = final.with_name(f".stale-{final.name}-{os.getpid()}")
-        final.rename(stale)
-        shutil.rmtree(stale, ignore_errors=True)
+        remove_dir(final)
     try:
-        scratch.rename(final)
+        publish_dir(scratch, final)
     except OSError:
         if read_meta(final, digest) is None:
             raise
-    directory = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _build(
@@ -308,22 +300,16 @@ def export_parquet(store: FeatureStore, out: Path) -> int:
 
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise UserError(f"--export-features {out}: the file name must end in .parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     timestamps = pa.array(np.asarray(store.timestamps), type=pa.timestamp("ns", tz="UTC"))
     fields = [pa.field("timestamp", timestamps.type), pa.field("asset", pa.string())]
     fields += [pa.field(name, pa.float32()) for name in store.feature_names]
     schema = pa.schema(fields)
-    try:
-        with pq.ParquetWriter(scratch, schema) as writer:
-            for index, asset in enumerate(store.assets):
-                columns = [timestamps, pa.array([asset] * len(timestamps))]
-                block = np.asarray(store.features[index])
-                columns += [pa.array(block[:, j]) for j in range(block.shape[1])]
-                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-        scratch.replace(out)
-    finally:
-        scratch.unlink(missing_ok=True)
+    with replacing_path(out) as scratch, pq.ParquetWriter(scratch, schema) as writer:
+        for index, asset in enumerate(store.assets):
+            columns = [timestamps, pa.array([asset] * len(timestamps))]
+            block = np.asarray(store.features[index])
+            columns += [pa.array(block[:, j]) for j in range(block.shape[1])]
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
     return len(store.assets) * len(store.timestamps)
 
 

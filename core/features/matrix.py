@@ -24,10 +24,9 @@ from core.features.indicators import (
     timeframe_indicators,
 )
 from core.features.resample import Bars, last_closed, resample
+from core.units import DAY_NS, WEEK_NS
 
 TIME_COLUMNS = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
-DAY_NS = 86_400 * 1_000_000_000
-WEEK_NS = 7 * DAY_NS
 
 
 @dataclass(frozen=True)

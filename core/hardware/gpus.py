@@ -15,7 +15,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-GIB = 2**30
+from core.units import GIB
+
 PROBE_TIMEOUT_S = 120
 
 

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.config import format_validation_error, read_yaml_mapping
 from core.errors import UserError
 from core.hardware import cgroups, gpus, slurm
-from core.hardware.gpus import GIB, Gpu
+from core.hardware.gpus import Gpu
+from core.units import GIB
 
 
 @dataclass(frozen=True)

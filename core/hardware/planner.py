@@ -18,8 +18,8 @@ from typing import Any, Literal
 from core.config import Config
 from core.errors import UserError
 from core.hardware.machine import Hardware
+from core.units import GIB
 
-GIB = 2**30
 FLOAT_BYTES = 4
 MIN_MINIBATCHES = 4
 MIN_N_STEPS, MAX_N_STEPS = 64, 2048
@@ -149,18 +149,23 @@ class _Notes:
         self.decisions[key] = Decision(value, chosen, why)
         return value
 
-    def record(
-        self, key: str, value: Any, setting: Any, auto_why: str, section: str = "hardware"
-    ) -> None:
-        """A value the config can fix: 'config' when `setting` is not auto, else 'auto' and why."""
-        if setting == "auto":
-            self.decide(key, value, "auto", auto_why)
-        else:
-            self.decide(key, value, "config", f"{section}.{key} in the config")
-
     def reasons(self) -> tuple[str, ...]:
         lines = [f"{key} = {d.value} ({d.chosen}): {d.why}" for key, d in self.decisions.items()]
         return (*lines, *self.extra)
+
+
+def _configured(key: str, value: Any, section: str = "hardware") -> Decision:
+    """A value fixed in the config: naming the key is the whole reason, and where to change it."""
+    return Decision(value, "config", f"{section}.{key} in the config")
+
+
+def _decision(
+    key: str, value: Any, setting: Any, auto_why: str, section: str = "hardware"
+) -> Decision:
+    """For values derived together with others: `value` is the config's when `setting` is not auto."""
+    if setting == "auto":
+        return Decision(value, "auto", auto_why)
+    return _configured(key, value, section)
 
 
 def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes: _Notes) -> str:
@@ -201,17 +206,46 @@ def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes
 
 @dataclass(frozen=True)
 class _Layout:
+    """One candidate layout: each planned value keeps the reason it was chosen with it, so the
+    plan's notes copy `decisions` rather than re-deriving why."""
+
     members: int
-    torch_threads: int
-    blas_threads: int
-    env_workers: int
-    envs_per_worker: int
-    n_envs: int
-    n_steps: int
-    batch_size: int
+    decisions: dict[str, Decision]  # torch_threads ... batch_size, in the order the plan lists them
     memory_gb: float
     gpu_memory_gb: float
     gpu_assignment: tuple[int, ...]
+
+    @property
+    def torch_threads(self) -> int:
+        return self.decisions["torch_threads"].value
+
+    @property
+    def blas_threads(self) -> int:
+        return self.decisions["blas_threads"].value
+
+    @property
+    def env_workers(self) -> int:
+        return self.decisions["env_workers"].value
+
+    @property
+    def envs_per_worker(self) -> int:
+        return self.decisions["envs_per_worker"].value
+
+    @property
+    def n_envs(self) -> int:
+        return self.decisions["n_envs"].value
+
+    @property
+    def n_steps(self) -> int:
+        return self.decisions["n_steps"].value
+
+    @property
+    def batch_size(self) -> int:
+        return self.decisions["batch_size"].value
+
+    @property
+    def rollout(self) -> int:
+        return self.n_envs * self.n_steps
 
     @property
     def threads_per_member(self) -> int:
@@ -244,8 +278,7 @@ def _fit_members(
             f" (capped at the ensemble size {ensemble})" if wanted < hw.members_concurrent else ""
         )
         notes.decide("members_concurrent", wanted, "config", why)
-        _record_layout(layout, config, device, usable, notes)
-        return layout
+        return _adopt(layout, notes)
 
     min_member_cpus = 1 if usable == 1 else 2
     by_cpu = max(1, usable // min_member_cpus)
@@ -265,7 +298,13 @@ def _fit_members(
     notes.decide(
         "members_concurrent", layout.members, "auto", "the smallest of: " + "; ".join(limits)
     )
-    _record_layout(layout, config, device, usable, notes)
+    return _adopt(layout, notes)
+
+
+def _adopt(layout: _Layout, notes: _Notes) -> _Layout:
+    """The fitted layout's decisions become the plan's, once a fixed batch size is known to fit."""
+    _check_batch(layout)
+    notes.decisions.update(layout.decisions)
     return layout
 
 
@@ -309,46 +348,69 @@ def _layout(
     """Split usable CPUs evenly between `members`, then size one member's processes and batches."""
     hw = config.hardware
     cpus = max(1, hardware.usable_cpus // members)
-    blas = 1 if hw.blas_threads == "auto" else hw.blas_threads
-    batch_env = hw.vec_env == "batch"
-    if hw.torch_threads != "auto":
-        torch_threads = hw.torch_threads
-    elif device == "cuda":
-        torch_threads = 1 if cpus < 8 else 2
-    elif batch_env:  # no env processes to feed: the learner gets the member's CPUs
-        torch_threads = min(MAX_AUTO_BATCH_TORCH_THREADS, cpus)
-    else:
-        torch_threads = min(MAX_AUTO_TORCH_THREADS, max(1, cpus // 4))
-    if batch_env:
+    torch_threads = _torch_threads(config, device, members, cpus)
+    blas = _blas_threads(config)
+    if hw.vec_env == "batch":
         workers, per_worker, n_envs = _batch_env_layout(config)
     else:
-        spare_workers = max(0, (cpus - max(torch_threads, blas)) // blas)
+        learner = max(torch_threads.value, blas.value)
+        spare_workers = max(0, (cpus - learner) // blas.value)
         worker_cap = min(spare_workers, hw.max_env_workers_per_member)
         if max_workers is not None:
             worker_cap = min(worker_cap, max_workers)
         workers, per_worker, n_envs = _env_layout(config, worker_cap)
-    n_steps = _n_steps(config, n_envs)
-    batch = _batch_size(config, n_envs * n_steps, device)
-    memory = _member_memory_gb(config, shape, workers, n_envs * n_steps)
-    gpu_memory = _gpu_memory_gb(shape, batch) if device == "cuda" else 0.0
+    n_steps = _n_steps(config, n_envs.value)
+    rollout = n_envs.value * n_steps.value
+    batch = _batch_size(config, rollout, device)
+    memory = _member_memory_gb(config, shape, workers.value, rollout)
+    gpu_memory = _gpu_memory_gb(shape, batch.value) if device == "cuda" else 0.0
     assignment = _assign_gpus(hardware, config, members, gpu_memory) if device == "cuda" else ()
-    return _Layout(
-        members,
-        torch_threads,
-        blas,
-        workers,
-        per_worker,
-        n_envs,
-        n_steps,
-        batch,
-        memory,
-        gpu_memory,
-        assignment,
+    decisions = {
+        "torch_threads": torch_threads,
+        "blas_threads": blas,
+        "env_workers": workers,
+        "envs_per_worker": per_worker,
+        "n_envs": n_envs,
+        "n_steps": n_steps,
+        "batch_size": batch,
+    }
+    return _Layout(members, decisions, memory, gpu_memory, assignment)
+
+
+def _torch_threads(config: Config, device: str, members: int, cpus: int) -> Decision:
+    """The learner's share of a member's `cpus`: it depends on who else needs them."""
+    if config.hardware.torch_threads != "auto":
+        return _configured("torch_threads", config.hardware.torch_threads)
+    if device == "cuda":
+        why = "on the GPU the learner's CPU threads only feed kernels"
+        return Decision(1 if cpus < 8 else 2, "auto", why)
+    share = f"{members} member(s) at once get {cpus} CPU(s) each; "
+    if config.hardware.vec_env == "batch":  # no env processes to feed: the learner gets the CPUs
+        why = (
+            f"{share}the batch env steps inside the learner, so the learner takes them all (at most "
+            f"{MAX_AUTO_BATCH_TORCH_THREADS}: small MLPs stop scaling beyond that)"
+        )
+        return Decision(min(MAX_AUTO_BATCH_TORCH_THREADS, cpus), "auto", why)
+    why = (
+        f"{share}a quarter goes to the learner (at most {MAX_AUTO_TORCH_THREADS}: small MLPs stop "
+        "scaling beyond that), the rest to env workers"
     )
+    return Decision(min(MAX_AUTO_TORCH_THREADS, max(1, cpus // 4)), "auto", why)
 
 
-def _batch_env_layout(config: Config) -> tuple[int, int, int]:
-    """(0 workers, n_envs, n_envs): every env steps as arrays inside the learner process."""
+def _blas_threads(config: Config) -> Decision:
+    if config.hardware.blas_threads != "auto":
+        return _configured("blas_threads", config.hardware.blas_threads)
+    why = (
+        "env math is element-wise numpy that BLAS threads do not speed up; one per process keeps "
+        "env workers x BLAS pools from exploding the thread count"
+    )
+    return Decision(1, "auto", why)
+
+
+def _batch_env_layout(config: Config) -> tuple[Decision, Decision, Decision]:
+    """(env_workers 0, envs_per_worker = n_envs, n_envs): every env steps as arrays inside the
+    learner process."""
     hw = config.hardware
     if hw.env_workers not in ("auto", 0) or hw.envs_per_worker != "auto":
         raise UserError(
@@ -357,13 +419,26 @@ def _batch_env_layout(config: Config) -> tuple[int, int, int]:
             "  fix: set hardware.vec_env=subproc (or --vec-env subproc), or set them back to auto"
         )
     if hw.n_envs != "auto":
-        return 0, hw.n_envs, hw.n_envs
-    n_envs = max(1, min(MAX_AUTO_BATCH_ENVS, hw.target_rollout_steps // BATCH_N_STEPS))
-    return 0, n_envs, n_envs
+        n_envs = hw.n_envs
+    else:
+        n_envs = max(1, min(MAX_AUTO_BATCH_ENVS, hw.target_rollout_steps // BATCH_N_STEPS))
+    workers_why = "hardware.vec_env=batch: all envs step as numpy arrays inside the learner"
+    n_envs_why = (
+        f"hardware.target_rollout_steps={hw.target_rollout_steps:,} / {BATCH_N_STEPS} steps "
+        f"per env (a GAE horizon), at most {MAX_AUTO_BATCH_ENVS}"
+    )
+    return (
+        _decision("env_workers", 0, hw.env_workers, workers_why),
+        _decision(
+            "envs_per_worker", n_envs, hw.envs_per_worker, "the learner process holds every env"
+        ),
+        _decision("n_envs", n_envs, hw.n_envs, n_envs_why),
+    )
 
 
-def _env_layout(config: Config, worker_cap: int) -> tuple[int, int, int]:
-    """(env worker processes, envs per worker, n_envs); envs step in the learner when workers = 0."""
+def _env_layout(config: Config, worker_cap: int) -> tuple[Decision, Decision, Decision]:
+    """(env_workers, envs_per_worker, n_envs) for SubprocVecEnv; envs step in the learner when
+    there are no workers. The three are derived together, so any two of them may be configured."""
     hw = config.hardware
     if hw.n_envs != "auto":
         n_envs = hw.n_envs
@@ -384,35 +459,61 @@ def _env_layout(config: Config, worker_cap: int) -> tuple[int, int, int]:
                 f"hardware.n_envs={n_envs} disagrees with env_workers={workers} x "
                 f"envs_per_worker={hw.envs_per_worker}\n  fix: set at most two of the three"
             )
-        return workers, per_worker, n_envs
-    workers = worker_cap if hw.env_workers == "auto" else hw.env_workers
-    per_worker = AUTO_ENVS_PER_WORKER if hw.envs_per_worker == "auto" else hw.envs_per_worker
-    return workers, per_worker, max(workers, 1) * per_worker
+        per_worker_why = "n_envs / env_workers"
+    else:
+        workers = worker_cap if hw.env_workers == "auto" else hw.env_workers
+        per_worker = AUTO_ENVS_PER_WORKER if hw.envs_per_worker == "auto" else hw.envs_per_worker
+        n_envs = max(workers, 1) * per_worker
+        per_worker_why = "SB3's SubprocVecEnv runs one env per worker process"
+    if workers == 0:
+        workers_why = "no CPU left beside the learner: envs step inside the learner process"
+    else:
+        workers_why = "the member's remaining CPUs, one single-threaded process each"
+        if workers == hw.max_env_workers_per_member:
+            workers_why += f" (capped by hardware.max_env_workers_per_member={workers})"
+    return (
+        _decision("env_workers", workers, hw.env_workers, workers_why),
+        _decision("envs_per_worker", per_worker, hw.envs_per_worker, per_worker_why),
+        _decision("n_envs", n_envs, hw.n_envs, "env_workers x envs_per_worker"),
+    )
 
 
-def _n_steps(config: Config, n_envs: int) -> int:
-    fixed_batch = config.ppo.batch_size
-    if config.ppo.n_steps != "auto":
-        return config.ppo.n_steps
-    raw = config.hardware.target_rollout_steps / n_envs
+def _n_steps(config: Config, n_envs: int) -> Decision:
+    """Steps per env per rollout: hardware.target_rollout_steps spread over the envs, and a length
+    that a fixed ppo.batch_size divides."""
+    ppo = config.ppo
+    if ppo.n_steps != "auto":
+        return _configured("n_steps", ppo.n_steps, section="ppo")
+    target = config.hardware.target_rollout_steps
+    raw = target / n_envs
     n_steps = int(min(MAX_N_STEPS, max(MIN_N_STEPS, 2 ** round(math.log2(max(raw, 1))))))
-    if fixed_batch == "auto":
-        return n_steps
-    # A fixed batch size must divide the rollout: step n_steps in units that keep it divisible.
-    unit = fixed_batch // math.gcd(fixed_batch, n_envs)
-    least = max(n_steps, math.ceil(MIN_MINIBATCHES * fixed_batch / n_envs))
-    return unit * math.ceil(least / unit)
+    divisible = ""
+    if ppo.batch_size != "auto":
+        # A fixed batch size must divide the rollout: step n_steps in units that keep it divisible.
+        unit = ppo.batch_size // math.gcd(ppo.batch_size, n_envs)
+        least = max(n_steps, math.ceil(MIN_MINIBATCHES * ppo.batch_size / n_envs))
+        n_steps = unit * math.ceil(least / unit)
+        divisible = f"; a multiple that ppo.batch_size={ppo.batch_size} divides"
+    why = (
+        f"hardware.target_rollout_steps={target:,} / n_envs, rounded to a power of two within "
+        f"[{MIN_N_STEPS}, {MAX_N_STEPS}] (rollout = {n_envs * n_steps:,} steps){divisible}"
+    )
+    return Decision(n_steps, "auto", why)
 
 
-def _batch_size(config: Config, rollout: int, device: str) -> int:
+def _batch_size(config: Config, rollout: int, device: str) -> Decision:
+    """A GPU can take far larger minibatches than a CPU before a step stops paying for itself."""
     if config.ppo.batch_size != "auto":
-        return config.ppo.batch_size
-    wanted = min(_batch_ceiling(device), max(64, rollout // 8))
-    return max(d for d in _divisors(rollout) if d <= wanted and rollout // d >= MIN_MINIBATCHES)
-
-
-def _batch_ceiling(device: str) -> int:
-    return 32768 if device == "cuda" else 4096
+        return _configured("batch_size", config.ppo.batch_size, section="ppo")
+    ceiling = 32768 if device == "cuda" else 4096
+    wanted = min(ceiling, max(64, rollout // 8))
+    batch = max(d for d in _divisors(rollout) if d <= wanted and rollout // d >= MIN_MINIBATCHES)
+    why = (
+        f"the largest divisor of the rollout ({rollout:,}) up to rollout/8 (capped at "
+        f"{ceiling:,} on {device}) that leaves >= {MIN_MINIBATCHES} "
+        f"minibatches: {rollout // batch} per epoch"
+    )
+    return Decision(batch, "auto", why)
 
 
 def _divisors(n: int) -> list[int]:
@@ -496,7 +597,7 @@ def _misfit(
         return (
             f"{who} need(s) ~{layout.members * layout.memory_gb:.2f} GB of RAM "
             f"({layout.memory_gb:.2f} GB each: learner, {layout.env_workers} env workers, rollout of "
-            f"{layout.n_envs * layout.n_steps:,} steps), but only {budget_gb:.2f} GB is usable "
+            f"{layout.rollout:,} steps), but only {budget_gb:.2f} GB is usable "
             f"({hardware.memory_available_gb:.2f} GB available x (1 - hardware.memory_headroom))\n"
             "  fix: lower hardware.members_concurrent, hardware.env_workers, "
             "hardware.target_rollout_steps or env.window"
@@ -511,76 +612,9 @@ def _misfit(
     return None
 
 
-def _record_layout(
-    layout: _Layout, config: Config, device: str, usable_cpus: int, notes: _Notes
-) -> None:
-    hw, ppo = config.hardware, config.ppo
-    rollout = layout.n_envs * layout.n_steps
-    batch_env = hw.vec_env == "batch"
-    if device == "cuda":
-        torch_why = "on the GPU the learner's CPU threads only feed kernels"
-    elif batch_env:
-        torch_why = (
-            f"{layout.members} member(s) at once get {usable_cpus // layout.members} CPU(s) each; "
-            f"the batch env steps inside the learner, so the learner takes them all (at most "
-            f"{MAX_AUTO_BATCH_TORCH_THREADS}: small MLPs stop scaling beyond that)"
-        )
-    else:
-        torch_why = (
-            f"{layout.members} member(s) at once get {usable_cpus // layout.members} CPU(s) each; "
-            f"a quarter goes to the learner (at most {MAX_AUTO_TORCH_THREADS}: small MLPs stop "
-            "scaling beyond that), the rest to env workers"
-        )
-    notes.record("torch_threads", layout.torch_threads, hw.torch_threads, torch_why)
-    notes.record(
-        "blas_threads",
-        layout.blas_threads,
-        hw.blas_threads,
-        "env math is element-wise numpy that BLAS threads do not speed up; one per process keeps "
-        "env workers x BLAS pools from exploding the thread count",
-    )
-    if batch_env:
-        workers_why = "hardware.vec_env=batch: all envs step as numpy arrays inside the learner"
-    elif layout.env_workers == 0:
-        workers_why = "no CPU left beside the learner: envs step inside the learner process"
-    else:
-        workers_why = "the member's remaining CPUs, one single-threaded process each"
-        if layout.env_workers == hw.max_env_workers_per_member:
-            workers_why += f" (capped by hardware.max_env_workers_per_member={layout.env_workers})"
-    notes.record("env_workers", layout.env_workers, hw.env_workers, workers_why)
-    per_worker_why = "SB3's SubprocVecEnv runs one env per worker process"
-    n_envs_why = "env_workers x envs_per_worker"
-    if hw.n_envs != "auto":
-        per_worker_why = "n_envs / env_workers"
-    if batch_env:
-        per_worker_why = "the learner process holds every env"
-        n_envs_why = (
-            f"hardware.target_rollout_steps={hw.target_rollout_steps:,} / {BATCH_N_STEPS} steps "
-            f"per env (a GAE horizon), at most {MAX_AUTO_BATCH_ENVS}"
-        )
-    notes.record("envs_per_worker", layout.envs_per_worker, hw.envs_per_worker, per_worker_why)
-    notes.record("n_envs", layout.n_envs, hw.n_envs, n_envs_why)
-    steps_why = (
-        f"hardware.target_rollout_steps={hw.target_rollout_steps:,} / n_envs, rounded to a power "
-        f"of two within [{MIN_N_STEPS}, {MAX_N_STEPS}] (rollout = {rollout:,} steps)"
-    )
-    if ppo.batch_size != "auto":
-        steps_why += f"; a multiple that ppo.batch_size={ppo.batch_size} divides"
-    notes.record("n_steps", layout.n_steps, ppo.n_steps, steps_why, section="ppo")
-    _check_batch(layout, config)
-    notes.record(
-        "batch_size",
-        layout.batch_size,
-        ppo.batch_size,
-        f"the largest divisor of the rollout ({rollout:,}) up to rollout/8 (capped at "
-        f"{_batch_ceiling(device):,} on {device}) that leaves >= {MIN_MINIBATCHES} "
-        f"minibatches: {rollout // layout.batch_size} per epoch",
-        section="ppo",
-    )
-
-
-def _check_batch(layout: _Layout, config: Config) -> None:
-    rollout = layout.n_envs * layout.n_steps
+def _check_batch(layout: _Layout) -> None:
+    """A fixed ppo.batch_size must split the rollout it was fitted to (an auto one always does)."""
+    rollout = layout.rollout
     batch = layout.batch_size
     if rollout % batch == 0 and rollout // batch >= MIN_MINIBATCHES:
         return
@@ -631,9 +665,9 @@ def _assemble(
         envs_per_worker=layout.envs_per_worker,
         n_envs=layout.n_envs,
         n_steps=layout.n_steps,
-        rollout_size=layout.n_envs * layout.n_steps,
+        rollout_size=layout.rollout,
         batch_size=layout.batch_size,
-        n_minibatches=layout.n_envs * layout.n_steps // layout.batch_size,
+        n_minibatches=layout.rollout // layout.batch_size,
         torch_threads=layout.torch_threads,
         blas_threads=layout.blas_threads,
         threads_per_member=layout.threads_per_member,

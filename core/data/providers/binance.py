@@ -2,8 +2,8 @@
 
 Why this shape: the one HTTP call sits behind a one-argument `Transport`, and the clock (`now`)
 and waiting (`sleep`) are injected, so tests replay recorded answers with no network and no real
-waiting. Files are only ever replaced whole (temp file + `os.replace`), so a killed download
-leaves the last flushed state on disk, never a half-written CSV.
+waiting. Files are only ever replaced whole (core.atomic), so a killed download leaves the last
+flushed state on disk, never a half-written CSV.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 
 # The standard library is enough for one unauthenticated GET endpoint: no extra dependency.
@@ -28,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
+from core.atomic import replacing, temp_files
 from core.errors import UserError
 
 DEFAULT_BASE_URL = "https://api.binance.com"
@@ -553,44 +553,23 @@ def existing_range(path: Path, interval: str) -> tuple[int, int] | None:
     return _row_time_ms(first, path), last_ms
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable where the OS allows it (not on Windows; harmless to skip)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def append_atomically(path: Path, bars: Sequence[Bar]) -> None:
-    """path := its current rows (or the header) + bars, via a temp file and os.replace.
+    """path := its current rows (or the header) + bars, replaced whole (keeping its mode).
 
     Readers, and a later resume, see the old file or the new one, never a partial write.
     """
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if path.exists():
-                with path.open("rb") as current:
-                    shutil.copyfileobj(current, out)
-            else:
-                out.write(_line(CSV_HEADER))
-            out.writelines(_line(bar.row()) for bar in bars)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with replacing(path, "wb") as out:
+        if path.exists():
+            with path.open("rb") as current:
+                shutil.copyfileobj(current, out)
+        else:
+            out.write(_line(CSV_HEADER))
+        out.writelines(_line(bar.row()) for bar in bars)
 
 
 def _remove_stale_temp_files(path: Path) -> None:
     """Temp files left by a killed run are never trusted; clear them so they do not pile up."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    for stale in temp_files(path):
         stale.unlink(missing_ok=True)
 
 
