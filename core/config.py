@@ -148,25 +148,30 @@ class WalkForwardConfig(Section):
     train_years: Annotated[float, Field(gt=0, le=50)]
     validation_months: Months
     test_months: Months
-    step_months: Months
-    embargo_bars: Annotated[int, Field(ge=0)] | Auto
+    step_months: Months | Auto
+    embargo_bars: Annotated[int, Field(ge=0)] | Auto | Literal["lookback"]
     max_folds: PositiveInt | None
     mode: Literal["rolling", "expanding"]
 
     @field_validator("step_months")
     @classmethod
-    def _step_covers_test(cls, step: int, info: Any) -> int:
+    def _step_is_the_test_window(cls, step: int | str, info: Any) -> int | str:
         # A field validator (not a model one) so the error names walk_forward.step_months and
         # where it was set; test_months is declared above, so it is already in info.data.
         test = info.data.get("test_months")
-        if test is not None and step < test:
-            raise ValueError(
-                f"below walk_forward.test_months = {test}, so the test windows of consecutive "
-                "folds would overlap and the stitched out-of-sample series would count bars "
-                f"twice\n  fix: set walk_forward.step_months >= {test} "
-                "or lower walk_forward.test_months"
-            )
-        return step
+        if step == "auto" or test is None or step == test:
+            return step
+        effect = (
+            "overlap, and the stitched out-of-sample series would count bars twice"
+            if step < test
+            else f"leave {step - test} month(s) untested between them"
+        )
+        raise ValueError(
+            f"not walk_forward.test_months = {test}: test windows tile the timeline (each "
+            f"fold's test starts where the one before ended); with this step they would "
+            f"{effect}\n  fix: set walk_forward.step_months to auto (= test_months) or {test}, "
+            "or change walk_forward.test_months"
+        )
 
 
 class EnsembleConfig(Section):

@@ -1,7 +1,10 @@
 """Walk-forward windows: calendar train / validation / test folds over a feature store's bars.
 
-Months and years are calendar lengths (365.25 days a year), so the windows are the same for
-24/7 and exchange-hours data; a boundary time maps to the first bar opening at or after it.
+Test windows tile the timeline: fold k+1's test starts where fold k's ends, so the stitched
+out-of-sample record has no holes. Any gap between parts comes out of the end of the part before
+it (train, validation), never the start of a test window. Months and years are calendar lengths
+(365.25 days a year), so the windows are the same for 24/7 and exchange-hours data; a boundary
+time maps to the first bar opening at or after it.
 """
 
 from __future__ import annotations
@@ -19,15 +22,13 @@ from core.features.matrix import lookback_bars
 from core.units import MONTH_NS, YEAR_NS, format_duration
 
 MIN_PART_BARS = 2  # an episode needs a decision bar and the bar that prices it
-
-
-@dataclass(frozen=True)
-class Need:
-    """Time one fold spans (train + validation + test) and the bars around it."""
-
-    span_ns: int
-    embargo_bars: int
-    warmup_bars: int
+# The gap the contracts need between two parts (walk_forward.embargo_bars: auto). The agent
+# decides at the close of bar t and its reward is priced at bar t+1 (the execution horizon, one
+# bar); no reward is a forward-looking label. A part [start, stop) decides at start .. stop-2 and
+# its last reward reads bar stop-1, inside the part, so the next part may start at stop: no
+# reward computed in one part reads a bar of the next. Features are causal, so a part's first
+# observations may and should read the bars before it.
+CONTRACT_GAP_BARS = 0
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,54 @@ def _part_json(part: BarRange, timestamps: np.ndarray, bar_ns: int) -> dict:
 
 
 def embargo_bars(config: Config, bar_ns: int) -> int:
+    """Bars cut from the end of train and of validation: auto = what the contracts need,
+    lookback = the longest feature look-back (a wider, optional purge), or a number."""
     wanted = config.walk_forward.embargo_bars
-    return lookback_bars(config.features, bar_ns) if wanted == "auto" else int(wanted)
+    if wanted == "auto":
+        return CONTRACT_GAP_BARS
+    if wanted == "lookback":
+        return lookback_bars(config.features, bar_ns)
+    return int(wanted)
 
 
-def fold_need(config: Config, bar_ns: int) -> Need:
-    span = _span_ns(config.walk_forward)
-    return Need(span, embargo_bars(config, bar_ns), lookback_bars(config.features, bar_ns))
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the out-of-sample time the test windows cover (the rest is named, not hidden)."""
+
+    tested: int  # bars in the test windows
+    available: int  # bars from the first test bar to the end of the data
+    untested_first: int | None  # first bar no test window covers (None: every bar is tested)
+    why_untested: str
+
+    @property
+    def fraction(self) -> float:
+        return self.tested / self.available if self.available else 0.0
+
+    def describe(self, timestamps: np.ndarray) -> str:
+        text = (
+            f"test windows cover {self.tested:,} of {self.available:,} bars after the first "
+            f"train + validation ({self.fraction:.1%})"
+        )
+        if self.untested_first is None:
+            return text
+        return (
+            f"{text}; the last {len(timestamps) - self.untested_first:,} bar(s) from "
+            f"{format_utc(int(timestamps[self.untested_first]))} are not tested: {self.why_untested}"
+        )
+
+
+def coverage(folds: list[Fold], timestamps: np.ndarray, config: Config) -> Coverage:
+    first, end = folds[0].test.start, folds[-1].test.stop
+    tested = sum(len(fold.test) for fold in folds)
+    if end >= len(timestamps):
+        return Coverage(tested, len(timestamps) - first, None, "")
+    limit = config.walk_forward.max_folds
+    why = (
+        f"walk_forward.max_folds={limit} stops the folds there"
+        if limit is not None and len(folds) == limit
+        else f"a final window shorter than walk_forward.test_months={config.walk_forward.test_months}"
+    )
+    return Coverage(tested, len(timestamps) - first, end, why)
 
 
 def _span_ns(walk: WalkForwardConfig) -> int:
@@ -82,12 +124,12 @@ def _span_ns(walk: WalkForwardConfig) -> int:
 def split(timestamps: np.ndarray, bar_ns: int, config: Config) -> list[Fold]:
     """Walk-forward folds over a store's bar open times (feature warm-up rows already dropped).
 
-    Fold i's train window ends at T0 + i * step + train_years, where T0 is the open of the first
-    usable bar (env.window - 1: an observation needs window - 1 rows before it). Rolling train
-    windows start at T0 + i * step, expanding ones at T0. Validation and test keep their
-    calendar end; the embargo bars come out of their start, so every fold's test window sits on
-    the same calendar grid and consecutive test windows never overlap (step >= test).
-    Folds are added until one would run past the data or leave a part under 2 bars.
+    Fold i's test window starts at T0 + train_years + validation_months + i * test_months, where
+    T0 is the open of the first usable bar (env.window - 1: an observation needs window - 1 rows
+    before it), and lasts test_months, so the test windows tile. Validation is the
+    validation_months before it, train the train_years before that (rolling) or everything since
+    T0 (expanding). The gap (embargo_bars) comes out of the end of train and of validation.
+    Folds are added until a test window would run past the data or a part is under 2 bars.
     """
     folds = _fit(timestamps, bar_ns, config, limit=config.walk_forward.max_folds)
     if not folds:
@@ -127,16 +169,17 @@ def _fold(
     )
     return Fold(
         index=index,
-        train=BarRange(max(start, first), train_end),
-        validation=BarRange(train_end + embargo, validation_end),
-        test=BarRange(validation_end + embargo, test_end),
+        train=BarRange(max(start, first), train_end - embargo),
+        validation=BarRange(train_end, validation_end - embargo),
+        test=BarRange(validation_end, test_end),
         embargo_bars=embargo,
     )
 
 
 def _boundaries(origin: int, index: int, walk: WalkForwardConfig) -> tuple[int, int, int, int]:
-    """Times where fold `index`'s train starts and its train, validation and test end."""
-    shift = index * walk.step_months * MONTH_NS
+    """Times where fold `index`'s train starts and its train, validation and test end; test
+    windows move by test_months, so each starts where the one before ended."""
+    shift = index * walk.test_months * MONTH_NS
     train_start = origin + shift if walk.mode == "rolling" else origin
     train_end = origin + shift + round(walk.train_years * YEAR_NS)
     validation_end = train_end + walk.validation_months * MONTH_NS
@@ -148,7 +191,7 @@ def _parts_long_enough(fold: Fold) -> bool:
 
 
 def _short_part(fold: Fold) -> str | None:
-    """The first part under MIN_PART_BARS; an embargo may push a start past its stop."""
+    """The first part under MIN_PART_BARS; a gap may pull a stop before its start."""
     short = [name for name, p in fold.parts().items() if p.stop - p.start < MIN_PART_BARS]
     return short[0] if short else None
 
@@ -182,8 +225,8 @@ def _too_short_message(
     return (
         f"dataset too short for the configured walk-forward windows: one fold needs "
         f"{walk.train_years:g} y train + {walk.validation_months} mo validation + "
-        f"{walk.test_months} mo test (embargoes of {embargo_bars(config, bar_ns):,} bars come out of the "
-        f"start of validation and test), after {warmup:,} warm-up bars ({why}) — about "
+        f"{walk.test_months} mo test (gaps of {embargo_bars(config, bar_ns):,} bars come out of the "
+        f"end of train and validation), after {warmup:,} warm-up bars ({why}) — about "
         f"{needed_bars:,} bars of {format_duration(bar_ns)}; the dataset has {len(timestamps):,} ({len(usable):,} after "
         f"warm-up; {_dates(timestamps)}, {have_years:.2f} y after warm-up)\n"
         "  fix: give more history, or shorten walk_forward.train_years / "
@@ -202,16 +245,16 @@ def _example(walk: WalkForwardConfig, have_years: float) -> str:
 def _part_too_short_message(fold: Fold, timestamps: np.ndarray, bar_ns: int) -> str:
     name = _short_part(fold) or "train"
     part = fold.parts()[name]
-    embargo = 0 if name == "train" else fold.embargo_bars
+    embargo = 0 if name == "test" else fold.embargo_bars
     bars = part.stop - part.start
     left = f", {max(bars, 0):,} after the embargo of {embargo:,} bars" if embargo else ""
     return (
         f"walk-forward fold 0 does not fit: its {name} window holds {bars + embargo:,} "
         f"bar(s) of {format_duration(bar_ns)}{left}; at least {MIN_PART_BARS} are needed "
         f"(data {_dates(timestamps)})\n"
-        "  fix: lower walk_forward.embargo_bars (auto = the longest feature look-back), "
-        "lengthen walk_forward.validation_months / walk_forward.test_months, "
-        "or fill the gap in the data"
+        "  fix: lower walk_forward.embargo_bars (auto = the gap the contracts need, lookback = "
+        "the longest feature look-back), lengthen walk_forward.validation_months / "
+        "walk_forward.test_months, or fill the gap in the data"
     )
 
 

@@ -15,7 +15,7 @@ from core.bar_range import BarRange
 from core.config import Config, load_config
 from core.errors import UserError
 from core.features.matrix import lookback_bars
-from core.folds import MONTH_NS, YEAR_NS, Fold, check_length, split
+from core.folds import CONTRACT_GAP_BARS, MONTH_NS, YEAR_NS, Fold, check_length, coverage, split
 from training.fold_view import folds_document, folds_table
 
 HOUR_NS = 3_600 * 1_000_000_000
@@ -43,11 +43,12 @@ def spans(fold: Fold) -> list[tuple[int, int]]:
 
 
 def test_hourly_rolling_folds_by_hand() -> None:
-    # u0 = 24; train ends 5 y = 43,830 h later; validation and test end 4,383 h apart each.
+    # u0 = 24; train ends 5 y = 43,830 h later; validation and test end 4,383 h apart each;
+    # the 24-bar gap comes out of the end of train and of validation; test windows tile.
     folds = split(hourly(7 * HOURS_PER_YEAR), HOUR_NS, config())
     assert [spans(fold) for fold in folds] == [
-        [(24, 43_854), (43_878, 48_237), (48_261, 52_620)],
-        [(4_407, 48_237), (48_261, 52_620), (52_644, 57_003)],
+        [(24, 43_830), (43_854, 48_213), (48_237, 52_620)],
+        [(4_407, 48_213), (48_237, 52_596), (52_620, 57_003)],
     ]  # fold 2 would end at 61,386 > 61,362 bars
     assert [fold.index for fold in folds] == [0, 1]
     assert all(fold.embargo_bars == 24 for fold in folds)
@@ -67,7 +68,8 @@ def test_expanding_train_starts_at_the_first_usable_bar_and_grows() -> None:
     assert len(expanding) == len(rolling) == 4
     assert {fold.train.start for fold in expanding} == {24}
     assert [len(fold.train) for fold in expanding] == [
-        43_830 + i * HOURS_6_MONTHS for i in range(4)
+        43_830 - 24 + i * HOURS_6_MONTHS
+        for i in range(4)  # less the 24-bar gap
     ]
     assert [fold.train.stop for fold in expanding] == [fold.train.stop for fold in rolling]
     assert [spans(f)[1:] for f in expanding] == [spans(f)[1:] for f in rolling]
@@ -80,10 +82,21 @@ def test_max_folds_caps_the_count() -> None:
     assert capped == split(timestamps, HOUR_NS, config())[:2]
 
 
-def test_auto_embargo_is_the_feature_lookback() -> None:
+def test_auto_gap_is_what_the_execution_contract_needs() -> None:
     auto = load_config(overrides=["walk_forward.train_years=1"])
     folds = split(hourly(3 * HOURS_PER_YEAR), HOUR_NS, auto)
-    expected = lookback_bars(auto.features, HOUR_NS)
+    assert {fold.embargo_bars for fold in folds} == {CONTRACT_GAP_BARS} == {0}
+    for fold in folds:  # each part's last reward reads its own last bar: parts may touch
+        assert fold.train.stop == fold.validation.start
+        assert fold.validation.stop == fold.test.start
+
+
+def test_lookback_embargo_is_the_feature_lookback() -> None:
+    lookback = load_config(
+        overrides=["walk_forward.train_years=1", "walk_forward.embargo_bars=lookback"]
+    )
+    folds = split(hourly(3 * HOURS_PER_YEAR), HOUR_NS, lookback)
+    expected = lookback_bars(lookback.features, HOUR_NS)
     assert expected > 0 and {fold.embargo_bars for fold in folds} == {expected}
     assert folds[0].validation.start == folds[0].train.stop + expected
 
@@ -95,13 +108,13 @@ def test_to_json_names_bars_and_utc_times() -> None:
     assert document["index"] == 0 and document["embargo_bars"] == 24
     assert document["train"] == {
         "start": 24,
-        "stop": 43_854,
-        "bars": 43_830,
+        "stop": 43_830,
+        "bars": 43_806,
         "first": "2000-01-02 00:00 UTC",
-        "last": "2005-01-01 05:00 UTC",
-        "end": "2005-01-01 06:00 UTC",
+        "last": "2004-12-31 05:00 UTC",
+        "end": "2004-12-31 06:00 UTC",
     }
-    assert document["test"]["bars"] == 52_620 - 48_261
+    assert document["test"]["bars"] == 52_620 - 48_237
 
 
 def test_views_show_every_fold() -> None:
@@ -113,7 +126,7 @@ def test_views_show_every_fold() -> None:
     console = Console(width=140, record=True)
     console.print(folds_table(folds, timestamps, HOUR_NS))
     text = console.export_text()
-    assert "2000-01-02 → 2005-01-01" in text and "43,830 bars" in text
+    assert "2000-01-02 → 2004-12-31" in text and "43,806 bars" in text
     assert "24 × 1h bars" in text and "2 fold(s)" in text
 
 
@@ -153,12 +166,17 @@ def test_check_length_is_split_after_the_feature_warmup() -> None:
     assert "the dataset has 61,362 (52,338 after warm-up" in message
 
 
-def test_step_shorter_than_test_is_rejected_at_load() -> None:
+@pytest.mark.parametrize(("step", "effect"), [(3, "overlap"), (9, "leave 3 month(s) untested")])
+def test_a_step_other_than_the_test_window_is_rejected_at_load(step: int, effect: str) -> None:
     with pytest.raises(UserError) as caught:
-        load_config(overrides=["walk_forward.test_months=6", "walk_forward.step_months=3"])
+        load_config(overrides=["walk_forward.test_months=6", f"walk_forward.step_months={step}"])
     message = str(caught.value)
-    assert "walk_forward.step_months = 3 (set in --set walk_forward.step_months=3)" in message
-    assert "overlap" in message and "walk_forward.step_months >= 6" in message
+    assert (
+        f"walk_forward.step_months = {step} (set in --set walk_forward.step_months={step})"
+        in message
+    )
+    assert effect in message and "walk_forward.step_months to auto (= test_months) or 6" in message
+    assert load_config(overrides=["walk_forward.step_months=6"]).walk_forward.step_months == 6
 
 
 def test_mode_is_rolling_or_expanding() -> None:
@@ -173,11 +191,11 @@ def test_mode_is_rolling_or_expanding() -> None:
 def reference(timestamps: np.ndarray, bar_ns: int, cfg: Config, index: int) -> list[BarRange]:
     """Fold `index` from the calendar by counting bars before each boundary (no searchsorted)."""
     walk, first = cfg.walk_forward, cfg.env.window - 1
-    embargo = int(walk.embargo_bars)
+    gap = int(walk.embargo_bars)
     if first >= len(timestamps):
         return []
     origin = int(timestamps[first])
-    shift = index * walk.step_months * MONTH_NS
+    shift = index * walk.test_months * MONTH_NS
     train_end = origin + shift + round(walk.train_years * YEAR_NS)
     validation_end = train_end + walk.validation_months * MONTH_NS
     test_end = validation_end + walk.test_months * MONTH_NS
@@ -185,7 +203,7 @@ def reference(timestamps: np.ndarray, bar_ns: int, cfg: Config, index: int) -> l
         return []
     start = origin + shift if walk.mode == "rolling" else origin
     a, b, c, d = (int((timestamps < t).sum()) for t in (start, train_end, validation_end, test_end))
-    parts = [BarRange(max(a, first), b), BarRange(b + embargo, c), BarRange(c + embargo, d)]
+    parts = [BarRange(max(a, first), b - gap), BarRange(b, c - gap), BarRange(c, d)]
     return parts if all(p.stop - p.start >= 2 for p in parts) else []
 
 
@@ -198,7 +216,7 @@ def walk_configs(draw: st.DrawFn) -> Config:
             f"walk_forward.train_years={draw(st.integers(1, 60)) / 10}",
             f"walk_forward.validation_months={draw(st.integers(1, 12))}",
             f"walk_forward.test_months={test_months}",
-            f"walk_forward.step_months={test_months + draw(st.integers(0, 12))}",
+            f"walk_forward.step_months={draw(st.sampled_from(['auto', test_months]))}",
             f"walk_forward.embargo_bars={draw(st.integers(0, 20))}",
             f"walk_forward.mode={draw(st.sampled_from(['rolling', 'expanding']))}",
             f"walk_forward.max_folds={draw(st.sampled_from(['null', 1, 3]))}",
@@ -233,19 +251,36 @@ def test_folds_keep_their_invariants_and_are_maximal(case: tuple[np.ndarray, int
             split(timestamps, bar_ns, cfg)
         return
     folds = split(timestamps, bar_ns, cfg)
-    embargo = int(walk.embargo_bars)
+    gap = int(walk.embargo_bars)
     for index, fold in enumerate(folds):
-        assert fold.index == index and fold.embargo_bars == embargo
+        assert fold.index == index and fold.embargo_bars == gap
         assert list(fold.parts().values()) == reference(timestamps, bar_ns, cfg, index)
-        assert fold.train.stop + embargo <= fold.validation.start
-        assert fold.validation.stop + embargo <= fold.test.start
+        # no overlap, and no reward of one part reads a bar of the next: a part's last reward
+        # is priced at its own last bar (stop - 1), the next part starts at or after stop
+        assert fold.train.stop + gap == fold.validation.start
+        assert fold.validation.stop + gap == fold.test.start
         assert all(first <= p.start and p.stop <= len(timestamps) for p in fold.parts().values())
         assert all(len(part) >= 2 for part in fold.parts().values())
     for earlier, later in itertools.pairwise(folds):
-        assert earlier.test.stop <= later.test.start
+        assert earlier.test.stop == later.test.start  # test windows tile: no hole, no overlap
         if walk.mode == "expanding":
             assert later.train.start == earlier.train.start == first
     if walk.max_folds is None or len(folds) < walk.max_folds:
         assert not reference(timestamps, bar_ns, cfg, len(folds))
     else:
         assert len(folds) == walk.max_folds
+    # Every bar after the first train + validation is in exactly one test window, except a
+    # final stretch that coverage names (a partial window, or beyond max_folds).
+    tested = np.zeros(len(timestamps), int)
+    for fold in folds:
+        tested[fold.test.start : fold.test.stop] += 1
+    after = tested[folds[0].test.start :]
+    covered = coverage(folds, timestamps, cfg)
+    assert covered.tested == after.sum() and covered.available == len(after)
+    assert set(np.unique(after)) <= {0, 1}
+    untested = covered.untested_first
+    if untested is None:
+        assert after.all()
+    else:
+        assert tested[folds[0].test.start : untested].all() and not tested[untested:].any()
+        assert covered.fraction < 1 and "not tested" in covered.describe(timestamps)

@@ -6,7 +6,7 @@ import numpy as np
 from rich.table import Table
 
 from core.bar_range import BarRange
-from core.folds import Fold
+from core.folds import Coverage, Fold
 from core.units import format_duration
 
 
@@ -14,12 +14,28 @@ def folds_document(folds: list[Fold], timestamps: np.ndarray, bar_ns: int) -> li
     return [fold.to_json(timestamps, bar_ns) for fold in folds]
 
 
-def folds_table(folds: list[Fold], timestamps: np.ndarray, bar_ns: int) -> Table:
-    table = Table(title=f"Walk-forward: {len(folds)} fold(s)", title_justify="left")
+def coverage_document(coverage: Coverage, timestamps: np.ndarray) -> dict:
+    return {
+        "tested_bars": coverage.tested,
+        "available_bars": coverage.available,
+        "fraction": coverage.fraction,
+        "summary": coverage.describe(timestamps),
+    }
+
+
+def folds_table(
+    folds: list[Fold], timestamps: np.ndarray, bar_ns: int, coverage: Coverage | None = None
+) -> Table:
+    table = Table(
+        title=f"Walk-forward: {len(folds)} fold(s)",
+        title_justify="left",
+        caption=coverage.describe(timestamps) if coverage else None,
+        caption_justify="left",
+    )
     table.add_column("fold", justify="right")
     for name in ("train", "validation", "test"):
         table.add_column(name)
-    table.add_column("embargo", justify="right")
+    table.add_column("gap", justify="right")  # cut from the end of train and of validation
     for fold in folds:
         table.add_row(
             str(fold.index),

@@ -95,6 +95,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
 def print_summary(summary: dict[str, Any], run_dir: Path, out: TextIO) -> None:
     console = Console(file=out, width=max(100, Console(file=out).width), soft_wrap=False)
     console.print(summary_table(summary))
+    console.print(f"Coverage: {summary['coverage']['summary']}", highlight=False)
     console.print(verdict(summary), highlight=False)
     console.print(
         f"Agent beats buy-and-hold (Sharpe) on {summary['folds_beating_buy_and_hold']} of "
@@ -128,6 +129,8 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         "trades through the same market model and costs "
         f"(fee {config.env.fee_bps:g} + half-spread {config.env.half_spread_bps:g} + slippage "
         f"{config.env.slippage_bps:g} bps of traded notional; fills at the next bar's open).",
+        "",
+        f"Coverage: {summary['coverage']['summary']}.",
         "",
         f"Annualised figures use **{summary['annualisation']['basis']}**.",
         "",

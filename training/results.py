@@ -22,6 +22,9 @@ from core.evaluation import metrics
 from core.evaluation.baselines import BASELINES
 from core.evaluation.judge import AGENT, annualisation_of
 from core.evaluation.metrics import Annualisation
+from core.folds import coverage
+from training.fold_view import coverage_document
+from training.job import Job
 from training.run_files import JobFiles, RunFiles
 from training.run_folder import load_run, run_config, run_store
 from training.tracks import SERIES, load_tracks
@@ -48,8 +51,12 @@ def gather_results(run_dir: Path) -> RunResults:
     """Write metrics.json, per-fold metrics and oos_returns.csv into `run_dir`; return them."""
     files = RunFiles(run_dir)
     config = run_config(run_dir)
-    annual = annualisation_of(run_store(run_dir), config)
-    folds = _fold_results(run_dir)
+    store = run_store(run_dir)
+    annual = annualisation_of(store, config)
+    jobs = load_run(run_dir)
+    folds = _fold_results(jobs)
+    windows = sorted({job.fold.index: job.fold for job in jobs}.values(), key=lambda f: f.index)
+    tested = coverage(windows, np.asarray(store.timestamps), config)
     evaluations = [e for fold in folds for m in fold.members for e in m["evaluations"]]
     per_bar = [e["sharpe_per_bar"] for e in evaluations if np.isfinite(e["sharpe_per_bar"])]
     n_trials = max(1, len(evaluations))
@@ -68,6 +75,7 @@ def gather_results(run_dir: Path) -> RunResults:
         "run": run_dir.name,
         "annualisation": {"periods_per_year": annual.periods_per_year, "basis": annual.description},
         "test_bars": len(oos),
+        "coverage": coverage_document(tested, np.asarray(store.timestamps)),
         "first": _utc(int(oos["timestamp"].iloc[0])),
         "last": _utc(int(oos["timestamp"].iloc[-1])),
         "folds": len(folds),
@@ -89,9 +97,9 @@ def gather_results(run_dir: Path) -> RunResults:
     return RunResults(summary, oos, fold_metrics, folds)
 
 
-def _fold_results(run_dir: Path) -> list[FoldResult]:
+def _fold_results(jobs: list[Job]) -> list[FoldResult]:
     by_fold: dict[int, list[JobFiles]] = {}
-    for job in load_run(run_dir):
+    for job in jobs:
         by_fold.setdefault(job.fold.index, []).append(job.files)
     results = []
     for index in sorted(by_fold):

@@ -215,18 +215,20 @@ def run(args: argparse.Namespace) -> int:
     resource_plan = plan(
         hardware, config, n_assets=len(store.assets), n_features=len(store.feature_names)
     )
-    from core.folds import split
+    from core.folds import coverage, split
 
     folds = split(store.timestamps, store.bar_ns, config)
     if args.dry_run:
-        from training.fold_view import folds_document, folds_table
+        from training.fold_view import coverage_document, folds_document, folds_table
         from training.plan_view import plan_document, print_tables
 
         jobs = _jobs_line(config, len(folds))
+        tested = coverage(folds, store.timestamps, config)
         if args.json:
             document = plan_document(hardware, resource_plan)
             document["data"] = store_document(store, built)
             document["folds"] = folds_document(folds, store.timestamps, store.bar_ns)
+            document["coverage"] = coverage_document(tested, store.timestamps)
             document["jobs"] = {
                 "count": len(folds) * config.ensemble.size,
                 "timesteps_each": config.ppo.total_timesteps,
@@ -236,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print_store(store, built, sys.stdout)
             print_tables(hardware, resource_plan, sys.stdout)
-            _console().print(folds_table(folds, store.timestamps, store.bar_ns))
+            _console().print(folds_table(folds, store.timestamps, store.bar_ns, tested))
             print(jobs)
         return 0
     from training.run_folder import create_run

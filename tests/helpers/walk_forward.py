@@ -94,9 +94,7 @@ def walk_forward(folder: Path, store: FeatureStore, config: Config) -> dict[str,
 
 def bars_needed(config: Config) -> int:
     walk = config.walk_forward
-    months = (
-        walk.validation_months + walk.test_months + walk.step_months * ((walk.max_folds or 1) - 1)
-    )
+    months = walk.validation_months + walk.test_months * (walk.max_folds or 1)
     hours = walk.train_years * 365.25 * 24 + months * 365.25 * 24 / 12
     return int(hours) + 200  # feature warm-up and window
 
