@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +14,12 @@ from rich.console import Console
 
 from core.bar_range import BarRange
 from core.config import Config, load_config
+from core.envs.settings import settings_of
 from core.errors import UserError
+from core.evaluation.rollout import rollout
 from core.features.matrix import lookback_bars
 from core.folds import CONTRACT_GAP_BARS, MONTH_NS, YEAR_NS, Fold, check_length, coverage, split
+from tests.helpers.stores import built_store, poisoned_copy, small_config
 from training.fold_view import folds_document, folds_table
 
 HOUR_NS = 3_600 * 1_000_000_000
@@ -284,3 +288,28 @@ def test_folds_keep_their_invariants_and_are_maximal(case: tuple[np.ndarray, int
     else:
         assert tested[folds[0].test.start : untested].all() and not tested[untested:].any()
         assert covered.fraction < 1 and "not tested" in covered.describe(timestamps)
+
+
+# ---------------------------------------------------------------- rewards stay inside their part
+
+
+def test_no_reward_of_a_part_reads_a_bar_of_the_next(tmp_path: Path) -> None:
+    """With the default gap the parts touch; prices from the next part's first bar on are NaN,
+    yet every reward of the part is finite: a part prices its last decision at its own last bar."""
+    store = built_store(tmp_path / "store", n_bars=2_600, n_assets=2)
+    walk = ["walk_forward.train_years=0.05", "walk_forward.validation_months=1"]
+    cfg = small_config(*walk, "walk_forward.test_months=1", "env.window=8")
+    folds = split(np.asarray(store.timestamps), store.bar_ns, cfg)
+    assert folds and folds[0].embargo_bars == 0
+    rng = np.random.default_rng(0)
+
+    def noisy(obs: dict, weights: np.ndarray, t: int) -> np.ndarray:
+        return rng.uniform(-1, 1, weights.shape[1])
+
+    for fold in folds:
+        for name, part in fold.parts().items():
+            folder = tmp_path / f"{fold.index}-{name}"
+            poisoned = poisoned_copy(store, folder, part.start, part.stop, 8)
+            track = rollout(poisoned, settings_of(cfg), part, {"noisy": noisy})["noisy"]
+            assert len(track.returns) == len(part) - 1
+            assert np.isfinite(track.returns).all() and np.isfinite(track.rewards).all()
