@@ -125,8 +125,9 @@ def build_store(root: Path, name: str, settings: list[str], args: argparse.Names
     from core.features.build import open_store
 
     config = load_config(overrides=settings)
+    hour = 3_600 * 10**9
     frames = generate(
-        args.assets, bars_for_years(args.years, 3_600 * 10**9), 3_600 * 10**9, args.signal, 11
+        args.assets, bars_for_years(args.years, hour), hour, 0.0, 11, autocorrelation=args.signal
     )
     write_dataset(frames, root / name, "csv")
     store, _ = open_store(config, root / name, root / "cache")

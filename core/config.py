@@ -56,8 +56,8 @@ class DataConfig(Section):
     timestamp_column: str
     timestamp_format: str
     timezone: str
-    bar: str
-    calendar: Literal["continuous", "sessions"]
+    bar: str  # a duration such as 1h, or auto (the most common spacing in the data)
+    calendar: Literal["auto", "continuous", "sessions"]
     missing_bars: Literal["ffill", "drop", "fail"]
     ffill_limit: Annotated[int, Field(ge=1, le=100_000)]
     exogenous: list[ExogenousConfig]
@@ -66,11 +66,12 @@ class DataConfig(Section):
     synthetic_assets: Annotated[int, Field(ge=1, le=1000)]
     synthetic_years: Annotated[float, Field(gt=0, le=50)]
     synthetic_signal: Annotated[float, Field(ge=0, lt=1)]
+    synthetic_permuted: bool
     seed: Annotated[int, Field(ge=0)]
 
 
 class FeaturesConfig(Section):
-    timeframes: Annotated[list[str], Field(min_length=1)]
+    timeframes: Annotated[list[str], Field(min_length=1)] | Auto
     return_horizons: Annotated[list[PositiveInt], Field(min_length=1)]
     indicators: list[Literal["rsi", "macd", "atr", "bollinger", "realised_vol", "volume_z", "time"]]
     rsi_period: Annotated[int, Field(ge=2, le=10_000)]

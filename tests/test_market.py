@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from core.config import load_config
 from core.envs.market import (
     LIQUIDATION,
     REBALANCE,
@@ -18,6 +19,8 @@ from core.envs.market import (
     step,
     target_weights,
 )
+from core.envs.simulator import check_band
+from core.errors import UserError
 
 RULES = ExecutionRules(
     long_only=False,
@@ -186,3 +189,9 @@ def test_equity_is_cash_plus_marked_positions_and_costs_match_receipts(
         gross = (np.abs(book.qty) * open_).sum(-1) / equity_open
         assert (gross[equity_open > 0] <= leverage + 2 * 0.01 + 1e-9).all()
         close = new_close
+
+
+def test_a_band_wider_than_an_equal_weight_position_is_refused() -> None:
+    check_band(load_config(overrides=["env.min_trade=0.2"]).env, n_assets=4)
+    with pytest.raises(UserError, match=r"env.min_trade = 0.25 is not below an equal-weight"):
+        check_band(load_config(overrides=["env.min_trade=0.25"]).env, n_assets=4)

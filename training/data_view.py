@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.data.calendar import Inferred
 from core.data.load import DataSummary
 from core.features.build import Progress as ProgressCallback
 from core.features.store import FeatureStore
@@ -52,7 +53,13 @@ def summary_table(summary: DataSummary) -> Table:
         title_justify="left",
         caption=(
             f"calendar {summary.calendar}; missing bars: {summary.missing_bars}; "
-            f"timeline breaks longer than one bar: {summary.gaps:,}\n"
+            f"timeline breaks longer than one bar: {summary.gaps:,}"
+            + (
+                f"; bars missing in every asset inside a session: {summary.holes:,}"
+                if summary.calendar == "sessions"
+                else ""
+            )
+            + "\n"
             "trimmed: rows outside the span all assets share; filled: missing bars made flat at "
             "the last close; dropped: timeline bars removed because this asset lacked them"
         ),
@@ -81,10 +88,23 @@ def summary_table(summary: DataSummary) -> Table:
     return table
 
 
-def print_summary(summary: DataSummary, out: TextIO) -> None:
+def inferred_lines(items: Iterable[Inferred | dict[str, str]]) -> list[str]:
+    """One line per setting left on auto: the value chosen, why, and the key to set instead."""
+    return [
+        "• " + (item if isinstance(item, Inferred) else Inferred(**item)).line() for item in items
+    ]
+
+
+def print_summary(
+    summary: DataSummary, out: TextIO, also_inferred: Iterable[Inferred] = ()
+) -> None:
+    """The dataset table, then every value inferred for an `auto` setting (`also_inferred`: those
+    decided past loading, such as features.timeframes)."""
     console = _console(out)
     console.print(f"Dataset {summary.source}", highlight=False, soft_wrap=True)
     console.print(summary_table(summary))
+    for line in inferred_lines([*summary.inferred, *also_inferred]):
+        console.print(line, highlight=False, soft_wrap=True)
     for asset in summary.assets:
         if asset.ignored_files:
             console.print(
@@ -106,6 +126,8 @@ def store_document(store: FeatureStore, built: bool) -> dict[str, Any]:
         "first": meta["first"],
         "last": meta["last"],
         "build_seconds": meta["build_seconds"],
+        "resolved": meta.get("resolved", {}),  # bar, calendar, timeframes the store was built with
+        "inferred": meta.get("inferred", []),  # those chosen for `auto` settings, and why
     }
 
 
@@ -119,3 +141,5 @@ def print_store(store: FeatureStore, built: bool, out: TextIO) -> None:
         f"{doc['warmup_bars_dropped']:,} warm-up bars dropped",
         highlight=False,
     )
+    for line in inferred_lines(store.meta.get("inferred", [])):
+        _console(out).print(line, highlight=False, soft_wrap=True)

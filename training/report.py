@@ -55,6 +55,19 @@ def format_value(value: float, style: str) -> str:
     return f"{value:.{int(style)}f}"
 
 
+def cost_lines(summary: dict[str, Any]) -> list[str]:
+    """One warning per strategy whose costs outweigh what its positions earned or lost."""
+    lines = []
+    for name in summary["cost_dominated"]:
+        values = summary["strategies"][name]
+        lines.append(
+            f"{name}: cost drag {format_value(values['cost_drag'], '%')}/y exceeds its gross "
+            f"return {format_value(values['gross_return'], '%')}/y: costs, not the market, "
+            "decide its result"
+        )
+    return lines
+
+
 def verdict(summary: dict[str, Any]) -> str:
     agent = summary["strategies"][AGENT]
     trials = summary["n_trials"]
@@ -96,6 +109,8 @@ def print_summary(summary: dict[str, Any], run_dir: Path, out: TextIO) -> None:
     console = Console(file=out, width=max(100, Console(file=out).width), soft_wrap=False)
     console.print(summary_table(summary))
     console.print(f"Coverage: {summary['coverage']['summary']}", highlight=False)
+    for line in cost_lines(summary):
+        console.print(f"[yellow]{line}[/]", highlight=False)
     console.print(verdict(summary), highlight=False)
     console.print(
         f"Agent beats buy-and-hold (Sharpe) on {summary['folds_beating_buy_and_hold']} of "
@@ -132,6 +147,7 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         "",
         f"Coverage: {summary['coverage']['summary']}.",
         "",
+        *(f"**{line}**\n" for line in cost_lines(summary)),
         f"Annualised figures use **{summary['annualisation']['basis']}**.",
         "",
         _markdown_table(summary["strategies"]),

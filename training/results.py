@@ -86,6 +86,7 @@ def gather_results(run_dir: Path) -> RunResults:
         "significant": bool(agent["dsr"] >= significance),
         "folds_beating_buy_and_hold": int(beats),
         "strategies": stitched,
+        "cost_dominated": cost_dominated(stitched),
         "warnings": [
             f"fold {f.index} member {m['member']}: {w}"
             for f in folds
@@ -95,6 +96,16 @@ def gather_results(run_dir: Path) -> RunResults:
     }
     write_json(files.metrics, summary)
     return RunResults(summary, oos, fold_metrics, folds)
+
+
+def cost_dominated(strategies: dict[str, dict[str, float]]) -> list[str]:
+    """Strategies whose cost drag exceeds their gross return (in size): costs, not the market,
+    decide their result, whether they churn a small edge away or pay to trade noise."""
+    return [
+        name
+        for name, values in strategies.items()
+        if values["cost_drag"] > abs(values["gross_return"])
+    ]
 
 
 def _fold_results(jobs: list[Job]) -> list[FoldResult]:
@@ -118,7 +129,7 @@ def _metrics(
     frame: pd.DataFrame, name: str, annual: Annualisation, n_trials: int = 1, variance: float = 0.0
 ) -> dict[str, float]:
     series = {key: frame[f"{name}.{key}"].to_numpy() for key in SERIES}
-    return metrics.summarise(
+    values = metrics.summarise(
         series["returns"],
         annual.periods_per_year,
         turnover=series["turnover"],
@@ -128,6 +139,9 @@ def _metrics(
         n_trials=n_trials,
         trial_sharpe_variance=variance,
     )
+    # What the positions earned a year before costs (arithmetic): returns with the costs added back.
+    gross = np.mean(series["returns"] + series["cost"]) * annual.periods_per_year
+    return values | {"gross_return": float(gross)}
 
 
 def _write_fold_metrics(files: RunFiles, fold: FoldResult, annual: Annualisation) -> dict[str, Any]:

@@ -55,6 +55,11 @@ class RunFiles:
         return self.root / "config.yaml"
 
     @property
+    def inferred_config(self) -> Path:
+        """The `auto` settings as the feature store inferred them, layered over `config`."""
+        return self.root / "config_inferred.yaml"
+
+    @property
     def plan(self) -> Path:
         return self.root / "plan.json"
 

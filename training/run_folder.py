@@ -19,9 +19,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from core.atomic import write_json, write_text
 from core.config import Config, dump_config, load_config
 from core.errors import UserError
+from core.features.resolved import inferred_settings
 from core.features.store import FeatureStore, read_meta
 from core.folds import Fold
 from core.hardware.planner import Plan
@@ -97,6 +100,9 @@ def _write_metadata(
     argv: Sequence[str],
 ) -> None:
     write_text(files.config, dump_config(config))
+    inferred = inferred_settings(config, store.meta)
+    if inferred:
+        write_text(files.inferred_config, _inferred_yaml(inferred))
     write_json(files.plan, {"hardware": hardware, "plan": plan.to_json()})
     write_text(files.command, " ".join([sys.executable, *argv]) + "\n")
     write_json(files.versions, versions())
@@ -112,6 +118,14 @@ def _write_metadata(
             "jobs": [job.to_json() for job in jobs],
         },
     )
+
+
+def _inferred_yaml(settings: dict[str, dict[str, Any]]) -> str:
+    header = (
+        "# Settings that were `auto` in config.yaml, as the feature store inferred them from the\n"
+        "# data; the run's jobs, results and report read config.yaml with this file over it.\n"
+    )
+    return header + yaml.safe_dump(settings, sort_keys=False, default_flow_style=None)
 
 
 def load_run(run_dir: Path) -> list[Job]:
@@ -141,7 +155,10 @@ def run_store(run_dir: Path) -> FeatureStore:
 
 
 def run_config(run_dir: str | Path) -> Config:
-    return load_config([RunFiles(Path(run_dir)).config])
+    """The run's config, with `auto` data and feature settings as the store inferred them."""
+    files = RunFiles(Path(run_dir))
+    inferred = [files.inferred_config] if files.inferred_config.exists() else []
+    return load_config([files.config, *inferred])
 
 
 def versions() -> dict[str, str]:

@@ -320,15 +320,17 @@ def _yaml_string(text: str) -> str:
 
 
 def _generate_data(config: Config, folder: Path) -> int:
+    from core.data.source import sample_config
     from core.data.synthetic import generate_from_config, write_dataset
 
-    frames = generate_from_config(config.data)
+    data = sample_config(config.data)
+    frames = generate_from_config(data)
     with _writing(folder, "--generate-data"):
         write_dataset(frames, folder, "csv")
     first = next(iter(frames.values()))
     print(
-        f"wrote {len(frames)} asset file(s) of {len(first):,} {config.data.bar} bars "
-        f"(planted signal {config.data.synthetic_signal:g}, seed {config.data.seed}) to {folder}\n"
+        f"wrote {len(frames)} asset file(s) of {len(first):,} {data.bar} bars "
+        f"(planted signal {data.synthetic_signal:g}, seed {data.seed}) to {folder}\n"
         f"  use it: ./start_training.sh --check-data --data {folder}"
     )
     return 0
@@ -337,7 +339,7 @@ def _generate_data(config: Config, folder: Path) -> int:
 def _check_data(config: Config, show_progress: bool) -> int:
     from core.data.load import load_dataset
     from core.data.source import dataset_path
-    from core.features.matrix import lookback_bars
+    from core.features.matrix import inferred_timeframes, lookback_bars
     from core.folds import check_length
     from training.data_view import print_summary, progress_bar
 
@@ -345,7 +347,8 @@ def _check_data(config: Config, show_progress: bool) -> int:
     with progress_bar(enabled=show_progress) as progress:
         report = (lambda done, total: progress("load bars", done, total)) if progress else None
         market = load_dataset(config.data, dataset, progress=report)
-    print_summary(market.summary, sys.stdout)
+    timeframes = inferred_timeframes(config.features, market.bar_ns)
+    print_summary(market.summary, sys.stdout, [timeframes] if timeframes else [])
     warmup = lookback_bars(config.features, market.bar_ns)
     check_length(market.timestamps, market.bar_ns, config, warmup)
     print(f"ok: {dataset} is valid and long enough for one walk-forward fold")

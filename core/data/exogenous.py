@@ -37,7 +37,11 @@ def load_exogenous(spec: ExogenousConfig, data: DataConfig, index: int) -> Exoge
     frame = read_table(path)
     where = str(path)
     time_column = find_timestamp_column(
-        list(frame.columns), spec.timestamp_column, where, f"{key}.timestamp_column"
+        list(frame.columns),
+        spec.timestamp_column,
+        where,
+        f"{key}.timestamp_column",
+        first_values=frame.iloc[:, 0] if len(frame.columns) else None,
     )
     timestamps = parse_timestamps(
         frame[time_column],

@@ -7,6 +7,7 @@ are consistent and causal by construction). Timestamps are bar open times.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,13 +16,15 @@ import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
+from core.data.calendar import Inferred, build_timeline, infer_bar
 from core.data.timestamps import (
+    UNNAMED_FIRST_COLUMN,
     find_timestamp_column,
     format_utc,
     parse_duration,
     parse_timestamps,
 )
-from core.data.validation import RowLocator, validate_bars
+from core.data.validation import RowLocator, check_spacing, validate_bars
 from core.errors import UserError
 from core.units import format_duration
 
@@ -50,6 +53,7 @@ class AssetReport:
     filled: int = 0  # missing bars forward-filled
     missing_dropped: int = 0  # timeline bars dropped because this asset lacked them
     ignored_files: list[str] = field(default_factory=list)
+    time_column: str = ""  # the column the timestamps were read from
 
 
 @dataclass
@@ -63,6 +67,8 @@ class DataSummary:
     last: str
     gaps: int  # breaks in the timeline longer than one bar (sessions calendar: nights, weekends)
     assets: list[AssetReport]
+    holes: int = 0  # sessions: bars inside a session that no asset has (then per missing_bars)
+    inferred: list[Inferred] = field(default_factory=list)  # the `auto` settings, as chosen
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -84,6 +90,7 @@ class _AssetBars:
     file: AssetFile
     timestamps: np.ndarray
     ohlcv: np.ndarray
+    time_column: str = ""
 
 
 def discover(dataset: Path, bar: str) -> list[AssetFile]:
@@ -134,6 +141,9 @@ def _timeframe_folder(folder: Path, bar: str) -> AssetFile:
     files = sorted(p for p in folder.iterdir() if _is_data_file(p))
     if len(files) == 1:
         return AssetFile(folder.name, files[0])
+    if bar == "auto":
+        base = _finest_timeframe_file(folder, files)
+        return AssetFile(folder.name, base, tuple(p for p in files if p != base))
     wanted = bar.lower()
     matches = [
         p
@@ -152,11 +162,41 @@ def _timeframe_folder(folder: Path, bar: str) -> AssetFile:
     return AssetFile(folder.name, matches[0], tuple(p for p in files if p != matches[0]))
 
 
+def _finest_timeframe_file(folder: Path, files: list[Path]) -> Path:
+    """data.bar auto: the file named for the shortest timeframe (1h.csv, BTC_5min.csv, ...)."""
+    named = {}
+    for path in files:
+        label = re.split(r"[_.-]", _asset_name(path))[-1]
+        if not re.fullmatch(r"[1-9][0-9]*[A-Za-z]+", label):  # "2021" is a year, not 2021 ns
+            continue
+        try:
+            named[path] = parse_duration(label, "data.bar")
+        except UserError:
+            continue
+    shortest = min(named.values(), default=None)
+    finest = [p for p, ns in named.items() if ns == shortest]
+    if len(finest) != 1:
+        found = ", ".join(p.name for p in files)
+        raise UserError(
+            f"{folder}: cannot tell which file holds the base bar among: {found} "
+            "(data.bar is auto, so the file named for the shortest timeframe is read)\n"
+            "  fix: name the files by timeframe (1h.csv, 4h.csv or BTC_1h.csv), or set data.bar "
+            "to the timeframe of the file to read"
+        )
+    return finest[0]
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet file; a file that cannot be parsed is a UserError naming it."""
     try:
         if path.name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
+            frame = pd.read_parquet(path)
+            if isinstance(frame.index, pd.RangeIndex):
+                return frame
+            if isinstance(frame.index, pd.MultiIndex):
+                return frame.reset_index()
+            # df.to_parquet() keeps a DatetimeIndex as the index: make it the first column.
+            return frame.reset_index(names=frame.index.name or UNNAMED_FIRST_COLUMN)
         return pd.read_csv(path, skipinitialspace=True)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -167,12 +207,18 @@ def read_table(path: Path) -> pd.DataFrame:
         raise UserError(f"cannot read {path}: {exc}\n  fix: re-export the file") from None
 
 
-def load_asset(asset: AssetFile, config: DataConfig, bar_ns: int) -> _AssetBars:
+def load_asset(asset: AssetFile, config: DataConfig, bar_ns: int | None) -> _AssetBars:
+    """Read and check one asset; `bar_ns` None (data.bar auto) leaves the spacing check to the
+    caller, once the bar is inferred from every asset."""
     frame = read_table(asset.path)
     where = str(asset.path)
     columns = _price_columns(frame, where)
     time_column = find_timestamp_column(
-        list(frame.columns), config.timestamp_column, where, "data.timestamp_column"
+        list(frame.columns),
+        config.timestamp_column,
+        where,
+        "data.timestamp_column",
+        first_values=frame.iloc[:, 0] if len(frame.columns) else None,
     )
     if frame.empty:
         raise UserError(f"{where}: the file has a header but no bars\n  fix: add data or remove it")
@@ -180,13 +226,12 @@ def load_asset(asset: AssetFile, config: DataConfig, bar_ns: int) -> _AssetBars:
         frame[time_column], config.timestamp_format, config.timezone, where, FORMAT_KEYS
     )
     ohlcv = np.column_stack([_numbers(frame[columns[name]], name, where) for name in PRICE_COLUMNS])
-    validate_bars(
-        timestamps,
-        ohlcv,
-        bar_ns,
-        RowLocator(where, csv=not asset.path.name.endswith((".parquet", ".pq"))),
-    )
-    return _AssetBars(asset, timestamps, ohlcv)
+    validate_bars(timestamps, ohlcv, bar_ns, _locator(asset))
+    return _AssetBars(asset, timestamps, ohlcv, time_column)
+
+
+def _locator(asset: AssetFile) -> RowLocator:
+    return RowLocator(str(asset.path), csv=not asset.path.name.endswith((".parquet", ".pq")))
 
 
 def _price_columns(frame: pd.DataFrame, where: str) -> dict[str, str]:
@@ -218,18 +263,53 @@ def load_dataset(
     dataset: Path,
     progress: Callable[[int, int], None] | None = None,
 ) -> MarketData:
-    """Discover, read, validate and align every asset of a dataset; `progress(done, total)`."""
-    bar_ns = parse_duration(config.bar, "data.bar")
+    """Discover, read, validate and align every asset of a dataset; `progress(done, total)`.
+
+    `data.bar: auto` is inferred from every asset's spacing, then each file's spacing is checked
+    against it; `data.calendar: auto` is inferred in `align`. What was inferred is listed in the
+    summary."""
+    configured = None if config.bar == "auto" else parse_duration(config.bar, "data.bar")
     assets = discover(dataset, config.bar)
     loaded = []
     for asset in assets:
-        loaded.append(load_asset(asset, config, bar_ns))
+        loaded.append(load_asset(asset, config, configured))
         if progress:
             progress(len(loaded), len(assets))
-    return align(loaded, config, bar_ns, str(dataset))
+    inferred = _inferred_time_column(loaded, config)
+    if configured is not None:
+        return align(loaded, config, configured, str(dataset), inferred)
+    bar_ns, bar = infer_bar([a.timestamps for a in loaded])
+    for asset in loaded:
+        check_spacing(asset.timestamps, bar_ns, _locator(asset.file), inferred=True)
+    return align(loaded, config, bar_ns, str(dataset), [*inferred, bar])
 
 
-def align(loaded: Sequence[_AssetBars], config: DataConfig, bar_ns: int, source: str) -> MarketData:
+def _inferred_time_column(loaded: Sequence[_AssetBars], config: DataConfig) -> list[Inferred]:
+    """The unnamed first column is a guess worth showing; a column named like a time is not."""
+    if config.timestamp_column != "auto":
+        return []
+    unnamed = [a.file.name for a in loaded if a.time_column == UNNAMED_FIRST_COLUMN]
+    if not unnamed:
+        return []
+    files = "every file" if len(unnamed) == len(loaded) else ", ".join(unnamed)
+    return [
+        Inferred(
+            "data.timestamp_column",
+            repr(UNNAMED_FIRST_COLUMN),
+            f"the unnamed first column of {files} holds dates (pandas' index, as df.to_csv() "
+            "writes it)",
+            "data.timestamp_column=<column>",
+        )
+    ]
+
+
+def align(
+    loaded: Sequence[_AssetBars],
+    config: DataConfig,
+    bar_ns: int,
+    source: str,
+    inferred: Sequence[Inferred] = (),
+) -> MarketData:
     """Put every asset on one timeline, applying the configured missing-bar policy."""
     start = max(int(a.timestamps[0]) for a in loaded)
     end = min(int(a.timestamps[-1]) for a in loaded)
@@ -240,7 +320,11 @@ def align(loaded: Sequence[_AssetBars], config: DataConfig, bar_ns: int, source:
             f"assets do not overlap in time: {late.file.name} starts {format_utc(start)} after "
             f"{early.file.name} ends {format_utc(end)}\n  fix: keep assets that share a period"
         )
-    timeline = _timeline(loaded, start, end, bar_ns, config.calendar)
+    union = np.unique(np.concatenate([a.timestamps for a in loaded]))
+    built = build_timeline(
+        config.calendar, union[(union >= start) & (union <= end)], start, end, bar_ns
+    )
+    timeline = built.timestamps
     reports = [_report(a, start, end) for a in loaded]
     present = np.stack([np.isin(timeline, a.timestamps) for a in loaded])
     keep = np.ones(len(timeline), dtype=bool)
@@ -251,7 +335,7 @@ def align(loaded: Sequence[_AssetBars], config: DataConfig, bar_ns: int, source:
         for report, mask in zip(reports, present, strict=True):
             report.missing_dropped = int((~mask).sum())
     else:
-        _check_fill_limit(loaded, timeline, present, config.ffill_limit)
+        _check_fill_limit(loaded, timeline, present, config.ffill_limit, built.inferred)
         for report, mask in zip(reports, present, strict=True):
             report.filled = int((~mask).sum())
     timeline = timeline[keep]
@@ -264,26 +348,17 @@ def align(loaded: Sequence[_AssetBars], config: DataConfig, bar_ns: int, source:
     summary = DataSummary(
         source=source,
         bar=format_duration(bar_ns),
-        calendar=config.calendar,
+        calendar=built.calendar,
         missing_bars=config.missing_bars,
         bars=len(timeline),
         first=format_utc(int(timeline[0])),
         last=format_utc(int(timeline[-1])),
         gaps=int((np.diff(timeline) > bar_ns).sum()),
         assets=reports,
+        holes=built.holes,
+        inferred=[*inferred, *([built.inferred] if built.inferred else [])],
     )
     return MarketData(tuple(a.file.name for a in loaded), timeline, ohlcv, bar_ns, summary)
-
-
-def _timeline(
-    loaded: Sequence[_AssetBars], start: int, end: int, bar_ns: int, calendar: str
-) -> np.ndarray:
-    if calendar == "continuous":
-        # Integer arithmetic: np.arange(start, end + 1, step) computes its length in float64 and
-        # drops the last bar at epoch-nanosecond magnitudes.
-        return start + np.arange((end - start) // bar_ns + 1, dtype=np.int64) * bar_ns
-    union = np.unique(np.concatenate([a.timestamps for a in loaded]))
-    return union[(union >= start) & (union <= end)]
 
 
 def _report(asset: _AssetBars, start: int, end: int) -> AssetReport:
@@ -296,6 +371,7 @@ def _report(asset: _AssetBars, start: int, end: int) -> AssetReport:
         last=format_utc(int(asset.timestamps[-1])),
         trimmed=int((~inside).sum()),
         ignored_files=[p.name for p in asset.file.ignored],
+        time_column=asset.time_column,
     )
 
 
@@ -314,7 +390,11 @@ def _fail_on_missing(
 
 
 def _check_fill_limit(
-    loaded: Sequence[_AssetBars], timeline: np.ndarray, present: np.ndarray, limit: int
+    loaded: Sequence[_AssetBars],
+    timeline: np.ndarray,
+    present: np.ndarray,
+    limit: int,
+    calendar: Inferred | None = None,
 ) -> None:
     positions = np.arange(len(timeline))
     for asset, mask in zip(loaded, present, strict=True):
@@ -325,10 +405,17 @@ def _check_fill_limit(
         if run.max() > limit:
             end = int(np.argmax(run))
             begin = end - int(run[end]) + 1
+            closes = ""
+            if calendar is not None and calendar.value == "continuous":
+                closes = (
+                    ";\n  or, if the market closes at these times, set data.calendar=sessions "
+                    f"(inferred continuous: {calendar.reason})"
+                )
             raise UserError(
                 f"{asset.file.path}: {int(run[end]):,} bars in a row are missing from "
                 f"{format_utc(int(timeline[max(begin, 0)]))} (data.ffill_limit is {limit})\n"
                 "  fix: raise data.ffill_limit, or set data.missing_bars=drop to remove those bars"
+                f"{closes}"
             )
 
 

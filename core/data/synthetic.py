@@ -1,8 +1,12 @@
 """Deterministic synthetic markets: volatility clustering, regime changes, an optional planted edge.
 
-The planted edge is a known lag-1 autocorrelation `signal` of standardised returns: the return of
-bar t+1 is predictable from the return of bar t, which every feature set sees. `signal=0` gives a
-pure random walk (no edge at all), the control every honest evaluation needs.
+The planted edge (`signal`) is a persistent drift: each asset's return carries a slow, mean-
+reverting component (an AR(1) with a half-life of DRIFT_HALF_LIFE_DAYS) of standard deviation
+`signal` x the bar's volatility. Its sign lasts for days, so trailing returns reveal it and a
+position held for days earns it after costs, while one bar of it is small next to the noise.
+`signal=0` gives no predictable component at all (the no-edge control every honest evaluation
+needs). `autocorrelation` instead plants a lag-1 autocorrelation of returns (a fast edge that
+only a one-bar strategy can use; the training benchmark's learnable set-up).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pandas as pd
 from core.atomic import publish_dir, remove_dir, replacing_path
 from core.config import DataConfig
 from core.data.timestamps import parse_duration
-from core.units import HOUR_NS, YEAR_NS
+from core.units import DAY_NS, HOUR_NS, YEAR_NS
 
 START = pd.Timestamp("2017-01-01", tz="UTC")
 BASE_VOLATILITY = 0.006  # per hour, about 56 % a year: a liquid crypto pair
@@ -32,6 +36,7 @@ REGIMES = (  # (drift per year, volatility multiplier): calm bull, quiet, bear, 
 MEAN_REGIME_YEARS = 0.35
 VOL_PERSISTENCE_HOURS = 72.0  # half-life of the log-volatility AR(1)
 VOL_OF_VOL = 0.5  # stationary std of log-volatility
+DRIFT_HALF_LIFE_DAYS = 10.0  # persistence of the planted drift
 
 
 def bars_for_years(years: float, bar_ns: int) -> int:
@@ -39,7 +44,12 @@ def bars_for_years(years: float, bar_ns: int) -> int:
 
 
 def generate(
-    n_assets: int, n_bars: int, bar_ns: int, signal: float, seed: int
+    n_assets: int,
+    n_bars: int,
+    bar_ns: int,
+    signal: float,
+    seed: int,
+    autocorrelation: float = 0.0,
 ) -> dict[str, pd.DataFrame]:
     """OHLCV frames (timestamp = bar open, UTC) for assets SYN01..; same inputs, same bytes."""
     rng = np.random.default_rng(seed)
@@ -54,7 +64,11 @@ def generate(
         noise = math.sqrt(MARKET_SHARE) * market + math.sqrt(
             1 - MARKET_SHARE
         ) * rng.standard_normal(n_bars)
-        standardised = _ar1(noise, signal) if signal > 0 else noise
+        standardised = _ar1(noise, autocorrelation) if autocorrelation > 0 else noise
+        planted = _ar1(
+            rng.standard_normal(n_bars), 0.5 ** (bar_ns / (DRIFT_HALF_LIFE_DAYS * DAY_NS))
+        )
+        standardised = standardised + signal * planted
         log_vol = _ar1(rng.standard_normal(n_bars), 0.5 ** (hours / VOL_PERSISTENCE_HOURS))
         sigma = BASE_VOLATILITY * math.sqrt(hours) * regime_vol * np.exp(VOL_OF_VOL * log_vol)
         returns = drift + sigma * standardised
@@ -116,8 +130,33 @@ def sample_name(config: DataConfig) -> str:
     signal = f"{config.synthetic_signal:g}".replace(".", "p")
     return (
         f"synthetic-{config.synthetic_assets}x{config.synthetic_years:g}y-{config.bar}"
-        f"-signal{signal}-seed{config.seed}"
+        f"-drift{signal}-seed{config.seed}{'-permuted' if config.synthetic_permuted else ''}"
     )
+
+
+def permuted(frames: dict[str, pd.DataFrame], seed: int) -> dict[str, pd.DataFrame]:
+    """The same bars with their order shuffled: every bar keeps its close-to-close move, wicks and
+    volume, so returns keep their distribution (and assets their correlation: one shuffle for
+    all), but nothing about one bar says anything about the next. A control: no edge survives."""
+    rng = np.random.default_rng(seed)
+    n_bars = len(next(iter(frames.values())))
+    order = np.concatenate([[0], 1 + rng.permutation(n_bars - 1)])
+    shuffled = {}
+    for name, frame in frames.items():
+        close = frame["close"].to_numpy()
+        moves = np.diff(np.log(close), prepend=np.log(frame["open"].iloc[0]))[order]
+        top = frame["high"] / np.maximum(frame["open"], frame["close"])
+        bottom = frame["low"] / np.minimum(frame["open"], frame["close"])
+        new_close = close[0] / np.exp(moves[0]) * np.exp(np.cumsum(moves))
+        new_open = np.concatenate([[frame["open"].iloc[0]], new_close[:-1]])
+        shuffled[name] = frame.assign(
+            open=new_open,
+            high=np.maximum(new_open, new_close) * top.to_numpy()[order],
+            low=np.minimum(new_open, new_close) * bottom.to_numpy()[order],
+            close=new_close,
+            volume=frame["volume"].to_numpy()[order],
+        )
+    return shuffled
 
 
 def ensure_sample(config: DataConfig, folder: Path) -> Path:
@@ -139,10 +178,11 @@ def ensure_sample(config: DataConfig, folder: Path) -> Path:
 
 def generate_from_config(config: DataConfig) -> dict[str, pd.DataFrame]:
     bar_ns = parse_duration(config.bar, "data.bar")
-    return generate(
+    frames = generate(
         config.synthetic_assets,
         bars_for_years(config.synthetic_years, bar_ns),
         bar_ns,
         config.synthetic_signal,
         config.seed,
     )
+    return permuted(frames, config.seed) if config.synthetic_permuted else frames

@@ -28,6 +28,7 @@ TIMESTAMP_COLUMN_NAMES = (
     "local time",
     "ts",
 )
+UNNAMED_FIRST_COLUMN = "Unnamed: 0"  # how pandas reads the empty header df.to_csv() gives the index
 EPOCH_UNITS = {"epoch_s": "s", "epoch_ms": "ms", "epoch_us": "us", "epoch_ns": "ns"}
 FORMAT_CHOICES = "auto, iso, epoch_s, epoch_ms, epoch_us, epoch_ns or a strftime pattern"
 
@@ -46,8 +47,16 @@ _TIME_PATTERNS = (
 )
 
 
-def find_timestamp_column(columns: Sequence[str], configured: str, where: str, key: str) -> str:
-    """The timestamp column: the configured one, or the first well-known name (any case)."""
+def find_timestamp_column(
+    columns: Sequence[str],
+    configured: str,
+    where: str,
+    key: str,
+    first_values: pd.Series | None = None,
+) -> str:
+    """The timestamp column: the configured one, or the first well-known name (any case), or an
+    unnamed first column whose values (`first_values`) look like times: pandas' index, as
+    `df.to_csv()` writes it."""
     by_lower = {str(name).strip().lower(): str(name) for name in columns}
     if configured != "auto":
         found = by_lower.get(configured.strip().lower())
@@ -61,11 +70,43 @@ def find_timestamp_column(columns: Sequence[str], configured: str, where: str, k
     for name in TIMESTAMP_COLUMN_NAMES:
         if name in by_lower:
             return by_lower[name]
-    raise UserError(
-        f"{where}: no timestamp column found among: {', '.join(map(str, columns))}\n"
-        f"  fix: set {key} to the column that holds the bar time "
-        f"(auto looks for {', '.join(TIMESTAMP_COLUMN_NAMES)})"
+    unnamed = bool(columns) and str(columns[0]) in (UNNAMED_FIRST_COLUMN, "")
+    if unnamed and first_values is not None and _looks_like_times(first_values):
+        return str(columns[0])
+    index_note = (
+        " (the unnamed first column holds no dates: a row number index, saved by df.to_csv() "
+        "without the dates as index?)"
+        if unnamed
+        else ""
     )
+    raise UserError(
+        f"{where}: no timestamp column found among: {', '.join(map(str, columns))}{index_note}\n"
+        f"  fix: set {key} to the column that holds the bar time "
+        f"(auto looks for {', '.join(TIMESTAMP_COLUMN_NAMES)}, then an unnamed first column of "
+        "dates)"
+    )
+
+
+def _looks_like_times(values: pd.Series) -> bool:
+    """Dates or date-times as text, datetimes, or epoch numbers; not a row counter 0, 1, 2, ..."""
+    if values.empty:
+        return False
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values):
+        return True
+    if pd.api.types.is_numeric_dtype(values):
+        try:
+            _epoch_unit(values.to_numpy(dtype="float64"), "", "")
+        except UserError:
+            return False
+        return True
+    first = str(values.iloc[0]).strip()
+    if not re.search(r"\d", first) or re.fullmatch(r"-?\d+(\.\d+)?", first):
+        return False
+    try:
+        pd.Timestamp(first)
+    except (ValueError, TypeError, OverflowError):
+        return bool(_NUMERIC_DATE.match(first) or _YEAR_FIRST.match(first))
+    return True
 
 
 def check_timezone(name: str, key: str) -> str:

@@ -31,12 +31,14 @@ class RowLocator:
 
 
 def validate_bars(
-    timestamps: np.ndarray, ohlcv: np.ndarray, bar_ns: int, where: RowLocator
+    timestamps: np.ndarray, ohlcv: np.ndarray, bar_ns: int | None, where: RowLocator
 ) -> None:
-    """Raise a UserError for the first problem found; `ohlcv` is float64 [rows, 5]."""
+    """Raise a UserError for the first problem found; `ohlcv` is float64 [rows, 5]. With
+    `bar_ns` None (data.bar auto) the spacing is checked later, by `check_spacing`."""
     _check_order(timestamps, where)
     _check_values(timestamps, ohlcv, where)
-    _check_spacing(timestamps, bar_ns, where)
+    if bar_ns is not None:
+        check_spacing(timestamps, bar_ns, where)
 
 
 def _first(mask: np.ndarray) -> tuple[int, int]:
@@ -108,7 +110,10 @@ def _check_values(timestamps: np.ndarray, ohlcv: np.ndarray, where: RowLocator) 
         )
 
 
-def _check_spacing(timestamps: np.ndarray, bar_ns: int, where: RowLocator) -> None:
+def check_spacing(
+    timestamps: np.ndarray, bar_ns: int, where: RowLocator, inferred: bool = False
+) -> None:
+    """Every step is a whole number of bars; `inferred`: the bar was data.bar auto's guess."""
     steps = np.diff(timestamps)
     off_grid = steps % bar_ns != 0
     if not off_grid.any():
@@ -120,8 +125,16 @@ def _check_spacing(timestamps: np.ndarray, bar_ns: int, where: RowLocator) -> No
         if typical % bar_ns != 0 or typical < bar_ns
         else "remove or resample the bars that break the spacing"
     )
+    source = "data.bar"
+    if inferred:
+        source = "inferred for data.bar: auto as the most common spacing"
+        finest = int(np.gcd.reduce(steps[steps > 0]))
+        hint = (
+            "remove or resample the bars that break the spacing, or set "
+            f"data.bar={format_duration(finest)} (it divides every step)"
+        )
     raise UserError(
         f"{where(row + 1, timestamps)}: mixed bar spacing — this bar is "
         f"{format_duration(int(steps[row]))} after the previous one, not a multiple of the "
-        f"{format_duration(bar_ns)} bar (data.bar){_more(count)}\n  fix: {hint}"
+        f"{format_duration(bar_ns)} bar ({source}){_more(count)}\n  fix: {hint}"
     )

@@ -20,6 +20,7 @@ from core.envs.settings import Settings, settings_of
 from core.envs.trading_env import TradingEnv
 from core.envs.vec_env import VecKind, vec_env
 from core.features.build import feature_store
+from core.features.resolved import with_inferred
 from core.features.store import FeatureStore, read_meta
 from core.suggest import did_you_mean
 
@@ -110,4 +111,5 @@ def _env_parts(
 ) -> tuple[FeatureStore, Settings, BarRange]:
     config = resolve_config(config, overrides)
     store = resolve_store(config, data)
-    return store, settings_of(config), resolve_range(fold, store, config.env.window)
+    settings = settings_of(with_inferred(config, store.meta))  # `auto` keys as the store built them
+    return store, settings, resolve_range(fold, store, config.env.window)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from core.bar_range import BarRange
+from core.config import EnvConfig
 from core.envs.market import LIQUIDATION, REASONS, ExecutionRules, Portfolio, Receipts, step
 from core.envs.reward import RewardRules, TradeCounter, rewards
 from core.envs.settings import Settings
@@ -142,6 +143,7 @@ class Simulator:
             strides=(t_stride, a_stride, t_stride, f_stride),
             writeable=False,
         )
+        check_band(env, self.n_assets)
         self.execution = ExecutionRules.from_config(env, self.bar_ns)
         self.reward_rules = RewardRules.from_config(settings.reward, self.bar_ns)
         counters = dict.fromkeys([*settings.timeframes, *self.reward_rules.band_timeframes])
@@ -284,4 +286,17 @@ def check_range(bars: BarRange, n_time: int, window: int) -> None:
     if len(bars) < 2:
         raise UserError(
             f"bar range [{bars.start}, {bars.stop}) holds {len(bars)} bar; an episode needs 2"
+        )
+
+
+def check_band(env: EnvConfig, n_assets: int) -> None:
+    """The no-trade band must let an equal-weight position open, or buy-and-hold (and any agent
+    that spreads its capital) would never trade and the baselines would judge nothing."""
+    equal_weight = env.max_leverage / n_assets
+    if env.min_trade >= equal_weight:
+        raise UserError(
+            f"env.min_trade = {env.min_trade:g} is not below an equal-weight position "
+            f"(env.max_leverage {env.max_leverage:g} / {n_assets} assets = {equal_weight:.4g}): "
+            "changes that small are skipped, so an equal-weight portfolio could never open\n"
+            f"  fix: set env.min_trade below {equal_weight:.4g} (e.g. {equal_weight / 2:.3g})"
         )

@@ -10,6 +10,7 @@ import numpy as np
 
 from core.bar_range import BarRange
 from core.config import Config
+from core.data.calendar import infer_calendar
 from core.envs.market import ExecutionRules
 from core.envs.settings import Settings
 from core.evaluation import metrics
@@ -22,12 +23,28 @@ AGENT = "agent"
 
 
 def annualisation_of(store: FeatureStore, config: Config) -> Annualisation:
+    """Bars per year for the store's calendar: data.calendar, or (auto) the one the store's build
+    inferred; the description says when the calendar was inferred."""
     wanted = config.evaluation.periods_per_year
-    return metrics.annualisation(
+    resolved = store.meta.get("resolved") or {}
+    calendar = config.data.calendar
+    if calendar == "auto":
+        calendar = (
+            resolved.get("calendar")
+            or infer_calendar(np.asarray(store.timestamps), store.bar_ns)[0]
+        )
+    annual = metrics.annualisation(
         np.asarray(store.timestamps),
         store.bar_ns,
-        config.data.calendar,
+        calendar,
         None if wanted == "auto" else float(wanted),
+    )
+    inferred = any(item.get("key") == "data.calendar" for item in store.meta.get("inferred", []))
+    if wanted != "auto" or not inferred or calendar != resolved.get("calendar"):
+        return annual
+    return Annualisation(
+        annual.periods_per_year,
+        f"{annual.description}; calendar inferred from the data (set data.calendar if wrong)",
     )
 
 

@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,17 @@ from core.data.load import MarketData, discover, load_dataset
 from core.data.source import dataset_path, repo_path
 from core.data.timestamps import format_utc
 from core.errors import UserError
-from core.features.matrix import asset_features, check_defined, feature_names, lookback_bars
+from core.features.matrix import (
+    asset_features,
+    check_defined,
+    feature_names,
+    inferred_timeframes,
+    lookback_bars,
+    timeframe_labels,
+)
 from core.features.resample import Bars
 from core.features.store import STORE_FORMAT, FeatureStore, read_meta
+from core.units import format_duration
 
 PARALLEL_MIN_BARS = (
     2_000_000  # below this many asset-bars, worker start-up costs more than it saves
@@ -178,6 +187,8 @@ def _build(
     del full
     for name in ("features_full", "bars_full", "timestamps_full", "exogenous_full"):
         (scratch / f"{name}.npy").unlink(missing_ok=True)
+    timeframes = inferred_timeframes(config.features, market.bar_ns)
+    inferred = [*market.summary.inferred, *([timeframes] if timeframes else [])]
     meta = {
         "format": STORE_FORMAT,
         "hash": digest,
@@ -194,6 +205,14 @@ def _build(
             "data": config.data.model_dump(mode="json"),
             "features": config.features.model_dump(mode="json"),
         },
+        # The values the store was built with, `auto` settings as inferred from the data:
+        # what annualisation, trade counters and a run's config read (core.features.resolved).
+        "resolved": {
+            "bar": format_duration(market.bar_ns),
+            "calendar": market.summary.calendar,
+            "timeframes": timeframe_labels(config.features, market.bar_ns),
+        },
+        "inferred": [asdict(item) for item in inferred],
         "summary": market.summary.to_json(),
         "versions": {p: _version(p) for p in ("numpy", "pandas", "ta-lib", "pyarrow")},
         "build_seconds": round(time.perf_counter() - started, 3),

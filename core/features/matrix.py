@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import FeaturesConfig
+from core.data.calendar import Inferred
 from core.data.timestamps import format_utc, parse_duration
 from core.errors import UserError
 from core.features.indicators import (
@@ -24,9 +25,17 @@ from core.features.indicators import (
     timeframe_indicators,
 )
 from core.features.resample import Bars, last_closed, resample
-from core.units import DAY_NS, WEEK_NS
+from core.units import DAY_NS, HOUR_NS, MINUTE_NS, WEEK_NS, format_duration
 
 TIME_COLUMNS = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
+# features.timeframes: auto picks from these: the first two that are whole multiples of the base
+# bar holding at least AUTO_MIN_RATIO base bars (fewer makes a higher bar that says little new).
+# Buckets are fixed to the epoch in UTC (core.features.resample), so on sessions data a 1d bar is
+# the UTC day and a 7d bar runs Thursday to Wednesday: causal, though not the exchange's own day
+# or week.
+AUTO_LADDER = (15 * MINUTE_NS, HOUR_NS, 4 * HOUR_NS, DAY_NS, WEEK_NS)
+AUTO_MIN_RATIO = 4
+AUTO_HIGHER = 2
 
 
 @dataclass(frozen=True)
@@ -35,22 +44,60 @@ class Timeframe:
     bar_ns: int
 
 
+def auto_timeframes(base_bar_ns: int) -> list[str]:
+    """features.timeframes: auto: the base bar, then up to two higher multiples of it, e.g.
+    5min -> [5min, 1h, 4h], 1h -> [1h, 4h, 1d], 4h -> [4h, 1d, 7d], 1d -> [1d, 7d]."""
+    higher = [
+        ns for ns in AUTO_LADDER if ns % base_bar_ns == 0 and ns // base_bar_ns >= AUTO_MIN_RATIO
+    ]
+    return [format_duration(ns) for ns in (base_bar_ns, *higher[:AUTO_HIGHER])]
+
+
+def timeframe_labels(config: FeaturesConfig, base_bar_ns: int) -> list[str]:
+    """The configured timeframes, or the automatic choice for this base bar."""
+    if config.timeframes == "auto":
+        return auto_timeframes(base_bar_ns)
+    return list(config.timeframes)
+
+
+def inferred_timeframes(config: FeaturesConfig, base_bar_ns: int) -> Inferred | None:
+    """What features.timeframes: auto chose, for the data summary (None when it was set)."""
+    if config.timeframes != "auto":
+        return None
+    ladder = "/".join(format_duration(ns) for ns in AUTO_LADDER)
+    return Inferred(
+        "features.timeframes",
+        f"[{', '.join(auto_timeframes(base_bar_ns))}]",
+        f"the {format_duration(base_bar_ns)} bar, then up to {AUTO_HIGHER} of {ladder} that hold "
+        f"at least {AUTO_MIN_RATIO} of its bars",
+        "features.timeframes=[...] (multiples of the bar)",
+    )
+
+
 def timeframes(config: FeaturesConfig, base_bar_ns: int) -> list[Timeframe]:
     """Configured timeframes, checked against the base bar they are resampled from."""
+    if config.timeframes == "auto":
+        return [
+            Timeframe(label, parse_duration(label, "features.timeframes"))
+            for label in auto_timeframes(base_bar_ns)
+        ]
     result = []
     for index, label in enumerate(config.timeframes):
         bar_ns = parse_duration(label, f"features.timeframes[{index}]")
         if bar_ns % base_bar_ns != 0:
             raise UserError(
                 f"features.timeframes[{index}] = {label!r} is not a whole multiple of the base bar "
-                "(data.bar); higher timeframes are built from base bars\n"
-                "  fix: use multiples of data.bar, e.g. [1h, 4h, 1d] for hourly data"
+                f"({format_duration(base_bar_ns)}, data.bar); higher timeframes are built from base "
+                "bars\n"
+                "  fix: set features.timeframes=auto (here "
+                f"[{', '.join(auto_timeframes(base_bar_ns))}]) or list multiples of data.bar"
             )
         result.append(Timeframe(label, bar_ns))
     if base_bar_ns not in {tf.bar_ns for tf in result}:
         raise UserError(
-            f"features.timeframes = {config.timeframes} lacks the base bar (data.bar)\n"
-            "  fix: list the base bar first, e.g. [1h, 4h, 1d]"
+            f"features.timeframes = {config.timeframes} lacks the base bar "
+            f"({format_duration(base_bar_ns)}, data.bar)\n"
+            "  fix: list the base bar first, e.g. [1h, 4h, 1d], or set features.timeframes=auto"
         )
     return result
 

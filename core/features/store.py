@@ -19,7 +19,7 @@ import numpy as np
 
 from core.errors import UserError
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: meta.json holds the resolved bar, calendar and timeframes
 ARRAYS = ("features", "prices", "timestamps")
 
 

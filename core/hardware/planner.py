@@ -28,6 +28,7 @@ AUTO_ENVS_PER_WORKER = 1  # SB3's SubprocVecEnv holds one env per process
 # looks ~100 bars ahead) inside one rollout, and n_envs fills the rest of the target rollout.
 BATCH_N_STEPS = 128
 MAX_AUTO_BATCH_ENVS = 1024
+AUTO_TIMEFRAMES_ESTIMATE = 3  # features.timeframes: auto on hourly bars is [1h, 4h, 1d]
 MAX_AUTO_TORCH_THREADS = 8
 # With the batch env the learner process also steps the envs, so it may use a few more threads.
 MAX_AUTO_BATCH_TORCH_THREADS = 16
@@ -105,7 +106,12 @@ def estimate_policy_shape(
     per_timeframe = len(features.return_horizons) + sum(
         INDICATOR_COLUMNS.get(name, 0) for name in features.indicators
     )
-    per_asset = per_timeframe * len(features.timeframes)
+    # timeframes: auto depends on the data's bar: estimate with the hourly choice [1h, 4h, 1d];
+    # the feature store gives the exact n_features once it is built.
+    n_timeframes = (
+        AUTO_TIMEFRAMES_ESTIMATE if features.timeframes == "auto" else len(features.timeframes)
+    )
+    per_asset = per_timeframe * n_timeframes
     per_asset += TIME_COLUMNS if "time" in features.indicators else 0
     per_asset = n_features or per_asset
     # Portfolio state as in core.envs.simulator: a weight and a time in position per asset, drawdown.
