@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from training.results import FoldResult
 
+LOG_SCALE_RATIO = 10.0  # largest / smallest equity beyond which the equity plot is logarithmic
 STYLES = {
     AGENT: {"color": "tab:blue", "linewidth": 1.6},
     "buy_and_hold": {"color": "tab:gray"},
@@ -53,10 +54,14 @@ def _save(figure: Figure, path: Path) -> None:
 
 def _equity(times: pd.Series, oos: pd.DataFrame) -> Figure:
     figure, axis = plt.subplots(figsize=(10, 4.5))
+    curves = {name: np.cumprod(1.0 + oos[f"{name}.returns"].to_numpy()) for name in STYLES}
     for name, style in STYLES.items():
-        equity = np.cumprod(1.0 + oos[f"{name}.returns"].to_numpy())
-        axis.plot(times, equity, label=name, **style)
+        axis.plot(times, curves[name], label=name, **style)
     _fold_lines(axis, times, oos)
+    values = np.concatenate(list(curves.values()))
+    positive = values[values > 0]
+    if positive.size == values.size and positive.max() / positive.min() > LOG_SCALE_RATIO:
+        axis.set_yscale("log")  # one runaway curve would flatten the others on a linear axis
     axis.set_ylabel("growth of 1")
     axis.set_title("Stitched test windows (out of sample), after costs")
     axis.legend(loc="upper left", fontsize=8)
