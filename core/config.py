@@ -178,6 +178,17 @@ class WalkForwardConfig(Section):
 class EnsembleConfig(Section):
     size: Annotated[int, Field(ge=1, le=10_000)]
     base_seed: Annotated[int, Field(ge=0)]
+    aggregate: Literal["mean", "median"]
+
+
+class LauncherConfig(Section):
+    cluster: Literal["local", "slurm", "debug"]
+    cluster_profile: str | None
+    max_retries: Annotated[int, Field(ge=0, le=100)]
+    timeout_min: Annotated[int, Field(ge=1, le=60 * 24 * 365)]
+    signal_delay_s: Annotated[int, Field(ge=1, le=3600)]
+    dead_after_s: Annotated[float, Field(ge=2, le=86_400)]
+    log_dir: str | Auto
 
 
 class HardwareConfig(Section):
@@ -237,6 +248,7 @@ class Config(Section):
     walk_forward: WalkForwardConfig
     ensemble: EnsembleConfig
     hardware: HardwareConfig
+    launcher: LauncherConfig
 
 
 Sources = dict[str, str]

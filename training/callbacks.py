@@ -24,6 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from core.atomic import replacing, write_json
 from core.config import TrainingConfig
+from training.job import Preemption
 from training.run_files import JobFiles
 
 ENTROPY_BOOST = 1.5  # ent_coef grows by this factor per evaluation while entropy is too low
@@ -44,6 +45,7 @@ class TrainingState:
     finished: bool = False
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    preempted_at: list[int] = field(default_factory=list)  # timesteps of each requeue
 
     @classmethod
     def load(cls, path: Path) -> TrainingState:
@@ -83,6 +85,7 @@ class WalkForwardCallback(BaseCallback):
         reward_clip: float,
         advance: Callable[[int], None] | None = None,
         warn: Callable[[str], None] | None = None,
+        preemption: Preemption | None = None,
     ) -> None:
         super().__init__()
         self.validate, self.files, self.state, self.settings = validate, files, state, settings
@@ -90,6 +93,7 @@ class WalkForwardCallback(BaseCallback):
         self.reward_clip = reward_clip
         self.advance = advance or (lambda steps: None)
         self.warn = warn or (lambda message: None)
+        self.preemption = preemption
         self.stop = False
         self.action_std = float("nan")
         self.counted = 0
@@ -124,6 +128,12 @@ class WalkForwardCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         done = self.model.num_timesteps
+        if self.preemption is not None and self.preemption.requested:
+            # After the update and before new steps: the checkpoint of this moment resumes
+            # to the same step count as an uninterrupted run.
+            self.state.preempted_at.append(done)
+            self.checkpoint()
+            self.preemption.requeue()
         if done <= self.state.timesteps:
             return  # the first rollout of a (resumed) run: nothing new since the checkpoint
         last_eval = self.state.evaluations[-1]["timesteps"] if self.state.evaluations else 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from core.bar_range import BarRange
 from core.folds import Fold
@@ -32,6 +32,7 @@ class Job:
     batch_size: int
     device: str
     torch_threads: int
+    blas_threads: int = 1
 
     @property
     def name(self) -> str:
@@ -51,6 +52,17 @@ class Job:
         return cls(**{**data, "fold": Fold(**{**fold, **parts})})
 
 
+class Preemption(Protocol):
+    """A request to stop (SLURM's USR2 before the limit), honoured at a safe point: after PPO's
+    update, once the checkpoint of that moment is committed."""
+
+    @property
+    def requested(self) -> bool: ...
+
+    def requeue(self) -> None:
+        """Hand over to the launcher's requeue; does not return."""
+
+
 @dataclass(frozen=True)
 class Hooks:
     """How a job reports to whoever runs it (a progress bar, a log); all optional."""
@@ -58,6 +70,7 @@ class Hooks:
     advance: Callable[[int], None] | None = None  # timesteps just done
     warn: Callable[[str], None] | None = None
     phase: Callable[[str], None] | None = None  # "training", "testing", ...
+    preemption: Preemption | None = None
 
 
 NO_HOOKS = Hooks()

@@ -31,12 +31,19 @@ STYLES = {
 
 
 def write_plots(
-    folder: Path, oos: pd.DataFrame, fold_metrics: list[dict[str, Any]], folds: list[FoldResult]
+    folder: Path,
+    oos: pd.DataFrame,
+    fold_metrics: list[dict[str, Any]],
+    folds: list[FoldResult],
+    member_returns: pd.DataFrame,
 ) -> dict[str, str]:
     """PNG files in `folder`; returns {title: file name} in reading order."""
     times = pd.to_datetime(oos["timestamp"], utc=True)
     plots = {
-        "Out-of-sample equity vs baselines": ("equity.png", _equity(times, oos)),
+        "Out-of-sample equity vs baselines": (
+            "equity.png",
+            _equity(times, oos, member_returns),
+        ),
         "Drawdown": ("drawdown.png", _drawdown(times, oos)),
         "Sharpe per fold: agent vs buy-and-hold": ("fold_sharpe.png", _fold_sharpe(fold_metrics)),
         "Validation metric during training": ("validation.png", _validation(folds)),
@@ -52,11 +59,19 @@ def _save(figure: Figure, path: Path) -> None:
     plt.close(figure)
 
 
-def _equity(times: pd.Series, oos: pd.DataFrame) -> Figure:
+def _equity(times: pd.Series, oos: pd.DataFrame, member_returns: pd.DataFrame) -> Figure:
     figure, axis = plt.subplots(figsize=(10, 4.5))
     curves = {name: np.cumprod(1.0 + oos[f"{name}.returns"].to_numpy()) for name in STYLES}
+    if member_returns.shape[1] > 1:  # each member alone: the band and median of their curves
+        members = np.cumprod(1.0 + member_returns.fillna(0.0).to_numpy(), axis=0)
+        low, middle, high = np.percentile(members, [0, 50, 100], axis=1)
+        color = STYLES[AGENT]["color"]
+        axis.fill_between(times, low, high, color=color, alpha=0.15, label="members: worst-best")
+        axis.plot(times, middle, color=color, linestyle="--", linewidth=0.9, label="median member")
+        curves |= {"members low": low, "members high": high}
     for name, style in STYLES.items():
-        axis.plot(times, curves[name], label=name, **style)
+        label = f"{AGENT} (ensemble)" if name == AGENT and member_returns.shape[1] > 1 else name
+        axis.plot(times, curves[name], label=label, **style)
     _fold_lines(axis, times, oos)
     values = np.concatenate(list(curves.values()))
     positive = values[values > 0]

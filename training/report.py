@@ -39,7 +39,9 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     """Gather the results, then write plots and report.md into `run_dir`; return the summary."""
     files = RunFiles(run_dir)
     results = gather_results(run_dir)
-    plots = write_plots(files.plots, results.oos, results.fold_metrics, results.folds)
+    plots = write_plots(
+        files.plots, results.oos, results.fold_metrics, results.folds, results.member_returns
+    )
     markdown = _markdown(files, run_config(run_dir), results, plots)
     write_text(files.report, markdown)
     return results.summary
@@ -117,9 +119,69 @@ def print_summary(summary: dict[str, Any], run_dir: Path, out: TextIO) -> None:
         f"{summary['folds']} fold(s).",
         highlight=False,
     )
+    spread = member_spread(summary)
+    if spread:
+        console.print(
+            "Members alone (Sharpe): "
+            + ", ".join(
+                f"{label} {row['sharpe']:.2f} (member {row['member']})" for label, row in spread
+            ),
+            highlight=False,
+        )
+    for job, error in summary["failed_jobs"].items():
+        console.print(f"[red]failed[/] {job}: {error}", highlight=False)
     if summary["warnings"]:
         console.print(f"{len(summary['warnings'])} warning(s): see the report", highlight=False)
     console.print(f"Report: {RunFiles(run_dir).report}", highlight=False, soft_wrap=True)
+
+
+def member_spread(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Best, median and worst member by out-of-sample Sharpe (empty for a one-member run)."""
+    rows = sorted(
+        (r for r in summary["member_metrics"] if np.isfinite(r["sharpe"])),
+        key=lambda r: r["sharpe"],
+    )
+    if len(rows) < 2:
+        return []
+    return [("best", rows[-1]), ("median", rows[(len(rows) - 1) // 2]), ("worst", rows[0])]
+
+
+def _members_markdown(summary: dict[str, Any]) -> list[str]:
+    rows = summary["member_metrics"]
+    if len(rows) < 2 and not summary["failed_jobs"]:
+        return []
+    agent = summary["strategies"][AGENT]
+    header = "| | member | test bars | total return | CAGR | Sharpe | max DD |"
+    lines = [
+        "## Ensemble and members",
+        "",
+        f"The agent is the ensemble of {summary['members']} member(s): on every test bar it "
+        f"trades the {summary['aggregate']} of the finished members' deterministic actions "
+        "through the same market model. Each member alone, on the same bars:",
+        "",
+        header,
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| ensemble | - | {summary['test_bars']:,} | {format_value(agent['total_return'], '%')} | "
+        f"{format_value(agent['cagr'], '%')} | {format_value(agent['sharpe'], '2')} | "
+        f"{format_value(agent['max_drawdown'], '%')} |",
+    ]
+    labelled = member_spread(summary) + [("", row) for row in rows]
+    for label, row in labelled:
+        lines.append(
+            f"| {label} | {row['member']} | {row['test_bars']:,} | "
+            f"{format_value(row['total_return'], '%')} | {format_value(row['cagr'], '%')} | "
+            f"{format_value(row['sharpe'], '2')} | {format_value(row['max_drawdown'], '%')} |"
+        )
+    lines.append("")
+    if summary["failed_jobs"]:
+        lines += [
+            f"**{len(summary['failed_jobs'])} job(s) failed after every retry** and are left "
+            "out; the results above are the survivors':",
+            "",
+            *(f"- {job}: {error}" for job, error in summary["failed_jobs"].items()),
+            "",
+        ]
+    return lines
 
 
 def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[str, str]) -> str:
@@ -140,7 +202,7 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         "",
         f"Test windows of {summary['folds']} fold(s) stitched in time order: "
         f"{summary['test_bars']:,} bars from {summary['first']} to {summary['last']}, "
-        f"{summary['members']} member(s) per fold trading equal sub-accounts. Every strategy "
+        f"an ensemble of {summary['members']} member(s) per fold. Every strategy "
         "trades through the same market model and costs "
         f"(fee {config.env.fee_bps:g} + half-spread {config.env.half_spread_bps:g} + slippage "
         f"{config.env.slippage_bps:g} bps of traded notional; fills at the next bar's open).",
@@ -152,12 +214,13 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         "",
         _markdown_table(summary["strategies"]),
         "",
+        *_members_markdown(summary),
         "## Significance",
         "",
         f"- Probabilistic Sharpe Ratio P[SR > 0] of the stitched agent returns: "
         f"**{agent['psr']:.3f}**.",
         f"- Deflated Sharpe Ratio: **{agent['dsr']:.3f}**, counting {summary['n_trials']} "
-        f"trial(s): every checkpoint evaluated on validation data was a candidate for the "
+        f"trial(s): every checkpoint of every member evaluated on validation data was a candidate for the "
         f"reported model (variance of their per-bar validation Sharpe "
         f"{summary['trial_sharpe_variance']:.3g}). Sweep trials will add to this count.",
         f"- A value at or above {summary['significance']:g} (`evaluation.significance`) is "

@@ -1,10 +1,11 @@
 """Gather a run's job results: per-fold and stitched out-of-sample metrics, saved beside the run.
 
-The strategy of a fold is the ensemble's members trading equal sub-accounts: its return each bar
-is the mean of the members' returns. Test windows are stitched in fold order into one
-out-of-sample series, judged against the baselines on the same bars and costs. The Deflated
-Sharpe Ratio counts every checkpoint evaluated on validation data as a trial, because each one
-was a candidate for the reported model. Rendering (report.md, plots) is `training.report`'s work.
+The agent of a fold is the ensemble: its members' actions combined on every bar and traded
+through the market model (`training.ensemble` walks it); each member is also judged alone, so
+the report can show the spread. Test windows are stitched in fold order into one out-of-sample
+series, judged against the baselines on the same bars and costs. The Deflated Sharpe Ratio
+counts every checkpoint of every member evaluated on validation data as a trial, because each
+one was a candidate for the reported model. Members that failed are left out and listed. Rendering (report.md, plots) is `training.report`'s work.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core.atomic import replacing, write_json
+from core.errors import UserError
 from core.evaluation import metrics
 from core.evaluation.baselines import BASELINES
 from core.evaluation.judge import AGENT, annualisation_of
@@ -25,7 +27,7 @@ from core.evaluation.metrics import Annualisation
 from core.folds import coverage
 from training.fold_view import coverage_document
 from training.job import Job
-from training.run_files import JobFiles, RunFiles
+from training.run_files import RunFiles
 from training.run_folder import load_run, run_config, run_store
 from training.tracks import SERIES, load_tracks
 
@@ -35,8 +37,9 @@ STRATEGIES = (AGENT, *BASELINES)
 @dataclass(frozen=True)
 class FoldResult:
     index: int
-    frame: pd.DataFrame  # one row per test bar: timestamp + <strategy>.<series> (member means)
-    members: list[dict[str, Any]]  # each member's result.json
+    frame: pd.DataFrame  # one row per test bar: timestamp + <strategy>.<series> (the ensemble)
+    members: list[dict[str, Any]]  # each finished member's result.json
+    member_returns: pd.DataFrame  # one column per ensemble member (NaN where it did not finish)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class RunResults:
     oos: pd.DataFrame  # stitched test bars of every fold (oos_returns.csv has their returns)
     fold_metrics: list[dict[str, Any]]  # folds/fold_XX/metrics.json
     folds: list[FoldResult]
+    member_returns: pd.DataFrame  # stitched test returns of each member alone (NaN: not run)
 
 
 def gather_results(run_dir: Path) -> RunResults:
@@ -54,7 +58,12 @@ def gather_results(run_dir: Path) -> RunResults:
     store = run_store(run_dir)
     annual = annualisation_of(store, config)
     jobs = load_run(run_dir)
-    folds = _fold_results(jobs)
+    folds = _fold_results(files, jobs)
+    if not folds:
+        raise UserError(
+            f"no job of {run_dir.name} finished: there is nothing to report\n"
+            f"  fix: see {files.failures.name} for the errors, then --resume {run_dir}"
+        )
     windows = sorted({job.fold.index: job.fold for job in jobs}.values(), key=lambda f: f.index)
     tested = coverage(windows, np.asarray(store.timestamps), config)
     evaluations = [e for fold in folds for m in fold.members for e in m["evaluations"]]
@@ -63,6 +72,7 @@ def gather_results(run_dir: Path) -> RunResults:
     variance = float(np.var(per_bar, ddof=1)) if len(per_bar) > 1 else 0.0
     fold_metrics = [_write_fold_metrics(files, fold, annual) for fold in folds]
     oos = pd.concat([fold.frame.assign(fold=fold.index) for fold in folds], ignore_index=True)
+    member_returns = pd.concat([fold.member_returns for fold in folds], ignore_index=True)
     _write_oos_csv(files.oos_returns, oos)
     stitched = {
         name: _metrics(oos, name, annual, n_trials if name == AGENT else 1, variance)
@@ -79,7 +89,10 @@ def gather_results(run_dir: Path) -> RunResults:
         "first": _utc(int(oos["timestamp"].iloc[0])),
         "last": _utc(int(oos["timestamp"].iloc[-1])),
         "folds": len(folds),
-        "members": len(folds[0].members),
+        "members": config.ensemble.size,
+        "aggregate": config.ensemble.aggregate,
+        "member_metrics": _member_metrics(member_returns, annual),
+        "failed_jobs": _failed_jobs(files),
         "n_trials": n_trials,
         "trial_sharpe_variance": variance,
         "significance": significance,
@@ -95,7 +108,7 @@ def gather_results(run_dir: Path) -> RunResults:
         ],
     }
     write_json(files.metrics, summary)
-    return RunResults(summary, oos, fold_metrics, folds)
+    return RunResults(summary, oos, fold_metrics, folds, member_returns)
 
 
 def cost_dominated(strategies: dict[str, dict[str, float]]) -> list[str]:
@@ -108,21 +121,53 @@ def cost_dominated(strategies: dict[str, dict[str, float]]) -> list[str]:
     ]
 
 
-def _fold_results(jobs: list[Job]) -> list[FoldResult]:
-    by_fold: dict[int, list[JobFiles]] = {}
+def _fold_results(files: RunFiles, jobs: list[Job]) -> list[FoldResult]:
+    """Folds with at least one finished member, from the ensemble tracks `training.ensemble`
+    wrote; folds whose every member failed are left out (the coverage says so)."""
+    by_fold: dict[int, list[Job]] = {}
     for job in jobs:
-        by_fold.setdefault(job.fold.index, []).append(job.files)
+        by_fold.setdefault(job.fold.index, []).append(job)
     results = []
     for index in sorted(by_fold):
-        members = [json.loads(files.result.read_text()) for files in by_fold[index]]
-        tracks = [load_tracks(files.tracks) for files in by_fold[index]]
-        columns: dict[str, Any] = {"timestamp": tracks[0]["timestamp"]}
+        finished = [job for job in by_fold[index] if job.files.result.exists()]
+        if not finished:
+            continue
+        if not files.ensemble_tracks(index).exists():
+            raise UserError(
+                f"fold {index} has no ensemble tracks ({files.ensemble_tracks(index)})\n"
+                f"  fix: finish the run with --resume {files.root}"
+            )
+        ensemble = load_tracks(files.ensemble_tracks(index))
+        columns: dict[str, Any] = {"timestamp": ensemble["timestamp"]}
         for name in STRATEGIES:
             for series in SERIES:
-                key = f"{name}.{series}"
-                columns[key] = np.mean([track[key] for track in tracks], axis=0)
-        results.append(FoldResult(index, pd.DataFrame(columns), members))
+                columns[f"{name}.{series}"] = ensemble[f"{name}.{series}"]
+        members = [json.loads(job.files.result.read_text()) for job in finished]
+        alone = {job.member: load_tracks(job.files.tracks)[f"{AGENT}.returns"] for job in finished}
+        member_returns = pd.DataFrame(
+            {m.member: alone.get(m.member, np.nan) for m in by_fold[index]},
+            index=range(len(ensemble["timestamp"])),
+        )
+        results.append(FoldResult(index, pd.DataFrame(columns), members, member_returns))
     return results
+
+
+def _member_metrics(returns: pd.DataFrame, annual: Annualisation) -> list[dict[str, Any]]:
+    """Each member alone over the test bars it traded (a failed fold leaves a gap)."""
+    rows = []
+    for member in returns.columns:
+        series = returns[member].dropna().to_numpy()
+        if series.size < 2:
+            continue
+        values = metrics.summarise(series, annual.periods_per_year)
+        rows.append({"member": int(member), "test_bars": int(series.size)} | values)
+    return rows
+
+
+def _failed_jobs(files: RunFiles) -> dict[str, str]:
+    if not files.failures.exists():
+        return {}
+    return dict(json.loads(files.failures.read_text()))
 
 
 def _metrics(

@@ -39,6 +39,11 @@ class JobFiles:
     def logs(self) -> Path:
         return self.folder / "logs"
 
+    @property
+    def progress(self) -> Path:
+        """Steps done and phase, rewritten by a running job: the launcher's heartbeat."""
+        return self.folder / "progress.json"
+
     def checkpoint(self, kind: str, timesteps: int) -> Path:
         return self.checkpoints / f"{kind}-{timesteps:012d}.zip"
 
@@ -88,11 +93,29 @@ class RunFiles:
     def fold(self, index: int) -> Path:
         return self.folds / f"fold_{index:02d}"
 
+    def ensemble_tracks(self, index: int) -> Path:
+        """The ensemble's test tracks on the fold (its members' actions combined)."""
+        return self.fold(index) / "ensemble_tracks.npz"
+
+    def ensemble_members(self, index: int) -> Path:
+        """Which members and which aggregate made `ensemble_tracks` (redone when they change)."""
+        return self.fold(index) / "ensemble.json"
+
     def fold_metrics(self, index: int) -> Path:
         return self.fold(index) / "metrics.json"
 
     def job(self, fold: int, member: int) -> JobFiles:
         return JobFiles(self.fold(fold) / f"member_{member:02d}")
+
+    @property
+    def launcher(self) -> Path:
+        """submitit's pickles and logs (launcher.log_dir: auto)."""
+        return self.root / "launcher"
+
+    @property
+    def failures(self) -> Path:
+        """Jobs that failed after every retry, with their errors (absent when none did)."""
+        return self.root / "failures.json"
 
     @property
     def metrics(self) -> Path:

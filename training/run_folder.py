@@ -52,6 +52,7 @@ def make_jobs(
             batch_size=plan.batch_size,
             device=plan.device,
             torch_threads=plan.torch_threads,
+            blas_threads=plan.blas_threads,
         )
         for fold in folds
         for member in range(config.ensemble.size)

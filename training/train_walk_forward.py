@@ -25,6 +25,7 @@ from training.cli_args import positive_int
 if TYPE_CHECKING:
     from core.config import Config
     from core.features.store import FeatureStore
+    from core.hardware.planner import Plan
     from training.job import Job
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
@@ -69,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         metavar="N",
         help="number of ensemble members (seeds); overrides ensemble.size",
+    )
+    parser.add_argument(
+        "--cluster",
+        choices=("local", "slurm", "debug"),
+        help="local: jobs as processes here, as many at once as the plan says (default); "
+        "slurm: one job array per run (needs --cluster-profile); debug: in this process; "
+        "overrides launcher.cluster",
+    )
+    parser.add_argument(
+        "--cluster-profile",
+        metavar="NAME",
+        help="config/cluster/NAME.yaml (or a path): partition, time, CPUs and memory per "
+        "SLURM task; the jobs are planned for that allocation; overrides launcher.cluster_profile",
     )
     parser.add_argument(
         "--hardware",
@@ -151,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume and (args.config or args.set or args.preset or args.data or args.dry_run):
         parser.error(
             "--resume continues a run with its own saved config: drop --config, "
-            "--set, --preset, --data and --dry-run"
+            "--set, --preset, --data and --dry-run (--cluster and --cluster-profile may change)"
         )
     from core.errors import UserError
 
@@ -186,14 +200,21 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"walk_forward.max_folds={args.folds}")
     if args.vec_env is not None:
         overrides.append(f"hardware.vec_env={args.vec_env}")
+    overrides += _launcher_overrides(args)
     overrides += args.set  # --set wins over the dedicated flags
     files = ([PRESETS / f"{args.preset}.yaml"] if args.preset else []) + list(args.config)
     config = load_config(files, overrides)
     if args.print_config:
         sys.stdout.write(dump_config(config))
         return 0
-    hardware = load_profile(args.hardware) if args.hardware else detect()
-    resource_plan = plan(hardware, config)
+    from training.launcher.settings import cluster_profile
+
+    profile = cluster_profile(config)
+    detected = load_profile(args.hardware) if args.hardware else detect()
+    # A SLURM task is planned for its allocation, one member per task, not for this login node.
+    hardware = profile.allocation() if profile else detected
+    members = 1 if profile else None
+    resource_plan = plan(hardware, config, members)
     if not args.hardware:
         # Children inherit these; numpy and torch must not be loaded in this process yet.
         too_late = threads.export_thread_limits(resource_plan.blas_threads)
@@ -207,13 +228,13 @@ def run(args: argparse.Namespace) -> int:
     from training.data_view import print_store, progress_bar, store_document
 
     # A described machine (--hardware) is planned for, but the features are built here.
-    workers = len(os.sched_getaffinity(0)) if args.hardware else hardware.usable_cpus
+    workers = len(os.sched_getaffinity(0)) if args.hardware else detected.usable_cpus
     with progress_bar(enabled=not args.no_progress and not args.json) as progress:
         store, built = feature_store(config, workers=workers, progress=progress)
     if args.export_features:
         return _export_features(store, Path(args.export_features))
     resource_plan = plan(
-        hardware, config, n_assets=len(store.assets), n_features=len(store.feature_names)
+        hardware, config, members, n_assets=len(store.assets), n_features=len(store.feature_names)
     )
     from core.folds import coverage, split
 
@@ -222,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         from training.fold_view import coverage_document, folds_document, folds_table
         from training.plan_view import plan_document, print_tables
 
-        jobs = _jobs_line(config, len(folds))
+        jobs = _jobs_line(config, len(folds), resource_plan)
         tested = coverage(folds, store.timestamps, config)
         if args.json:
             document = plan_document(hardware, resource_plan)
@@ -249,47 +270,105 @@ def run(args: argparse.Namespace) -> int:
     run_dir, jobs = create_run(
         Path(args.output), name, config, resource_plan, hardware.to_json(), store, folds, argv
     )
-    print(f"Run folder {run_dir} ({_jobs_line(config, len(folds))})", flush=True)
-    return _train_and_report(run_dir, jobs, show_progress=not args.no_progress)
+    print(f"Run folder {run_dir} ({_jobs_line(config, len(folds), resource_plan)})", flush=True)
+    return _train_and_report(run_dir, jobs, config, resource_plan, not args.no_progress)
 
 
 def _resume(run_dir: Path, args: argparse.Namespace) -> int:
     from core.config import load_config
+    from core.errors import UserError
     from core.hardware.machine import detect
     from core.hardware.planner import plan
     from training.run_files import RunFiles
 
     config_file = RunFiles(run_dir).config
-    config = load_config([config_file]) if config_file.exists() else None
-    if config is not None:
-        threads.export_thread_limits(plan(detect(), config).blas_threads)
+    if not config_file.exists():
+        raise UserError(
+            f"{run_dir} is not a Ploutos run folder (no {config_file.name})\n"
+            "  fix: pass the folder the run printed, e.g. --resume runs/20261122-101500-quick"
+        )
+    config = load_config([config_file], _launcher_overrides(args))
+    from training.launcher.settings import cluster_profile
+
+    profile = cluster_profile(config)
+    hardware = profile.allocation() if profile else detect()
+    resource_plan = plan(hardware, config, 1 if profile else None)
+    threads.export_thread_limits(resource_plan.blas_threads)
     from training.run_folder import load_run
 
     jobs = load_run(run_dir)
     done = sum(job.files.result.exists() for job in jobs)
     print(f"Resuming {run_dir}: {done} of {len(jobs)} job(s) already finished", flush=True)
-    return _train_and_report(run_dir, jobs, show_progress=not args.no_progress)
+    return _train_and_report(run_dir, jobs, config, resource_plan, not args.no_progress)
 
 
-def _train_and_report(run_dir: Path, jobs: list[Job], show_progress: bool) -> int:
+def _launcher_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = []
+    if args.cluster is not None:
+        overrides.append(f"launcher.cluster={args.cluster}")
+    if args.cluster_profile is not None:
+        overrides.append(f"launcher.cluster_profile={_yaml_string(args.cluster_profile)}")
+    return overrides
+
+
+def _train_and_report(
+    run_dir: Path, jobs: list[Job], config: Config, resource_plan: Plan, show_progress: bool
+) -> int:
+    from core.atomic import write_json
+    from training.ensemble import aggregate_run
+    from training.launcher.board import JobBoard
+    from training.launcher.launch import launch
+    from training.launcher.settings import cluster_profile, launch_settings
     from training.report import build_report, print_summary
-    from training.sequential import run_jobs
+    from training.run_files import RunFiles
 
+    files = RunFiles(run_dir)
+    settings = launch_settings(config, resource_plan, run_dir, cluster_profile(config))
+    title = f"{len(jobs)} job(s) on {settings.cluster}"
     try:
-        run_jobs(jobs, show_progress)
+        with JobBoard(title, live=show_progress and sys.stderr.isatty()) as board:
+            outcome = launch(jobs, settings, board)
     except KeyboardInterrupt:
-        print(f"interrupted: continue with --resume {run_dir}", file=sys.stderr)
+        print(
+            f"interrupted: the run's jobs were cancelled; continue with --resume {run_dir}",
+            file=sys.stderr,
+        )
         return 130
+    failures = outcome.failures
+    if failures:
+        write_json(files.failures, failures)
+    elif files.failures.exists():
+        files.failures.unlink()
+    if len(failures) == len(jobs):
+        print(f"error: every job failed; see {files.failures}", file=sys.stderr)
+        return 1
+    print("Combining the members into the ensemble's test tracks", flush=True)
+    aggregate_run(run_dir)
     summary = build_report(run_dir)
     print_summary(summary, run_dir, sys.stdout)
+    if failures:
+        print(
+            f"error: {len(failures)} of {len(jobs)} job(s) failed after "
+            f"{config.launcher.max_retries} retr(y/ies): "
+            + "; ".join(failures)
+            + f". The report covers the others. Retry them with --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
-def _jobs_line(config: Config, n_folds: int) -> str:
+def _jobs_line(config: Config, n_folds: int, resource_plan: Plan) -> str:
     members = config.ensemble.size
+    count = n_folds * members
+    how = {
+        "local": f"up to {resource_plan.members_concurrent} at once on this machine",
+        "slurm": "as one SLURM job array",
+        "debug": "one after another in this process (debug)",
+    }[config.launcher.cluster]
     return (
-        f"{n_folds} fold(s) x {members} member(s) = {n_folds * members} job(s) of "
-        f"{config.ppo.total_timesteps:,} PPO steps each, run one after another on this machine"
+        f"{n_folds} fold(s) x {members} member(s) = {count} job(s) of "
+        f"{config.ppo.total_timesteps:,} PPO steps each, run {how}"
     )
 
 

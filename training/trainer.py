@@ -114,6 +114,7 @@ def _train(
         reward_clip=config.reward.reward_clip,
         advance=hooks.advance,
         warn=hooks.warn,
+        preemption=hooks.preemption,
     )
     if not state.finished:
         if hooks.phase:
@@ -179,6 +180,7 @@ def _result(
         "best_timesteps": best["timesteps"] if best else None,
         "evaluations": state.evaluations,
         "warnings": state.warnings,
+        "preempted_at": state.preempted_at,
         "periods_per_year": annual.periods_per_year,
         "test": {name: track_metrics(track, annual) for name, track in tracks.items()},
     }

@@ -16,6 +16,7 @@ from core.folds import split
 from core.hardware.machine import detect
 from core.hardware.planner import plan
 from tests.helpers.datasets import write_csv
+from training.ensemble import aggregate_run
 from training.report import build_report
 from training.run_folder import create_run
 from training.sequential import run_jobs
@@ -89,6 +90,7 @@ def walk_forward(folder: Path, store: FeatureStore, config: Config) -> dict[str,
         folder / "runs", "test", config, resources, {}, store, folds, ["test"]
     )
     run_jobs(jobs, show_progress=False)
+    aggregate_run(run_dir)
     return build_report(run_dir) | {"run_dir": run_dir}
 
 

@@ -1,0 +1,66 @@
+"""Small runs for launcher tests: a run folder whose jobs train in a few seconds each."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.config import Config
+from core.folds import split
+from core.hardware.machine import detect
+from core.hardware.planner import Plan, plan
+from tests.helpers.walk_forward import ar1_frames, bars_needed, learnable_config, store_of
+from training.job import Job
+from training.run_folder import create_run
+
+
+@dataclass(frozen=True)
+class SmallRun:
+    run_dir: Path
+    jobs: list[Job]
+    config: Config
+    plan: Plan
+
+
+def small_run(folder: Path, members: int, timesteps: int = 4096, *overrides: str) -> SmallRun:
+    """One fold of `members` jobs of `timesteps` PPO steps on a two-asset AR(1) market."""
+    config = learnable_config(
+        f"ensemble.size={members}",
+        f"ppo.total_timesteps={timesteps}",
+        "walk_forward.max_folds=1",
+        "training.eval_every_steps=2048",
+        "training.tensorboard=false",
+        "launcher.dead_after_s=30",
+        *overrides,
+    )
+    store = store_of(folder, ar1_frames(bars_needed(config), 2, 0.3, seed=5), config)
+    folds = split(np.asarray(store.timestamps), store.bar_ns, config)
+    resources = plan(
+        detect(), config, n_assets=len(store.assets), n_features=len(store.feature_names)
+    )
+    run_dir, jobs = create_run(folder / "runs", "test", config, resources, {}, store, folds, ["t"])
+    return SmallRun(run_dir, jobs, config, resources)
+
+
+def wait_for_steps(job: Job, at_least: int, timeout_s: float = 180.0) -> dict:
+    """The job's progress once it has trained `at_least` steps (its pid included)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            progress = json.loads(job.files.progress.read_text())
+        except (OSError, ValueError):
+            progress = {}
+        if progress.get("phase") == "training" and progress.get("steps", 0) >= at_least:
+            return progress
+        time.sleep(0.2)
+    raise AssertionError(f"{job.name} did not reach {at_least} steps in {timeout_s} s")
+
+
+def kill(pid: int, how: signal.Signals) -> None:
+    os.kill(pid, how)

@@ -1,0 +1,150 @@
+"""The launcher: slots from the plan, cluster profiles, and real submitit jobs on this machine
+(concurrency gate, a SIGKILLed member reported while the other finishes, retries, preemption
+with requeue that resumes to the same step count, debug mode that never opens a debugger)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from core.errors import UserError
+from tests.conftest import machine
+from tests.helpers.launch import kill, small_run, wait_for_steps
+from training.launcher.launch import LaunchSettings, Outcome, launch
+from training.launcher.profile import (
+    ClusterProfile,
+    check_shared_log_dir,
+    load_cluster_profile,
+    sbatch_options,
+)
+from training.launcher.settings import launch_settings, local_slots
+
+
+def test_slots_pin_disjoint_cpus_and_hand_out_gpus(default_config) -> None:
+    from core.hardware.planner import plan
+
+    resources = plan(machine(2), default_config, 4)
+    slots = local_slots(resources, 5.0)
+    assert len(slots) == resources.members_concurrent
+    cpus = [cpu for slot in slots for cpu in slot.cpus]
+    assert len(cpus) == len(set(cpus))  # no CPU shared by two slots
+    assert all(slot.gpu is None for slot in slots)
+    wide = replace(resources, members_concurrent=3, gpu_assignment=(0, 1))
+    slots = local_slots(wide, 5.0)
+    assert [slot.gpu for slot in slots] == [0, 1, None]
+    assert all(slot.cpus == () for slot in slots) or len(slots[0].cpus) == wide.threads_per_member
+
+
+def test_sbatch_lines_become_submitit_parameters() -> None:
+    assert sbatch_options(["--exclusive", "#SBATCH --reservation=r1", " --gres-flags=enforce"]) == {
+        "exclusive": True,
+        "reservation": "r1",
+        "gres_flags": "enforce",
+    }
+    with pytest.raises(UserError, match="not a long option"):
+        sbatch_options(["-p short"])
+
+
+def test_cluster_profile_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="did you mean 'localhost'"):
+        load_cluster_profile("localhots")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ncpus_per_task: 0\npartitoin: x\n")
+    with pytest.raises(UserError) as error:
+        load_cluster_profile(str(bad))
+    assert "cpus_per_task" in str(error.value) and "partitoin" in str(error.value)
+
+
+def test_the_slurm_plan_is_for_the_allocation_not_the_login_node(default_config) -> None:
+    from core.hardware.planner import plan
+
+    profile = ClusterProfile(name="p", cpus_per_task=8, mem_gb=32)
+    resources = plan(profile.allocation(), default_config, 1)
+    assert resources.usable_cpus == 8
+    assert resources.threads_per_member <= 8
+    parameters = profile.executor_parameters()
+    assert parameters["cpus_per_task"] == 8 and parameters["mem"] == "32768MB"
+
+
+def test_slurm_logs_must_not_be_node_local(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="local to each node"):
+        check_shared_log_dir(Path("/tmp/run/launcher"))
+    check_shared_log_dir(Path("/work/shared/run/launcher"))
+
+
+def settings_for(run, **changes) -> LaunchSettings:
+    return replace(launch_settings(run.config, run.plan, run.run_dir, None), **changes)
+
+
+def run_launch(run, settings: LaunchSettings) -> tuple[Outcome, list[str]]:
+    events: list[str] = []
+    outcome = launch(run.jobs, settings, lambda statuses, event: events.append(event or ""))
+    return outcome, [e for e in events if e]
+
+
+@pytest.mark.slow
+def test_local_gate_runs_the_plan_and_a_killed_member_is_reported(tmp_path: Path) -> None:
+    run = small_run(tmp_path, members=2, timesteps=6144)
+    settings = settings_for(run, max_retries=0, slots=local_slots(run.plan, 1.0)[:1])
+    victim = run.jobs[0]
+
+    def kill_first() -> None:
+        kill(wait_for_steps(victim, 2048)["pid"], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_first)
+    killer.start()
+    outcome, events = run_launch(run, settings)
+    killer.join()
+    failed = {s.job.name: s for s in outcome.statuses if s.state == "failed"}
+    assert list(failed) == [victim.name], events
+    assert "without a result" in failed[victim.name].error
+    survivor = next(s for s in outcome.statuses if s.job is not victim)
+    assert survivor.state == "done" and survivor.result["timesteps"] >= 6144
+    assert survivor.job.files.result.exists() and not victim.files.result.exists()
+    # One slot: the second job started only after the first had ended.
+    starts = [i for i, e in enumerate(events) if e.startswith("start")]
+    ends = [i for i, e in enumerate(events) if e.startswith(("done", "failed"))]
+    assert starts[1] > ends[0], events
+
+
+@pytest.mark.slow
+def test_a_failed_job_is_retried_and_a_preempted_one_resumes_to_the_same_steps(
+    tmp_path: Path,
+) -> None:
+    run = small_run(tmp_path, members=2, timesteps=8192)
+    settings = settings_for(run, max_retries=1, slots=local_slots(run.plan, 1.0)[:1] * 2)
+    killed, preempted = run.jobs
+
+    def interfere() -> None:
+        kill(wait_for_steps(killed, 2048)["pid"], signal.SIGKILL)
+        kill(wait_for_steps(preempted, 2048)["pid"], signal.SIGUSR2)
+
+    thread = threading.Thread(target=interfere)
+    thread.start()
+    outcome, events = run_launch(run, settings)
+    thread.join()
+    first, second = outcome.statuses
+    assert first.state == "done" and first.attempts == 2, events
+    assert any(e.startswith(f"retry {killed.name}") for e in events)
+    assert second.state == "done" and second.attempts == 1, events
+    result = second.result
+    assert len(result["preempted_at"]) == 1 and 2048 <= result["preempted_at"][0] < 8192
+    assert result["timesteps"] == first.result["timesteps"]  # resumed to the same count
+    state = json.loads(preempted.files.state.read_text())
+    assert state["finished"] and state["preempted_at"] == result["preempted_at"]
+
+
+@pytest.mark.slow
+def test_debug_mode_reports_an_error_without_a_debugger(tmp_path: Path) -> None:
+    run = small_run(tmp_path, members=1, timesteps=2048)
+    broken = [replace(job, store_path=str(tmp_path / "no-store")) for job in run.jobs]
+    settings = settings_for(run, cluster="debug", max_retries=0)
+    events: list[str] = []
+    outcome = launch(broken, settings, lambda statuses, event: events.append(event or ""))
+    assert [s.state for s in outcome.statuses] == ["failed"]
+    assert "no-store" in outcome.statuses[0].error

@@ -1,0 +1,87 @@
+"""The ensemble as one strategy: on each test bar, the mean (or median) of its members'
+deterministic actions, traded through the one market model like any member or baseline.
+
+Runs in the main process after the jobs, on the members that finished (a failed member is left
+out, never waited for). Each fold's tracks go to folds/fold_XX/ensemble_tracks.npz with the
+members they used; a fold whose members did not change is not walked again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.atomic import replacing, write_json
+from core.envs.settings import settings_of
+from core.evaluation.judge import evaluate_window
+from core.evaluation.rollout import Policy
+from training.callbacks import TrainingState
+from training.job import Job
+from training.run_files import RunFiles
+from training.run_folder import load_run, run_config, run_store
+from training.tracks import save_tracks
+
+
+def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
+    """Write every fold's ensemble tracks; return {fold: members used}."""
+    files = RunFiles(run_dir)
+    config = run_config(run_dir)
+    by_fold: dict[int, list[Job]] = {}
+    for job in load_run(run_dir):
+        if job.files.result.exists():
+            by_fold.setdefault(job.fold.index, []).append(job)
+    store = None
+    used = {}
+    for index, members in sorted(by_fold.items()):
+        names = [job.member for job in members]
+        used[index] = names
+        wanted = {"members": names, "aggregate": config.ensemble.aggregate}
+        record = files.ensemble_members(index)
+        if files.ensemble_tracks(index).exists() and _read_json(record) == wanted:
+            continue
+        if len(members) == 1:  # the ensemble of one member is that member: reuse its walk
+            with replacing(files.ensemble_tracks(index)) as handle:
+                handle.write(members[0].files.tracks.read_bytes())
+        else:
+            store = store or run_store(run_dir)
+            policy = ensemble_policy(
+                [_best_model(job) for job in members], config.ensemble.aggregate
+            )
+            first = members[0]
+            tracks = evaluate_window(
+                store, settings_of(config), first.fold.test, policy, config, first.seed
+            )
+            save_tracks(files.ensemble_tracks(index), tracks)
+        write_json(record, wanted)
+    return used
+
+
+def ensemble_policy(models: list[Any], aggregate: str) -> Policy:
+    """Each member's deterministic action, combined per asset."""
+    combine = np.median if aggregate == "median" else np.mean
+
+    def decide(obs: dict[str, np.ndarray], weights: np.ndarray, t: int) -> np.ndarray:
+        actions = np.stack([model.predict(obs, deterministic=True)[0] for model in models])
+        return np.clip(combine(actions, axis=0), -1.0, 1.0)
+
+    return decide
+
+
+def _best_model(job: Job) -> Any:
+    """The checkpoint the member was tested with: its best on validation."""
+    from stable_baselines3 import PPO
+
+    files = job.files
+    state = TrainingState.load(files.state)
+    name = state.best_checkpoint or state.last_checkpoint
+    return PPO.load(files.checkpoints / str(name), device="cpu")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,2 @@
+"""Run a run's jobs through submitit: on this machine behind a concurrency gate, as a SLURM job
+array, or in this process (debug); watch them, retry failures, survive preemption."""

@@ -1,0 +1,89 @@
+"""The live view of a launch: counts of queued / running / done / failed / retried jobs, and a
+line per running job with its steps; events (start, done, retry, failure) scroll above it.
+Without a terminal (CI, --no-progress) only the events are printed, one line each."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from types import TracebackType
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from training.launcher.launch import JobStatus
+
+MAX_ROWS = 24  # running jobs shown; the rest are counted
+
+
+class JobBoard:
+    def __init__(self, title: str, live: bool) -> None:
+        self.title = title
+        self.console = Console(file=sys.stderr)
+        self.started = time.monotonic()
+        self.live = (
+            Live(console=self.console, refresh_per_second=2, transient=True) if live else None
+        )
+
+    def __enter__(self) -> JobBoard:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.live is not None:
+            self.live.__exit__(kind, error, tb)
+
+    def __call__(self, statuses: list[JobStatus], event: str | None) -> None:
+        if event:
+            stamp = _clock(time.monotonic() - self.started)
+            self.console.print(f"[dim]{stamp:>8}[/] {event}", highlight=False, soft_wrap=True)
+        if self.live is not None:
+            self.live.update(self.render(statuses))
+
+    def render(self, statuses: list[JobStatus]) -> Group:
+        counts = Counter(s.state for s in statuses)
+        retried = sum(s.attempts > 1 for s in statuses)
+        steps = sum(s.steps for s in statuses)
+        total = sum(s.job.timesteps for s in statuses)
+        head = Text.assemble(
+            (f"{self.title}: ", "bold"),
+            f"{counts['queued']} queued, {counts['running']} running, {counts['done']} done, ",
+            (f"{counts['failed']} failed", "red" if counts["failed"] else ""),
+            f", {retried} retried  ·  {steps:,}/{total:,} steps  ·  "
+            f"{_clock(time.monotonic() - self.started)}",
+        )
+        table = Table(box=None, pad_edge=False, show_header=False)
+        for column in ("job", "where", "attempt", "phase", "bar", "steps"):
+            table.add_column(column, justify="right" if column == "steps" else "left")
+        running = [s for s in statuses if s.state == "running"]
+        for status in running[:MAX_ROWS]:
+            table.add_row(
+                status.job.name,
+                status.cluster_id,
+                f"try {status.attempts}",
+                status.phase,
+                ProgressBar(total=status.job.timesteps, completed=status.steps, width=30),
+                f"{status.steps:,}/{status.job.timesteps:,}",
+            )
+        more = (
+            [Text(f"... and {len(running) - MAX_ROWS} more running")]
+            if len(running) > MAX_ROWS
+            else []
+        )
+        return Group(head, table, *more)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -1,0 +1,353 @@
+"""Submit a run's jobs through submitit, watch them to the end, retry the ones that fail.
+
+local: submitit's LocalExecutor starts every job it is given at once, so jobs wait here until one
+of the plan's `members_concurrent` slots is free; each slot has its CPUs and GPU. slurm: what is
+waiting goes out as one job array (failed jobs retry as a smaller one). debug: this process.
+A job is done when submitit's result file says so; it failed when the result is an error, or when
+its process or queue entry is gone without a result, or when its heartbeat stops; a failed job is
+started again up to `max_retries` times, then reported, and the others go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.core.utils import pickle_load
+
+from core.hardware import threads
+from training.job import Job
+from training.launcher import slurm_queue
+from training.launcher.profile import ClusterProfile
+from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
+
+STARTUP_GRACE_S = 120.0  # imports and feature-store attach before a job's first heartbeat
+MAX_POLL_S = 5.0
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    cluster: str  # local | slurm | debug
+    folder: Path  # submitit's pickles and logs
+    slots: tuple[Placement, ...]  # local: one per job allowed at once
+    max_retries: int
+    timeout_min: int
+    signal_delay_s: int
+    dead_after_s: float
+    profile: ClusterProfile | None = None
+    array_parallelism: int = 1
+
+    @property
+    def poll_s(self) -> float:
+        return min(MAX_POLL_S, self.dead_after_s / HEARTBEATS_PER_DEADLINE)
+
+
+@dataclass
+class JobStatus:
+    """One job as the display shows it."""
+
+    job: Job
+    state: str = "queued"  # queued | running | done | failed
+    attempts: int = 0
+    steps: int = 0
+    phase: str = ""
+    cluster_id: str = ""
+    error: str = ""
+    result: dict[str, Any] | None = None
+    preemptions: int = 0
+
+
+@dataclass
+class _Attempt:
+    status: JobStatus
+    handle: Any  # a submitit Job
+    slot: int | None
+    submitted: float
+    running_since: float | None = None
+    missing_since: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    statuses: list[JobStatus]
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return [s.result for s in self.statuses if s.result is not None]
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return {s.job.name: s.error for s in self.statuses if s.state == "failed"}
+
+
+Listener = Callable[[list[JobStatus], str | None], None]  # (statuses, event line or None)
+
+
+@dataclass
+class _Launch:
+    settings: LaunchSettings
+    statuses: list[JobStatus]
+    tell: Listener
+    waiting: deque[JobStatus] = field(default_factory=deque)
+    running: list[_Attempt] = field(default_factory=list)
+    free_slots: list[int] = field(default_factory=list)
+    arrays: list[str] = field(default_factory=list)
+
+
+def launch(jobs: list[Job], settings: LaunchSettings, tell: Listener) -> Outcome:
+    """Run every unfinished job; return each job's final status (finished ones are reused)."""
+    statuses = [JobStatus(job) for job in jobs]
+    run = _Launch(settings, statuses, tell, free_slots=list(range(len(settings.slots))))
+    for status in statuses:
+        if status.job.files.result.exists():  # a resumed run: this job is done
+            _finish(status, _read_json(status.job.files.result))
+        else:
+            run.waiting.append(status)
+    tell(statuses, None)
+    if settings.cluster == "debug":
+        _run_in_process(run)
+        return Outcome(statuses)
+    try:
+        while run.waiting or run.running:
+            _submit(run)
+            _watch(run)
+            tell(statuses, None)
+            if run.running:
+                time.sleep(settings.poll_s)
+    except KeyboardInterrupt:
+        _cancel_all(run)
+        raise
+    return Outcome(statuses)
+
+
+def _run_in_process(run: _Launch) -> None:
+    """debug: one job after another in this process; errors are returned, never debugged."""
+    executor = submitit.DebugExecutor(run.settings.folder)
+    placement = Placement(heartbeat_s=run.settings.dead_after_s / HEARTBEATS_PER_DEADLINE)
+    while run.waiting:
+        status = run.waiting.popleft()
+        status.attempts += 1
+        status.state = "running"
+        run.tell(run.statuses, f"start {status.job.name} (attempt {status.attempts}, in process)")
+        handle = executor.submit(TrainTask(), status.job, placement)
+        error = handle.exception()  # runs the job; DebugJob.result() would open pdb on error
+        if error is None:
+            _finish(status, handle.result())
+            run.tell(run.statuses, f"done {status.job.name}")
+        else:
+            _failed(run, status, f"{type(error).__name__}: {error}")
+
+
+# Submitting ------------------------------------------------------------------------------------
+def _submit(run: _Launch) -> None:
+    if not run.waiting:
+        return
+    if run.settings.cluster == "local":
+        while run.waiting and run.free_slots:
+            slot = run.free_slots.pop(0)
+            status = run.waiting.popleft()
+            handle = _submit_local(run.settings, status.job, slot)
+            _started(run, status, handle, slot)
+    else:
+        batch = list(run.waiting)
+        run.waiting.clear()
+        handles = _submit_array(run.settings, [s.job for s in batch])
+        array_id = handles[0].job_id.split("_")[0]
+        run.arrays.append(array_id)
+        run.tell(
+            run.statuses,
+            f"submitted SLURM array {array_id}: {len(batch)} task(s), at most "
+            f"{min(run.settings.array_parallelism, len(batch))} at once; logs in "
+            f"{run.settings.folder}",
+        )
+        for status, handle in zip(batch, handles, strict=True):
+            _started(run, status, handle, None)
+
+
+def _started(run: _Launch, status: JobStatus, handle: Any, slot: int | None) -> None:
+    status.attempts += 1
+    status.state = "queued" if run.settings.cluster == "slurm" else "running"
+    status.cluster_id = str(handle.job_id)
+    run.running.append(_Attempt(status, handle, slot, time.time()))
+    where = f"SLURM {handle.job_id}" if slot is None else f"slot {slot}, pid {handle.job_id}"
+    run.tell(run.statuses, f"start {status.job.name} (attempt {status.attempts}, {where})")
+
+
+def _submit_local(settings: LaunchSettings, job: Job, slot: int) -> Any:
+    placement = settings.slots[slot]
+    executor = submitit.LocalExecutor(folder=settings.folder)
+    gpus = [placement.gpu] if placement.gpu is not None else []
+    executor.update_parameters(
+        timeout_min=settings.timeout_min,  # submitit's default kills a local job after 2 min
+        signal_delay_s=settings.signal_delay_s,
+        visible_gpus=gpus,
+        gpus_per_node=len(gpus),  # 0: CUDA_VISIBLE_DEVICES="" for a CPU job
+    )
+    # LocalExecutor copies this process's environment: the child starts with the job's limits.
+    with _environment(threads.thread_environment(job.blas_threads)):
+        return executor.submit(TrainTask(), job, placement)
+
+
+def _submit_array(settings: LaunchSettings, jobs: list[Job]) -> list[Any]:
+    profile = settings.profile
+    assert profile is not None, "slurm runs need a cluster profile"
+    executor = submitit.SlurmExecutor(folder=settings.folder)
+    parameters = profile.executor_parameters()
+    exports = [
+        f"export {k}={v}" for k, v in threads.thread_environment(jobs[0].blas_threads).items()
+    ]
+    parameters["setup"] = exports + parameters["setup"]
+    executor.update_parameters(
+        **parameters,
+        signal_delay_s=settings.signal_delay_s,
+        array_parallelism=settings.array_parallelism,
+        job_name="ploutos",
+    )
+    placement = Placement(heartbeat_s=settings.dead_after_s / HEARTBEATS_PER_DEADLINE)
+    handles = []
+    with executor.batch():
+        for job in jobs:
+            handles.append(executor.submit(TrainTask(), job, placement))
+    return handles
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# Watching --------------------------------------------------------------------------------------
+def _watch(run: _Launch) -> None:
+    queue = None
+    if run.settings.cluster == "slurm" and run.running:
+        queue = slurm_queue.queue_states(a.handle.job_id.split("_")[0] for a in run.running)
+    now = time.time()
+    for attempt in list(run.running):
+        verdict = _verdict(attempt, run.settings, queue, now)
+        if verdict is None:
+            continue
+        run.running.remove(attempt)
+        if attempt.slot is not None:
+            run.free_slots.append(attempt.slot)
+            run.free_slots.sort()
+        outcome, value = verdict
+        if outcome == "success":
+            _finish(attempt.status, value)
+            run.tell(run.statuses, f"done {attempt.status.job.name}")
+        else:
+            _failed(run, attempt.status, f"{value} (log: {attempt.handle.paths.stderr})")
+
+
+def _verdict(
+    attempt: _Attempt, settings: LaunchSettings, queue: dict[str, str] | None, now: float
+) -> tuple[str, Any] | None:
+    """("success", result) or ("error", why) once the attempt is over; None while it runs."""
+    status, handle = attempt.status, attempt.handle
+    if handle.paths.result_pickle.exists():
+        return _read_outcome(handle.paths.result_pickle)
+    _read_progress(status, attempt)
+    if settings.cluster == "local":
+        alive = handle.state == "RUNNING"
+        if alive and attempt.running_since is None:
+            attempt.running_since = attempt.submitted
+    else:
+        if queue is None:
+            return None  # squeue did not answer: no news is not bad news
+        state = queue.get(handle.job_id)
+        alive = state is not None
+        if state == "RUNNING" and attempt.running_since is None:
+            attempt.running_since = now
+        elif state != "RUNNING":
+            attempt.running_since = None  # pending, or requeued after preemption
+        status.state = "running" if state == "RUNNING" else ("queued" if alive else status.state)
+    if not alive:
+        if handle.paths.result_pickle.exists():  # it wrote its result and exited just now
+            return _read_outcome(handle.paths.result_pickle)
+        if attempt.missing_since is None:
+            attempt.missing_since = now
+        if settings.cluster == "local" or now - attempt.missing_since >= settings.poll_s:
+            return "error", (
+                "the job ended without a result (killed, out of memory, or its node failed)"
+            )
+        return None
+    attempt.missing_since = None
+    if attempt.running_since is not None:
+        silent = now - max(attempt.running_since + STARTUP_GRACE_S, _heartbeat(status, attempt))
+        if silent > settings.dead_after_s:
+            handle.cancel(check=False)  # local: SIGINT then SIGKILL; slurm: scancel
+            return "error", f"no heartbeat for {silent:.0f} s (launcher.dead_after_s); cancelled"
+    return None
+
+
+def _heartbeat(status: JobStatus, attempt: _Attempt) -> float:
+    """Time of this attempt's last progress write (0 if none yet)."""
+    progress = _read_json(status.job.files.progress)
+    updated = float(progress.get("updated", 0.0)) if progress else 0.0
+    return updated if attempt.running_since and updated >= attempt.submitted else 0.0
+
+
+def _read_progress(status: JobStatus, attempt: _Attempt) -> None:
+    progress = _read_json(status.job.files.progress)
+    if progress and float(progress.get("updated", 0.0)) >= attempt.submitted:
+        status.steps = int(progress.get("steps", 0))
+        status.phase = str(progress.get("phase", ""))
+
+
+def _read_outcome(path: Path) -> tuple[str, Any]:
+    outcome, value = pickle_load(path)
+    if outcome == "success":
+        return "success", value
+    lines = [line for line in str(value).strip().splitlines() if line.strip()]
+    return "error", lines[-1] if lines else "the job raised an error"
+
+
+def _finish(status: JobStatus, result: dict[str, Any]) -> None:
+    status.state, status.result, status.error = "done", result, ""
+    status.steps = int(result.get("timesteps", status.steps))
+    status.preemptions = len(result.get("preempted_at", []))
+    status.phase = "done"
+
+
+def _failed(run: _Launch, status: JobStatus, error: str) -> None:
+    status.error = error
+    if status.attempts <= run.settings.max_retries:
+        status.state = "queued"
+        run.waiting.append(status)
+        run.tell(run.statuses, f"retry {status.job.name}: {error}")
+    else:
+        status.state = "failed"
+        run.tell(
+            run.statuses, f"failed {status.job.name} after {status.attempts} attempt(s): {error}"
+        )
+
+
+def _cancel_all(run: _Launch) -> None:
+    for attempt in run.running:
+        with contextlib.suppress(Exception):
+            attempt.handle.cancel(check=False)
+    if run.settings.cluster == "slurm":
+        slurm_queue.cancel(run.arrays)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,78 @@
+"""From the config and the hardware plan to what the launcher does: slots, limits, log folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.config import Config
+from core.errors import UserError
+from core.hardware.planner import Plan
+from training.launcher.launch import LaunchSettings
+from training.launcher.profile import (
+    CLUSTER_PROFILES,
+    ClusterProfile,
+    check_shared_log_dir,
+    load_cluster_profile,
+)
+from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement
+from training.run_files import RunFiles
+
+DEFAULT_ARRAY_PARALLELISM = 256  # submitit's: the cluster's scheduler is the gate on SLURM
+
+
+def cluster_profile(config: Config) -> ClusterProfile | None:
+    """The profile a slurm run needs (None for local and debug runs)."""
+    launcher = config.launcher
+    if launcher.cluster != "slurm":
+        return None
+    if launcher.cluster_profile is None:
+        shipped = sorted(p.stem for p in CLUSTER_PROFILES.glob("*.yaml"))
+        raise UserError(
+            "--cluster slurm needs a cluster profile (partition, time, CPUs and memory per task)\n"
+            f"  fix: pass --cluster-profile NAME (config/cluster/: {', '.join(shipped)}) or a "
+            "YAML file like them"
+        )
+    return load_cluster_profile(launcher.cluster_profile)
+
+
+def launch_settings(
+    config: Config, plan: Plan, run_dir: Path, profile: ClusterProfile | None
+) -> LaunchSettings:
+    launcher = config.launcher
+    heartbeat = launcher.dead_after_s / HEARTBEATS_PER_DEADLINE
+    folder = (
+        RunFiles(run_dir).launcher
+        if launcher.log_dir == "auto" and not (profile and profile.log_dir)
+        else Path(profile.log_dir if profile and profile.log_dir else launcher.log_dir)
+        / run_dir.name
+    )
+    if launcher.cluster == "slurm":
+        check_shared_log_dir(folder)
+    assert profile is not None or launcher.cluster != "slurm"
+    return LaunchSettings(
+        cluster=launcher.cluster,
+        folder=folder,
+        slots=local_slots(plan, heartbeat),
+        max_retries=launcher.max_retries,
+        timeout_min=profile.time_min if profile else launcher.timeout_min,
+        signal_delay_s=launcher.signal_delay_s,
+        dead_after_s=launcher.dead_after_s,
+        profile=profile,
+        array_parallelism=(profile.array_parallelism if profile else None)
+        or DEFAULT_ARRAY_PARALLELISM,
+    )
+
+
+def local_slots(plan: Plan, heartbeat_s: float) -> tuple[Placement, ...]:
+    """One slot per member the plan runs at once: disjoint CPUs when they fit in this process's
+    affinity, and the GPU the plan assigned to that slot."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    share = plan.threads_per_member
+    pin = share > 0 and plan.members_concurrent * share <= len(cpus)
+    slots = []
+    for slot in range(plan.members_concurrent):
+        mine = tuple(cpus[slot * share : (slot + 1) * share]) if pin else ()
+        gpu = plan.gpu_assignment[slot] if slot < len(plan.gpu_assignment) else None
+        slots.append(Placement(cpus=mine, gpu=gpu, heartbeat_s=heartbeat_s))
+    return tuple(slots)

@@ -1,0 +1,150 @@
+"""What runs inside a job's process: placement, a heartbeat, and preemption at a safe point.
+
+submitit pickles a `TrainTask` with a `Job` (paths and small numbers) and a `Placement`, and calls
+it in the job's process (a local child, a SLURM array task, or this process in debug mode).
+On SLURM's USR2 the task does not save in the middle of a PPO update: it lets training reach the
+next rollout boundary, commits the checkpoint of that moment, then hands over to submitit's
+handler, which calls `checkpoint()` and requeues the job; the requeued job resumes from it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import submitit
+
+from core.atomic import write_json
+from core.hardware import threads
+from training.job import Hooks, Job
+from training.run_files import JobFiles
+
+HEARTBEATS_PER_DEADLINE = 6  # a job writes its progress this many times per launcher.dead_after_s
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one job runs on a local machine: its CPUs (affinity) and its GPU."""
+
+    cpus: tuple[int, ...] = ()  # empty: keep the inherited affinity (SLURM sets its own)
+    gpu: int | None = None
+    heartbeat_s: float = 10.0
+
+
+class TrainTask(submitit.helpers.Checkpointable):
+    """Train one job. Checkpointable: on requeue submitit pickles `checkpoint()`'s submission,
+    the same task and job, which resumes from the committed checkpoint."""
+
+    def __call__(self, job: Job, placement: Placement) -> dict[str, Any]:
+        from training.trainer import run_job
+
+        if placement.cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, placement.cpus)
+        # The launcher exported the thread variables before this process started; numpy is
+        # already loaded (submitit imports it), so cap the running pools as well.
+        threads.enforce_thread_limits(job.blas_threads, job.torch_threads)
+        progress = ProgressFile(job.files, job.timesteps, placement.heartbeat_s)
+        preemption = SignalPreemption(progress)
+        preemption.install()
+        with progress:
+            hooks = Hooks(
+                advance=progress.advance,
+                warn=lambda message: print(f"warning: {message}", flush=True),
+                phase=preemption.phase,
+                preemption=preemption,
+            )
+            result = run_job(job, hooks)
+            progress.phase("done")
+            return result
+
+
+class ProgressFile:
+    """progress.json in the job folder, rewritten every `interval` seconds by a daemon thread:
+    steps done and phase for the live display, and a heartbeat for dead-job detection."""
+
+    def __init__(self, files: JobFiles, total: int, interval: float) -> None:
+        self.path, self.total, self.interval = files.progress, total, interval
+        self.steps, self.current = 0, "starting"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> ProgressFile:
+        self.write()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+        self.write()
+
+    def advance(self, steps: int) -> None:
+        self.steps += steps
+
+    def phase(self, name: str) -> None:
+        self.current = name
+        self.write()
+
+    def write(self) -> None:
+        write_json(
+            self.path,
+            {
+                "steps": self.steps,
+                "total": self.total,
+                "phase": self.current,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "updated": time.time(),
+            },
+        )
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.write()
+
+
+class SignalPreemption:
+    """Defers submitit's preemption handler to the next rollout boundary while PPO trains;
+    outside training (loading, testing) there is nothing unsaved, so it runs at once."""
+
+    def __init__(self, progress: ProgressFile) -> None:
+        self.progress = progress
+        self.signum = getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
+        self.handler = signal.getsignal(self.signum)
+        self._requested = False
+        self._training = False
+
+    @property
+    def requested(self) -> bool:
+        return self._requested
+
+    def install(self) -> None:
+        if callable(self.handler):  # a submitit job process (not debug mode)
+            signal.signal(self.signum, self._on_signal)
+
+    def phase(self, name: str) -> None:
+        self._training = name == "training"
+        self.progress.phase(name)
+        if self._requested and not self._training:
+            self.requeue()
+
+    def requeue(self) -> None:
+        self.progress.phase("requeued")
+        if callable(self.handler):
+            self.handler(self.signum, None)  # checkpoint(), requeue, exit: does not return
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        print(
+            f"preemption signal {signal.Signals(signum).name}: checkpoint at the next safe point",
+            flush=True,
+        )
+        if self._training:
+            self._requested = True
+        else:
+            self.requeue()
