@@ -6,6 +6,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PLOUTOS_VENV:-$ROOT/.venv}"
 "$ROOT/scripts/bootstrap_env.sh" test
+# The SLURM integration tests bring up a real single-node cluster: its Debian packages first.
+"$ROOT/scripts/slurm_cluster.sh" install
 cd "$ROOT"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .

@@ -30,7 +30,8 @@ from training.launcher.profile import ClusterProfile
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
 
 STARTUP_GRACE_S = 120.0  # imports and feature-store attach before a job's first heartbeat
-MAX_POLL_S = 5.0
+POLL_S = 0.5  # result files and local processes: cheap to look at, and a slot must not idle
+QUEUE_POLL_S = 5.0  # squeue asks slurmctld: not more often than this
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class LaunchSettings:
     array_parallelism: int = 1
 
     @property
-    def poll_s(self) -> float:
-        return min(MAX_POLL_S, self.dead_after_s / HEARTBEATS_PER_DEADLINE)
+    def queue_poll_s(self) -> float:
+        return min(QUEUE_POLL_S, self.dead_after_s / HEARTBEATS_PER_DEADLINE)
 
 
 @dataclass
@@ -100,6 +101,8 @@ class _Launch:
     running: list[_Attempt] = field(default_factory=list)
     free_slots: list[int] = field(default_factory=list)
     arrays: list[str] = field(default_factory=list)
+    queue: dict[str, str] | None = None  # squeue's last answer
+    queue_read: float = 0.0
 
 
 def launch(jobs: list[Job], settings: LaunchSettings, tell: Listener) -> Outcome:
@@ -121,7 +124,7 @@ def launch(jobs: list[Job], settings: LaunchSettings, tell: Listener) -> Outcome
             _watch(run)
             tell(statuses, None)
             if run.running:
-                time.sleep(settings.poll_s)
+                time.sleep(POLL_S)
     except KeyboardInterrupt:
         _cancel_all(run)
         raise
@@ -235,12 +238,13 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 # Watching --------------------------------------------------------------------------------------
 def _watch(run: _Launch) -> None:
-    queue = None
-    if run.settings.cluster == "slurm" and run.running:
-        queue = slurm_queue.queue_states(a.handle.job_id.split("_")[0] for a in run.running)
     now = time.time()
+    fresh = now - run.queue_read >= run.settings.queue_poll_s
+    if run.settings.cluster == "slurm" and run.running and fresh:
+        run.queue = slurm_queue.queue_states(a.handle.job_id.split("_")[0] for a in run.running)
+        run.queue_read = now
     for attempt in list(run.running):
-        verdict = _verdict(attempt, run.settings, queue, now)
+        verdict = _verdict(attempt, run.settings, run.queue if fresh else None, now)
         if verdict is None:
             continue
         run.running.remove(attempt)
@@ -282,7 +286,7 @@ def _verdict(
             return _read_outcome(handle.paths.result_pickle)
         if attempt.missing_since is None:
             attempt.missing_since = now
-        if settings.cluster == "local" or now - attempt.missing_since >= settings.poll_s:
+        if settings.cluster == "local" or now - attempt.missing_since >= settings.queue_poll_s:
             return "error", (
                 "the job ended without a result (killed, out of memory, or its node failed)"
             )

@@ -1,0 +1,111 @@
+"""Against a real single-node SLURM cluster (scripts/slurm_cluster.sh: munge, slurmctld, slurmd,
+no accounting): an ensemble through `--cluster slurm`, a member requeued by USR2 that resumes to
+the same step count, and a member killed with SIGKILL reported failed while the other finishes.
+
+submitit cannot read job states here (`sacct` fails without accounting): these tests prove the
+launcher does not need it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ENTRY, PYTHON, REPO_ROOT
+from tests.helpers.datasets import write_csv
+from tests.helpers.launch import small_run, wait_for_steps
+from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learnable_config
+from training.launcher.launch import JobStatus, launch
+from training.launcher.settings import cluster_profile, launch_settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"
+# Runs must be on a filesystem the nodes share, never /tmp: on one node, the repository is.
+SHARED = REPO_ROOT / ".test-runs"
+SLURM = ("launcher.cluster=slurm", "launcher.cluster_profile=localhost")
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[None]:
+    up = subprocess.run([str(SCRIPT), "up"], capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, f"slurm_cluster.sh up failed:\n{up.stdout}\n{up.stderr}"
+    exported = [line for line in up.stdout.splitlines() if line.startswith("export SLURM_CONF=")]
+    assert exported, up.stdout
+    os.environ["SLURM_CONF"] = exported[-1].split("=", 1)[1]
+    yield
+    subprocess.run([str(SCRIPT), "down"], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def shared(request: pytest.FixtureRequest) -> Iterator[Path]:
+    folder = SHARED / request.node.name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_ensemble_through_slurm_gives_results_and_a_report(slurm: None, shared: Path) -> None:
+    config = learnable_config("walk_forward.max_folds=1")
+    dataset = write_csv(shared / "dataset", ar1_frames(bars_needed(config), 2, 0.3, seed=5))
+    sets = [*LEARNABLE, "walk_forward.max_folds=1", "training.eval_every_steps=2048",
+            f"data.cache_dir={json.dumps(str(shared / 'cache'))}"]  # fmt: skip
+    command = [PYTHON, str(ENTRY), "--cluster", "slurm", "--cluster-profile", "localhost",
+               "--ensemble", "2", "--timesteps", "4096", "--data", str(dataset),
+               "--output", str(shared / "runs"), "--no-progress"]  # fmt: skip
+    for item in sets:
+        command += ["--set", item]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "submitted SLURM array" in done.stderr, done.stderr
+    (run_dir,) = (shared / "runs").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["members"] == 2 and len(metrics["member_metrics"]) == 2
+    assert not metrics["failed_jobs"]
+    assert "## Ensemble and members" in (run_dir / "report.md").read_text()
+    plan = json.loads((run_dir / "plan.json").read_text())["plan"]
+    assert plan["usable_cpus"] == 1  # planned for the allocation (cpus_per_task: 1)
+    assert list((run_dir / "launcher").glob("*_log.out"))
+
+
+def test_requeue_resumes_to_the_same_steps_and_a_killed_member_is_reported(
+    slurm: None, shared: Path
+) -> None:
+    run = small_run(shared, 2, 8192, *SLURM, "launcher.max_retries=0")
+    settings = launch_settings(run.config, run.plan, run.run_dir, cluster_profile(run.config))
+    preempted, killed = run.jobs
+    ids: dict[str, str] = {}
+
+    def listen(statuses: list[JobStatus], event: str | None) -> None:
+        ids.update({s.job.name: s.cluster_id for s in statuses if s.cluster_id})
+
+    def interfere() -> None:
+        wait_for_steps(preempted, 2048, timeout_s=300)
+        signal_job(ids[preempted.name], "USR2")  # the step only: no --batch
+        wait_for_steps(killed, 2048, timeout_s=300)
+        signal_job(ids[killed.name], "KILL")
+
+    thread = threading.Thread(target=interfere)
+    thread.start()
+    started = time.time()
+    outcome = launch(run.jobs, settings, listen)
+    thread.join()
+    first, second = outcome.statuses
+    assert second.state == "failed" and "without a result" in second.error, second
+    assert first.state == "done", first
+    result = first.result
+    assert len(result["preempted_at"]) == 1 and 2048 <= result["preempted_at"][0] < 8192
+    assert result["timesteps"] == 8192  # the uninterrupted count (rollouts of 2048 steps)
+    assert time.time() - started < 600
+
+
+def signal_job(job_id: str, name: str) -> None:
+    subprocess.run(["scancel", f"--signal={name}", job_id], check=True, timeout=30)
