@@ -12,17 +12,21 @@ from pathlib import Path
 
 import pytest
 
+from core.atomic import write_json
 from core.errors import UserError
 from tests.conftest import machine
 from tests.helpers.launch import kill, small_run, wait_for_steps
+from training.ensemble import aggregate_run
 from training.launcher.launch import LaunchSettings, Outcome, launch
 from training.launcher.profile import (
     ClusterProfile,
-    check_shared_log_dir,
+    check_shared,
     load_cluster_profile,
     sbatch_options,
 )
 from training.launcher.settings import launch_settings, local_slots
+from training.report import build_report
+from training.run_files import RunFiles
 
 
 def test_slots_pin_disjoint_cpus_and_hand_out_gpus(default_config) -> None:
@@ -71,10 +75,10 @@ def test_the_slurm_plan_is_for_the_allocation_not_the_login_node(default_config)
     assert parameters["cpus_per_task"] == 8 and parameters["mem"] == "32768MB"
 
 
-def test_slurm_logs_must_not_be_node_local(tmp_path: Path) -> None:
+def test_slurm_paths_must_not_be_node_local(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="local to each node"):
-        check_shared_log_dir(Path("/tmp/run/launcher"))
-    check_shared_log_dir(Path("/work/shared/run/launcher"))
+        check_shared(Path("/tmp/run/launcher"), "the log folder", "use a shared one")
+    check_shared(Path("/work/shared/run/launcher"), "the log folder", "use a shared one")
 
 
 def settings_for(run, **changes) -> LaunchSettings:
@@ -110,6 +114,40 @@ def test_local_gate_runs_the_plan_and_a_killed_member_is_reported(tmp_path: Path
     starts = [i for i, e in enumerate(events) if e.startswith("start")]
     ends = [i for i, e in enumerate(events) if e.startswith(("done", "failed"))]
     assert starts[1] > ends[0], events
+    # The report is built from the survivor and names the failed member.
+    write_json(RunFiles(run.run_dir).failures, outcome.failures)
+    aggregate_run(run.run_dir)
+    summary = build_report(run.run_dir)
+    assert [m["member"] for m in summary["member_metrics"]] == [1]
+    assert list(summary["failed_jobs"]) == [victim.name]
+    assert "failed after every retry" in (run.run_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_job_whose_heartbeat_stops_is_cancelled_and_failed(tmp_path: Path) -> None:
+    run = small_run(tmp_path, 1, 16384, "launcher.dead_after_s=4")
+    settings = settings_for(run, max_retries=0)
+    (job,) = run.jobs
+    frozen: list[int] = []
+
+    def freeze() -> None:
+        frozen.append(wait_for_steps(job, 2048)["pid"])
+        kill(frozen[0], signal.SIGSTOP)  # alive to the OS, silent to the launcher
+
+    thread = threading.Thread(target=freeze)
+    thread.start()
+    outcome, events = run_launch(run, settings)
+    thread.join()
+    (status,) = outcome.statuses
+    assert status.state == "failed" and "no heartbeat" in status.error, events
+    assert _process_state(frozen[0]) == "Z"  # killed before the launcher went on
+
+
+def _process_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return "Z"  # gone, reaped
 
 
 @pytest.mark.slow
@@ -148,3 +186,24 @@ def test_debug_mode_reports_an_error_without_a_debugger(tmp_path: Path) -> None:
     outcome = launch(broken, settings, lambda statuses, event: events.append(event or ""))
     assert [s.state for s in outcome.statuses] == ["failed"]
     assert "no-store" in outcome.statuses[0].error
+
+
+@pytest.mark.slow
+def test_the_ensemble_action_is_the_mean_or_median_of_what_members_predict(tmp_path: Path) -> None:
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    from core.envs.make import make_env
+    from tests.helpers.walk_forward import ar1_frames, learnable_config, store_of
+    from training.ensemble import ensemble_policy
+
+    config = learnable_config()
+    store = store_of(tmp_path, ar1_frames(600, 3, 0.3, seed=1), config)
+    env = make_env(config, store)
+    models = [PPO("MultiInputPolicy", env, seed=seed, device="cpu") for seed in range(3)]
+    obs, _ = env.reset(seed=0)
+    batch = {key: value[None] for key, value in obs.items()}
+    each = np.stack([model.predict(batch, deterministic=True)[0] for model in models])
+    for aggregate, combine in (("mean", np.mean), ("median", np.median)):
+        got = ensemble_policy(models, aggregate)(batch, np.zeros((1, 3)), 0)
+        np.testing.assert_allclose(got, np.clip(combine(each, axis=0), -1, 1), atol=1e-6)

@@ -135,6 +135,8 @@ def test_every_module_is_in_a_known_family() -> None:
         # The entry point plans and sets thread limits before numpy or torch may load.
         ("core.hardware.threads", ("numpy", "torch")),
         ("core.hardware.planner", ("numpy", "torch")),
+        # ...and reads the cluster profile it plans a SLURM task for.
+        ("training.launcher.profile", ("numpy", "torch", "submitit")),
         ("core.units", ("numpy", "pandas")),
         # Small shared types: importable from anywhere without a heavy dependency.
         ("core.bar_range", ("numpy", "pydantic")),

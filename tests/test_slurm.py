@@ -24,7 +24,8 @@ from tests.helpers.datasets import write_csv
 from tests.helpers.launch import small_run, wait_for_steps
 from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learnable_config
 from training.launcher.launch import JobStatus, launch
-from training.launcher.settings import cluster_profile, launch_settings
+from training.launcher.profile import cluster_profile
+from training.launcher.settings import launch_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"

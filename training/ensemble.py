@@ -60,12 +60,25 @@ def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
 
 
 def ensemble_policy(models: list[Any], aggregate: str) -> Policy:
-    """Each member's deterministic action, combined per asset."""
+    """Each member's deterministic action, clipped to the action space as `predict` gives it,
+    combined per asset. The members see the same observation: it is converted once and every
+    network runs on it, rather than `predict`'s per-call preparation times the members."""
+    import torch
+
     combine = np.median if aggregate == "median" else np.mean
+    first = models[0].policy
+    low, high = first.action_space.low, first.action_space.high
+    for model in models:
+        model.policy.set_training_mode(False)
 
     def decide(obs: dict[str, np.ndarray], weights: np.ndarray, t: int) -> np.ndarray:
-        actions = np.stack([model.predict(obs, deterministic=True)[0] for model in models])
-        return np.clip(combine(actions, axis=0), -1.0, 1.0)
+        with torch.no_grad():
+            tensor, _ = first.obs_to_tensor(obs)
+            actions = torch.stack(
+                [model.policy._predict(tensor, deterministic=True) for model in models]
+            )
+        each = np.clip(actions.cpu().numpy(), low, high)
+        return np.clip(combine(each, axis=0), -1.0, 1.0)
 
     return decide
 

@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(dump_config(config))
         return 0
-    from training.launcher.settings import cluster_profile
+    from training.launcher.profile import cluster_profile
 
     profile = cluster_profile(config)
     detected = load_profile(args.hardware) if args.hardware else detect()
@@ -264,6 +264,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from training.run_folder import create_run
 
+    if profile:
+        from training.launcher.profile import check_shared
+
+        check_shared(
+            store.path,
+            "the feature store",
+            "set data.cache_dir to a folder on a filesystem every node shares",
+        )
+        if config.launcher.log_dir == "auto" and not profile.log_dir:
+            check_shared(
+                Path(args.output),
+                "the run folder (it holds the launcher's job pickles and logs)",
+                "pass --output a folder on a filesystem every node shares",
+            )
     print_store(store, built, sys.stdout)
     name = args.name or args.preset or "run"
     argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
@@ -288,7 +302,7 @@ def _resume(run_dir: Path, args: argparse.Namespace) -> int:
             "  fix: pass the folder the run printed, e.g. --resume runs/20261122-101500-quick"
         )
     config = load_config([config_file], _launcher_overrides(args))
-    from training.launcher.settings import cluster_profile
+    from training.launcher.profile import cluster_profile
 
     profile = cluster_profile(config)
     hardware = profile.allocation() if profile else detect()
@@ -318,7 +332,8 @@ def _train_and_report(
     from training.ensemble import aggregate_run
     from training.launcher.board import JobBoard
     from training.launcher.launch import launch
-    from training.launcher.settings import cluster_profile, launch_settings
+    from training.launcher.profile import cluster_profile
+    from training.launcher.settings import launch_settings
     from training.report import build_report, print_summary
     from training.run_files import RunFiles
 

@@ -32,6 +32,7 @@ from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
 STARTUP_GRACE_S = 120.0  # imports and feature-store attach before a job's first heartbeat
 POLL_S = 0.5  # result files and local processes: cheap to look at, and a slot must not idle
 QUEUE_POLL_S = 5.0  # squeue asks slurmctld: not more often than this
+CANCEL_WAIT_S = 15.0  # submitit's local controller kills its task within about a second
 
 
 @dataclass(frozen=True)
@@ -293,11 +294,23 @@ def _verdict(
         return None
     attempt.missing_since = None
     if attempt.running_since is not None:
-        silent = now - max(attempt.running_since + STARTUP_GRACE_S, _heartbeat(status, attempt))
+        # Before its first heartbeat a job is importing and attaching: it gets a grace period.
+        last = _heartbeat(status, attempt) or attempt.running_since + STARTUP_GRACE_S
+        silent = now - last
         if silent > settings.dead_after_s:
-            handle.cancel(check=False)  # local: SIGINT then SIGKILL; slurm: scancel
+            _stop(handle, settings)
             return "error", f"no heartbeat for {silent:.0f} s (launcher.dead_after_s); cancelled"
     return None
+
+
+def _stop(handle: Any, settings: LaunchSettings) -> None:
+    """Cancel a hung job; a local one is waited for, so a retry never shares its folder with it."""
+    handle.cancel(check=False)  # local: SIGINT to its controller, which SIGKILLs the task
+    if settings.cluster != "local":
+        return  # scancel: SLURM ends it; a retry is a new job
+    deadline = time.time() + CANCEL_WAIT_S
+    while handle.state == "RUNNING" and time.time() < deadline:
+        time.sleep(0.1)
 
 
 def _heartbeat(status: JobStatus, attempt: _Attempt) -> float:

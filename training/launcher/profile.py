@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.config import REPO_ROOT, format_validation_error, read_yaml_mapping
+from core.config import REPO_ROOT, Config, format_validation_error, read_yaml_mapping
 from core.errors import UserError
 from core.hardware.machine import Hardware
 from core.suggest import did_you_mean
@@ -107,14 +107,28 @@ def load_cluster_profile(name_or_path: str) -> ClusterProfile:
         raise UserError(format_validation_error(exc, raw, {}, ClusterProfile, title)) from None
 
 
-def check_shared_log_dir(folder: Path) -> None:
-    """SLURM tasks read their pickles from, and write results to, this folder on their node."""
-    resolved = os.path.realpath(folder)
+def cluster_profile(config: Config) -> ClusterProfile | None:
+    """The profile a slurm run needs (None for local and debug runs)."""
+    launcher = config.launcher
+    if launcher.cluster != "slurm":
+        return None
+    if launcher.cluster_profile is None:
+        shipped = sorted(p.stem for p in CLUSTER_PROFILES.glob("*.yaml"))
+        raise UserError(
+            "--cluster slurm needs a cluster profile (partition, time, CPUs and memory per task)\n"
+            f"  fix: pass --cluster-profile NAME (config/cluster/: {', '.join(shipped)}) or a "
+            "YAML file like them"
+        )
+    return load_cluster_profile(launcher.cluster_profile)
+
+
+def check_shared(path: Path, what: str, fix: str) -> None:
+    """SLURM tasks on other nodes read the run's job pickles and feature store, and write their
+    results: paths on a node-local filesystem would work on one node and fail on the next."""
+    resolved = os.path.realpath(path)
     for local in SHARED_FS_REFUSED:
         if resolved == local or resolved.startswith(local + "/"):
             raise UserError(
-                f"the launcher's log folder {folder} is under {local}, which is local to each "
-                "node: SLURM tasks on other nodes could not read their job or write results\n"
-                "  fix: put the run on a shared filesystem (--output), or set launcher.log_dir "
-                "(or log_dir in the cluster profile) to a shared folder"
+                f"{what} {path} is under {local}, which is local to each node: SLURM tasks on "
+                f"other nodes could not reach it\n  fix: {fix}"
             )

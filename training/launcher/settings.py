@@ -6,34 +6,13 @@ import os
 from pathlib import Path
 
 from core.config import Config
-from core.errors import UserError
 from core.hardware.planner import Plan
 from training.launcher.launch import LaunchSettings
-from training.launcher.profile import (
-    CLUSTER_PROFILES,
-    ClusterProfile,
-    check_shared_log_dir,
-    load_cluster_profile,
-)
+from training.launcher.profile import ClusterProfile, check_shared
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement
 from training.run_files import RunFiles
 
 DEFAULT_ARRAY_PARALLELISM = 256  # submitit's: the cluster's scheduler is the gate on SLURM
-
-
-def cluster_profile(config: Config) -> ClusterProfile | None:
-    """The profile a slurm run needs (None for local and debug runs)."""
-    launcher = config.launcher
-    if launcher.cluster != "slurm":
-        return None
-    if launcher.cluster_profile is None:
-        shipped = sorted(p.stem for p in CLUSTER_PROFILES.glob("*.yaml"))
-        raise UserError(
-            "--cluster slurm needs a cluster profile (partition, time, CPUs and memory per task)\n"
-            f"  fix: pass --cluster-profile NAME (config/cluster/: {', '.join(shipped)}) or a "
-            "YAML file like them"
-        )
-    return load_cluster_profile(launcher.cluster_profile)
 
 
 def launch_settings(
@@ -48,7 +27,12 @@ def launch_settings(
         / run_dir.name
     )
     if launcher.cluster == "slurm":
-        check_shared_log_dir(folder)
+        check_shared(
+            folder,
+            "the launcher's log folder",
+            "put the run on a shared filesystem (--output), or set launcher.log_dir (or log_dir "
+            "in the cluster profile) to a shared folder",
+        )
     assert profile is not None or launcher.cluster != "slurm"
     return LaunchSettings(
         cluster=launcher.cluster,
