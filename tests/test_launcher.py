@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from core.atomic import write_json
 from core.errors import UserError
 from tests.conftest import machine
-from tests.helpers.launch import kill, small_run, wait_for_steps
+from tests.helpers.launch import Interference, kill, small_run, wait_for_steps
 from training.ensemble import aggregate_run
 from training.launcher.launch import LaunchSettings, Outcome, launch
 from training.launcher.profile import (
@@ -93,22 +92,17 @@ def run_launch(run, settings: LaunchSettings) -> tuple[Outcome, list[str]]:
 
 @pytest.mark.slow
 def test_local_gate_runs_the_plan_and_a_killed_member_is_reported(tmp_path: Path) -> None:
-    run = small_run(tmp_path, members=2, timesteps=6144)
+    run = small_run(tmp_path, members=2, timesteps=16384)
     settings = settings_for(run, max_retries=0, slots=local_slots(run.plan, 1.0)[:1])
     victim = run.jobs[0]
-
-    def kill_first() -> None:
-        kill(wait_for_steps(victim, 2048)["pid"], signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_first)
-    killer.start()
+    killer = Interference(lambda: kill(wait_for_steps(victim, 2048)["pid"], signal.SIGKILL))
     outcome, events = run_launch(run, settings)
     killer.join()
     failed = {s.job.name: s for s in outcome.statuses if s.state == "failed"}
     assert list(failed) == [victim.name], events
     assert "without a result" in failed[victim.name].error
     survivor = next(s for s in outcome.statuses if s.job is not victim)
-    assert survivor.state == "done" and survivor.result["timesteps"] >= 6144
+    assert survivor.state == "done" and survivor.result["timesteps"] >= 16384
     assert survivor.job.files.result.exists() and not victim.files.result.exists()
     # One slot: the second job started only after the first had ended.
     starts = [i for i, e in enumerate(events) if e.startswith("start")]
@@ -134,8 +128,7 @@ def test_a_job_whose_heartbeat_stops_is_cancelled_and_failed(tmp_path: Path) -> 
         frozen.append(wait_for_steps(job, 2048)["pid"])
         kill(frozen[0], signal.SIGSTOP)  # alive to the OS, silent to the launcher
 
-    thread = threading.Thread(target=freeze)
-    thread.start()
+    thread = Interference(freeze)
     outcome, events = run_launch(run, settings)
     thread.join()
     (status,) = outcome.statuses
@@ -154,7 +147,7 @@ def _process_state(pid: int) -> str:
 def test_a_failed_job_is_retried_and_a_preempted_one_resumes_to_the_same_steps(
     tmp_path: Path,
 ) -> None:
-    run = small_run(tmp_path, members=2, timesteps=8192)
+    run = small_run(tmp_path, members=2, timesteps=16384)
     settings = settings_for(run, max_retries=1, slots=local_slots(run.plan, 1.0)[:1] * 2)
     killed, preempted = run.jobs
 
@@ -162,8 +155,7 @@ def test_a_failed_job_is_retried_and_a_preempted_one_resumes_to_the_same_steps(
         kill(wait_for_steps(killed, 2048)["pid"], signal.SIGKILL)
         kill(wait_for_steps(preempted, 2048)["pid"], signal.SIGUSR2)
 
-    thread = threading.Thread(target=interfere)
-    thread.start()
+    thread = Interference(interfere)
     outcome, events = run_launch(run, settings)
     thread.join()
     first, second = outcome.statuses
@@ -171,7 +163,7 @@ def test_a_failed_job_is_retried_and_a_preempted_one_resumes_to_the_same_steps(
     assert any(e.startswith(f"retry {killed.name}") for e in events)
     assert second.state == "done" and second.attempts == 1, events
     result = second.result
-    assert len(result["preempted_at"]) == 1 and 2048 <= result["preempted_at"][0] < 8192
+    assert len(result["preempted_at"]) == 1 and 2048 <= result["preempted_at"][0] < 16384
     assert result["timesteps"] == first.result["timesteps"]  # resumed to the same count
     state = json.loads(preempted.files.state.read_text())
     assert state["finished"] and state["preempted_at"] == result["preempted_at"]

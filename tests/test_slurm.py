@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import ENTRY, PYTHON, REPO_ROOT
 from tests.helpers.datasets import write_csv
-from tests.helpers.launch import small_run, wait_for_steps
+from tests.helpers.launch import Interference, small_run, wait_for_steps
 from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learnable_config
 from training.launcher.launch import JobStatus, launch
 from training.launcher.profile import cluster_profile
@@ -80,7 +80,7 @@ def test_an_ensemble_through_slurm_gives_results_and_a_report(slurm: None, share
 def test_requeue_resumes_to_the_same_steps_and_a_killed_member_is_reported(
     slurm: None, shared: Path
 ) -> None:
-    run = small_run(shared, 2, 8192, *SLURM, "launcher.max_retries=0")
+    run = small_run(shared, 2, 32768, *SLURM, "launcher.max_retries=0")
     settings = launch_settings(run.config, run.plan, run.run_dir, cluster_profile(run.config))
     preempted, killed = run.jobs
     ids: dict[str, str] = {}
@@ -89,13 +89,13 @@ def test_requeue_resumes_to_the_same_steps_and_a_killed_member_is_reported(
         ids.update({s.job.name: s.cluster_id for s in statuses if s.cluster_id})
 
     def interfere() -> None:
+        # SIGKILL to the member's process, as the OOM killer or a dying node would do. (scancel
+        # --signal=KILL is a cancellation: SIGTERM first, which submitit ignores for KillWait.)
+        os.kill(wait_for_steps(killed, 2048, timeout_s=300)["pid"], signal.SIGKILL)
         wait_for_steps(preempted, 2048, timeout_s=300)
         signal_job(ids[preempted.name], "USR2")  # the step only: no --batch
-        wait_for_steps(killed, 2048, timeout_s=300)
-        signal_job(ids[killed.name], "KILL")
 
-    thread = threading.Thread(target=interfere)
-    thread.start()
+    thread = Interference(interfere)
     started = time.time()
     outcome = launch(run.jobs, settings, listen)
     thread.join()
@@ -103,8 +103,8 @@ def test_requeue_resumes_to_the_same_steps_and_a_killed_member_is_reported(
     assert second.state == "failed" and "without a result" in second.error, second
     assert first.state == "done", first
     result = first.result
-    assert len(result["preempted_at"]) == 1 and 2048 <= result["preempted_at"][0] < 8192
-    assert result["timesteps"] == 8192  # the uninterrupted count (rollouts of 2048 steps)
+    assert len(result["preempted_at"]) == 1 and 2048 <= result["preempted_at"][0] < 32768
+    assert result["timesteps"] == 32768  # the uninterrupted count (rollouts of 2048 steps)
     assert time.time() - started < 600
 
 

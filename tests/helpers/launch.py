@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,17 +51,41 @@ def small_run(folder: Path, members: int, timesteps: int = 4096, *overrides: str
 
 
 def wait_for_steps(job: Job, at_least: int, timeout_s: float = 180.0) -> dict:
-    """The job's progress once it has trained `at_least` steps (its pid included)."""
+    """The job's progress once it has trained `at_least` steps (its pid included); fails at once
+    when the job is past training, so a test never waits out a job it can no longer interrupt."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         try:
             progress = json.loads(job.files.progress.read_text())
         except (OSError, ValueError):
             progress = {}
-        if progress.get("phase") == "training" and progress.get("steps", 0) >= at_least:
+        phase = progress.get("phase")
+        if phase == "training" and progress.get("steps", 0) >= at_least:
             return progress
-        time.sleep(0.2)
+        if phase in ("testing", "done"):
+            raise AssertionError(f"{job.name} finished training before {at_least} steps were seen")
+        time.sleep(0.05)
     raise AssertionError(f"{job.name} did not reach {at_least} steps in {timeout_s} s")
+
+
+class Interference:
+    """A thread that acts on running jobs; its failure fails the test (not just the thread)."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(action,), daemon=True)
+        self.thread.start()
+
+    def _run(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except BaseException as error:  # re-raised in the test by join()
+            self.error = error
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def kill(pid: int, how: signal.Signals) -> None:
