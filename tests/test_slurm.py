@@ -29,8 +29,11 @@ from training.launcher.settings import launch_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"
-# Runs must be on a filesystem the nodes share, never /tmp: on one node, the repository is.
-SHARED = REPO_ROOT / ".test-runs"
+# Runs must be on a filesystem the nodes share, never /tmp (the launcher refuses it), wherever
+# the repository was checked out: the home folder is shared on clusters, and here.
+SHARED = Path(
+    os.environ.get("PLOUTOS_SLURM_TEST_DIR", Path.home() / ".cache" / "ploutos-slurm-tests")
+)
 SLURM = ("launcher.cluster=slurm", "launcher.cluster_profile=localhost")
 
 
