@@ -175,10 +175,29 @@ class WalkForwardConfig(Section):
         )
 
 
+RISK_SECTIONS = ("env", "reward")  # what a risk profile may change: never the network
+
+
 class EnsembleConfig(Section):
     size: Annotated[int, Field(ge=1, le=10_000)]
     base_seed: Annotated[int, Field(ge=0)]
     aggregate: Literal["mean", "median"]
+    risk_profiles: dict[str, dict[str, dict[str, Any]]]
+
+    @field_validator("risk_profiles")
+    @classmethod
+    def _profiles_touch_risk_only(
+        cls, profiles: dict[str, dict[str, dict[str, Any]]]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        for name, sections in profiles.items():
+            other = sorted(set(sections) - set(RISK_SECTIONS))
+            if other:
+                raise ValueError(
+                    f"risk profile {name!r} sets {', '.join(other)}: a profile changes only the "
+                    f"reward and the env's risk settings ({' and '.join(RISK_SECTIONS)} keys), so "
+                    "members keep one network shape"
+                )
+        return profiles
 
 
 class LauncherConfig(Section):
@@ -360,9 +379,25 @@ def _display_path(path: Path) -> str:
 
 def validate(raw: dict[str, Any], sources: Sources | None = None) -> Config:
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, raw, sources or {})) from None
+    for name in config.ensemble.risk_profiles:
+        risk_profile_config(config, name)  # a bad value fails now, not in a job an hour later
+    return config
+
+
+def risk_profile_config(config: Config, name: str) -> Config:
+    """The config a member of risk profile `name` trains with: the profile's env and reward
+    settings over the run's."""
+    raw = config.model_dump(mode="json")
+    for section, values in config.ensemble.risk_profiles[name].items():
+        raw[section] = {**raw[section], **values}
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        title = f"invalid risk profile ensemble.risk_profiles.{name}"
+        raise UserError(format_validation_error(exc, raw, {}, title=title)) from None
 
 
 def format_validation_error(

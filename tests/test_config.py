@@ -109,3 +109,20 @@ def test_any_in_range_n_steps_is_accepted(value: int) -> None:
 def test_any_out_of_range_n_steps_names_the_key(value: int) -> None:
     message = error_of(overrides=[f"ppo.n_steps={value}"])
     assert f"ppo.n_steps = {value}" in message and "≤ 1,000,000" in message
+
+
+def test_risk_profiles_change_env_and_reward_only_and_are_checked_at_load() -> None:
+    from core.config import risk_profile_config
+
+    profiles = (
+        "ensemble.risk_profiles={calm: {env: {max_leverage: 0.5}, reward: {drawdown_penalty: 1.0}}}"
+    )
+    config = load_config(overrides=[profiles])
+    calm = risk_profile_config(config, "calm")
+    assert calm.env.max_leverage == 0.5 and calm.reward.drawdown_penalty == 1.0
+    assert calm.ppo == config.ppo and config.env.max_leverage == 1.0
+    with pytest.raises(UserError, match="only the reward and the env's risk settings"):
+        load_config(overrides=["ensemble.risk_profiles={big: {ppo: {net_arch: [512]}}}"])
+    with pytest.raises(UserError) as error:
+        load_config(overrides=["ensemble.risk_profiles={bad: {env: {max_leverage: -1}}}"])
+    assert "risk_profiles.bad" in str(error.value) and "env.max_leverage" in str(error.value)

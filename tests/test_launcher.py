@@ -173,11 +173,12 @@ def test_a_failed_job_is_retried_and_a_preempted_one_resumes_to_the_same_steps(
 def test_debug_mode_reports_an_error_without_a_debugger(tmp_path: Path) -> None:
     run = small_run(tmp_path, members=1, timesteps=2048)
     broken = [replace(job, store_path=str(tmp_path / "no-store")) for job in run.jobs]
-    settings = settings_for(run, cluster="debug", max_retries=0)
+    settings = settings_for(run, cluster="debug", max_retries=2)
     events: list[str] = []
     outcome = launch(broken, settings, lambda statuses, event: events.append(event or ""))
     assert [s.state for s in outcome.statuses] == ["failed"]
     assert "no-store" in outcome.statuses[0].error
+    assert outcome.statuses[0].attempts == 1  # a user's mistake is not retried
 
 
 @pytest.mark.slow
@@ -199,3 +200,40 @@ def test_the_ensemble_action_is_the_mean_or_median_of_what_members_predict(tmp_p
     for aggregate, combine in (("mean", np.mean), ("median", np.median)):
         got = ensemble_policy(models, aggregate)(batch, np.zeros((1, 3)), 0)
         np.testing.assert_allclose(got, np.clip(combine(each, axis=0), -1, 1), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_debug_mode_trains_members_with_their_risk_profiles(tmp_path: Path) -> None:
+    import numpy as np
+
+    from training.tracks import load_tracks
+
+    profiles = "ensemble.risk_profiles={calm: {env: {max_leverage: 0.5}}, bold: {}}"
+    run = small_run(tmp_path, 2, 2048, profiles)
+    assert [job.risk_profile for job in run.jobs] == ["calm", "bold"]
+    outcome, events = run_launch(run, settings_for(run, cluster="debug"))
+    assert [s.state for s in outcome.statuses] == ["done", "done"], events
+    assert [s.result["risk_profile"] for s in outcome.statuses] == ["calm", "bold"]
+    calm = load_tracks(run.jobs[0].files.tracks)["agent.exposure"]
+    assert np.max(calm) <= 0.5 + 1e-9  # the member traded under its own leverage cap
+    aggregate_run(run.run_dir)
+    summary = build_report(run.run_dir)
+    assert {m["risk_profile"] for m in summary["member_metrics"]} == {"calm", "bold"}
+    assert "risk profiles in turn" in (run.run_dir / "report.md").read_text()
+
+
+def test_a_job_error_is_its_exception_and_a_user_error_is_not_retried(tmp_path: Path) -> None:
+    import traceback
+
+    from submitit.core.utils import cloudpickle_dump
+
+    from training.launcher.launch import USER_ERROR, _read_outcome
+
+    try:
+        raise UserError("the store is gone\n  fix: rebuild it")
+    except UserError:
+        text = traceback.format_exc()
+    cloudpickle_dump(("error", text), tmp_path / "result.pkl")
+    outcome, error = _read_outcome(tmp_path / "result.pkl")
+    assert outcome == "error" and error.startswith(USER_ERROR)
+    assert error.endswith("the store is gone\n  fix: rebuild it")

@@ -33,6 +33,7 @@ class Job:
     device: str
     torch_threads: int
     blas_threads: int = 1
+    risk_profile: str | None = None  # ensemble.risk_profiles key: its env and reward settings
 
     @property
     def name(self) -> str:

@@ -151,24 +151,32 @@ def _members_markdown(summary: dict[str, Any]) -> list[str]:
     if len(rows) < 2 and not summary["failed_jobs"]:
         return []
     agent = summary["strategies"][AGENT]
-    header = "| | member | test bars | total return | CAGR | Sharpe | max DD |"
+    header = "| | member | risk profile | test bars | total return | CAGR | Sharpe | max DD |"
     lines = [
         "## Ensemble and members",
         "",
         f"The agent is the ensemble of {summary['members']} member(s): on every test bar it "
         f"trades the {summary['aggregate']} of the finished members' deterministic actions "
-        "through the same market model. Each member alone, on the same bars:",
+        "through the same market model"
+        + (
+            "; members took the risk profiles in turn and were tested with their own, the "
+            "ensemble trades with the run's settings"
+            if any(row.get("risk_profile") for row in rows)
+            else ""
+        )
+        + ". Each member alone, on the same bars:",
         "",
         header,
-        "|---|---:|---:|---:|---:|---:|---:|",
-        f"| ensemble | - | {summary['test_bars']:,} | {format_value(agent['total_return'], '%')} | "
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+        f"| ensemble | - | - | {summary['test_bars']:,} | {format_value(agent['total_return'], '%')} | "
         f"{format_value(agent['cagr'], '%')} | {format_value(agent['sharpe'], '2')} | "
         f"{format_value(agent['max_drawdown'], '%')} |",
     ]
     labelled = member_spread(summary) + [("", row) for row in rows]
     for label, row in labelled:
         lines.append(
-            f"| {label} | {row['member']} | {row['test_bars']:,} | "
+            f"| {label} | {row['member']} | {row.get('risk_profile') or 'default'} | "
+            f"{row['test_bars']:,} | "
             f"{format_value(row['total_return'], '%')} | {format_value(row['cagr'], '%')} | "
             f"{format_value(row['sharpe'], '2')} | {format_value(row['max_drawdown'], '%')} |"
         )

@@ -91,7 +91,9 @@ def gather_results(run_dir: Path) -> RunResults:
         "folds": len(folds),
         "members": config.ensemble.size,
         "aggregate": config.ensemble.aggregate,
-        "member_metrics": _member_metrics(member_returns, annual),
+        "member_metrics": _member_metrics(
+            member_returns, annual, {job.member: job.risk_profile for job in jobs}
+        ),
         "failed_jobs": _failed_jobs(files),
         "n_trials": n_trials,
         "trial_sharpe_variance": variance,
@@ -152,7 +154,9 @@ def _fold_results(files: RunFiles, jobs: list[Job]) -> list[FoldResult]:
     return results
 
 
-def _member_metrics(returns: pd.DataFrame, annual: Annualisation) -> list[dict[str, Any]]:
+def _member_metrics(
+    returns: pd.DataFrame, annual: Annualisation, profiles: dict[int, str | None]
+) -> list[dict[str, Any]]:
     """Each member alone over the test bars it traded (a failed fold leaves a gap)."""
     rows = []
     for member in returns.columns:
@@ -160,7 +164,8 @@ def _member_metrics(returns: pd.DataFrame, annual: Annualisation) -> list[dict[s
         if series.size < 2:
             continue
         values = metrics.summarise(series, annual.periods_per_year)
-        rows.append({"member": int(member), "test_bars": int(series.size)} | values)
+        who = {"member": int(member), "risk_profile": profiles.get(int(member))}
+        rows.append(who | {"test_bars": int(series.size)} | values)
     return rows
 
 

@@ -38,6 +38,7 @@ FOLD_SEED_STRIDE = 1000  # member m of fold f is seeded base_seed + f * stride +
 def make_jobs(
     run_dir: Path, store: FeatureStore, folds: list[Fold], config: Config, plan: Plan
 ) -> list[Job]:
+    profiles = list(config.ensemble.risk_profiles)
     return [
         Job(
             run_dir=str(run_dir),
@@ -53,6 +54,7 @@ def make_jobs(
             device=plan.device,
             torch_threads=plan.torch_threads,
             blas_threads=plan.blas_threads,
+            risk_profile=profiles[member % len(profiles)] if profiles else None,
         )
         for fold in folds
         for member in range(config.ensemble.size)

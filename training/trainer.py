@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from core.atomic import write_json
-from core.config import Config
+from core.config import Config, risk_profile_config
 from core.envs.settings import settings_of
 from core.evaluation.judge import AGENT, annualisation_of, evaluate_window, score, track_metrics
 from core.evaluation.metrics import Annualisation
@@ -40,6 +40,8 @@ def run_job(job: Job, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
 
     torch.set_num_threads(job.torch_threads)
     config = run_config(job.run_dir)
+    if job.risk_profile is not None:
+        config = risk_profile_config(config, job.risk_profile)
     store = FeatureStore.attach(job.store_path)
     annual = annualisation_of(store, config)
     model, state = _train(job, config, store, annual, files, hooks)
@@ -175,6 +177,7 @@ def _result(
         "fold": job.fold.index,
         "member": job.member,
         "seed": job.seed,
+        "risk_profile": job.risk_profile,
         "timesteps": state.timesteps,
         "stopped_early": state.stopped_early,
         "best_timesteps": best["timesteps"] if best else None,

@@ -23,6 +23,7 @@ from typing import Any
 import submitit
 from submitit.core.utils import pickle_load
 
+from core.errors import UserError
 from core.hardware import threads
 from training.job import Job
 from training.launcher import slurm_queue
@@ -32,6 +33,7 @@ from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
 STARTUP_GRACE_S = 120.0  # imports and feature-store attach before a job's first heartbeat
 POLL_S = 0.5  # result files and local processes: cheap to look at, and a slot must not idle
 QUEUE_POLL_S = 5.0  # squeue asks slurmctld: not more often than this
+USER_ERROR = f"{UserError.__module__}.{UserError.__name__}:"  # as a traceback's last line names it
 CANCEL_WAIT_S = 15.0  # submitit's local controller kills its task within about a second
 
 
@@ -147,7 +149,7 @@ def _run_in_process(run: _Launch) -> None:
             _finish(status, handle.result())
             run.tell(run.statuses, f"done {status.job.name}")
         else:
-            _failed(run, status, f"{type(error).__name__}: {error}")
+            _failed(run, status, f"{type(error).__name__}: {error}", isinstance(error, UserError))
 
 
 # Submitting ------------------------------------------------------------------------------------
@@ -257,7 +259,8 @@ def _watch(run: _Launch) -> None:
             _finish(attempt.status, value)
             run.tell(run.statuses, f"done {attempt.status.job.name}")
         else:
-            _failed(run, attempt.status, f"{value} (log: {attempt.handle.paths.stderr})")
+            log = attempt.handle.paths.stderr
+            _failed(run, attempt.status, f"{value} (log: {log})", value.startswith(USER_ERROR))
 
 
 def _verdict(
@@ -331,8 +334,13 @@ def _read_outcome(path: Path) -> tuple[str, Any]:
     outcome, value = pickle_load(path)
     if outcome == "success":
         return "success", value
-    lines = [line for line in str(value).strip().splitlines() if line.strip()]
-    return "error", lines[-1] if lines else "the job raised an error"
+    # The exception is the traceback's last unindented line and the indented ones after it
+    # (a UserError's "  fix: ..." line).
+    lines = [line for line in str(value).rstrip().splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if not line[0].isspace()]
+    if not starts:
+        return "error", "the job raised an error"
+    return "error", "\n".join(lines[starts[-1] :])
 
 
 def _finish(status: JobStatus, result: dict[str, Any]) -> None:
@@ -342,9 +350,10 @@ def _finish(status: JobStatus, result: dict[str, Any]) -> None:
     status.phase = "done"
 
 
-def _failed(run: _Launch, status: JobStatus, error: str) -> None:
+def _failed(run: _Launch, status: JobStatus, error: str, mistake: bool = False) -> None:
+    """Retry, unless retries are spent or the error is the user's (it would fail again)."""
     status.error = error
-    if status.attempts <= run.settings.max_retries:
+    if status.attempts <= run.settings.max_retries and not mistake:
         status.state = "queued"
         run.waiting.append(status)
         run.tell(run.statuses, f"retry {status.job.name}: {error}")
