@@ -237,3 +237,31 @@ def test_a_job_error_is_its_exception_and_a_user_error_is_not_retried(tmp_path: 
     outcome, error = _read_outcome(tmp_path / "result.pkl")
     assert outcome == "error" and error.startswith(USER_ERROR)
     assert error.endswith("the store is gone\n  fix: rebuild it")
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_running_jobs_and_says_how_to_resume(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import time
+
+    from tests.conftest import ENTRY, PYTHON, REPO_ROOT
+
+    run = small_run(tmp_path, 1, 65536)
+    command = [PYTHON, str(ENTRY), "--resume", str(run.run_dir), "--no-progress"]
+    # A new session, as a terminal's foreground job: Ctrl-C reaches the whole process group.
+    child = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    (job,) = run.jobs
+    pid = wait_for_steps(job, 2048)["pid"]
+    os.killpg(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert f"--resume {run.run_dir}" in err
+    deadline = time.time() + 15
+    while Path(f"/proc/{pid}").exists() and _process_state(pid) != "Z" and time.time() < deadline:
+        time.sleep(0.1)
+    assert _process_state(pid) == "Z"  # the job's process is gone
+    assert not job.files.result.exists()
