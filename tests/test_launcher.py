@@ -265,3 +265,31 @@ def test_ctrl_c_cancels_the_running_jobs_and_says_how_to_resume(tmp_path: Path) 
         time.sleep(0.1)
     assert _process_state(pid) == "Z"  # the job's process is gone
     assert not job.files.result.exists()
+
+
+def test_the_board_counts_jobs_and_caps_steps_at_each_jobs_total(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from core.bar_range import BarRange
+    from core.folds import Fold
+    from training.job import Job
+    from training.launcher.board import JobBoard
+    from training.launcher.launch import JobStatus
+
+    part = BarRange(0, 10)
+    fold = Fold(index=0, train=part, validation=part, test=part, embargo_bars=0)
+    jobs = [
+        Job(str(tmp_path), str(tmp_path), fold, m, m, 1000, "batch", 8, 64, 64, "cpu", 1)
+        for m in range(3)
+    ]
+    statuses = [
+        JobStatus(jobs[0], state="running", attempts=2, steps=1536, phase="training"),
+        JobStatus(jobs[1], state="done", steps=1024),
+        JobStatus(jobs[2], state="failed", error="boom"),
+    ]
+    console = Console(record=True, width=160)
+    console.print(JobBoard("3 job(s) on local", live=False).render(statuses))
+    text = console.export_text()
+    assert "0 queued, 1 running, 1 done, 1 failed, 1 retried" in text
+    assert "2,000/3,000 steps" in text and "1,000/1,000" in text  # PPO's overshoot not shown
+    assert "fold 0 member 0" in text and "try 2" in text and "fold 0 member 2" not in text

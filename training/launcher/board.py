@@ -53,7 +53,7 @@ class JobBoard:
     def render(self, statuses: list[JobStatus]) -> Group:
         counts = Counter(s.state for s in statuses)
         retried = sum(s.attempts > 1 for s in statuses)
-        steps = sum(s.steps for s in statuses)
+        steps = sum(_done(s) for s in statuses)
         total = sum(s.job.timesteps for s in statuses)
         head = Text.assemble(
             (f"{self.title}: ", "bold"),
@@ -72,8 +72,8 @@ class JobBoard:
                 status.cluster_id,
                 f"try {status.attempts}",
                 status.phase,
-                ProgressBar(total=status.job.timesteps, completed=status.steps, width=30),
-                f"{status.steps:,}/{status.job.timesteps:,}",
+                ProgressBar(total=status.job.timesteps, completed=_done(status), width=30),
+                f"{_done(status):,}/{status.job.timesteps:,}",
             )
         more = (
             [Text(f"... and {len(running) - MAX_ROWS} more running")]
@@ -81,6 +81,11 @@ class JobBoard:
             else []
         )
         return Group(head, table, *more)
+
+
+def _done(status: JobStatus) -> int:
+    """Steps shown: PPO ends on a whole rollout, past the job's nominal count; the bar stops full."""
+    return min(status.steps, status.job.timesteps)
 
 
 def _clock(seconds: float) -> str:
