@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import UserError
 from tests.conftest import ENTRY, PYTHON, REPO_ROOT
 from tests.helpers.datasets import write_csv
 from tests.helpers.launch import Interference, small_run, wait_for_steps
@@ -113,3 +114,17 @@ def test_requeue_resumes_to_the_same_steps_and_a_killed_member_is_reported(
 
 def signal_job(job_id: str, name: str) -> None:
     subprocess.run(["scancel", f"--signal={name}", job_id], check=True, timeout=30)
+
+
+def test_a_profile_sbatch_refuses_is_one_clear_message(slurm: None, shared: Path) -> None:
+    profile = shared / "wrong.yaml"
+    profile.write_text("name: wrong\npartition: no-such-partition\ncpus_per_task: 1\nmem_gb: 1\n")
+    run = small_run(
+        shared, 1, 2048, "launcher.cluster=slurm", f"launcher.cluster_profile={profile}"
+    )
+    settings = launch_settings(run.config, run.plan, run.run_dir, cluster_profile(run.config))
+    with pytest.raises(UserError) as error:
+        launch(run.jobs, settings, lambda statuses, event: None)
+    message = str(error.value)
+    assert "sbatch refused" in message and "partition" in message.lower()
+    assert "fix: check the cluster profile wrong" in message

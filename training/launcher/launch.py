@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-from submitit.core.utils import pickle_load
+from submitit.core.utils import FailedJobError, pickle_load
 
 from core.errors import UserError
 from core.hardware import threads
@@ -183,8 +183,13 @@ def _started(run: _Launch, status: JobStatus, handle: Any, slot: int | None) -> 
     status.state = "queued" if run.settings.cluster == "slurm" else "running"
     status.cluster_id = str(handle.job_id)
     run.running.append(_Attempt(status, handle, slot, time.time()))
-    where = f"SLURM {handle.job_id}" if slot is None else f"slot {slot}, pid {handle.job_id}"
-    run.tell(run.statuses, f"start {status.job.name} (attempt {status.attempts}, {where})")
+    if slot is None:
+        what = f"queued {status.job.name} (attempt {status.attempts}, SLURM {handle.job_id})"
+    else:
+        what = (
+            f"start {status.job.name} (attempt {status.attempts}, slot {slot}, pid {handle.job_id})"
+        )
+    run.tell(run.statuses, what)
 
 
 def _submit_local(settings: LaunchSettings, job: Job, slot: int) -> Any:
@@ -218,10 +223,23 @@ def _submit_array(settings: LaunchSettings, jobs: list[Job]) -> list[Any]:
         job_name="ploutos",
     )
     placement = Placement(heartbeat_s=settings.dead_after_s / HEARTBEATS_PER_DEADLINE)
-    handles = []
-    with executor.batch():
-        for job in jobs:
-            handles.append(executor.submit(TrainTask(), job, placement))
+    handles: list[Any] = []
+    try:
+        with executor.batch():
+            for job in jobs:
+                handles.append(executor.submit(TrainTask(), job, placement))
+    except FileNotFoundError:
+        raise UserError(
+            "sbatch not found: --cluster slurm submits with SLURM's commands\n"
+            "  fix: run from a machine where sbatch works (a login node), or use --cluster local"
+        ) from None
+    except FailedJobError as error:  # submitit's wrapper of sbatch's exit code and stderr
+        said = str(error).strip() or "no message"
+        raise UserError(
+            f"sbatch refused the job array: {said}\n"
+            f"  fix: check the cluster profile {profile.name} (partition, time, cpus_per_task, "
+            "mem_gb, account, qos, sbatch lines) against `sinfo` and your site's limits"
+        ) from None
     return handles
 
 
