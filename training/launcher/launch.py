@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ STARTUP_GRACE_S = 120.0  # imports and feature-store attach before a job's first
 POLL_S = 0.5  # result files and local processes: cheap to look at, and a slot must not idle
 QUEUE_POLL_S = 5.0  # squeue asks slurmctld: not more often than this
 USER_ERROR = f"{UserError.__module__}.{UserError.__name__}:"  # as a traceback's last line names it
+CONTROLLER_LOG = "controllers.log"  # submitit's local controllers' own output
 CANCEL_WAIT_S = 15.0  # submitit's local controller kills its task within about a second
 
 
@@ -203,7 +205,10 @@ def _submit_local(settings: LaunchSettings, job: Job, slot: int) -> Any:
         gpus_per_node=len(gpus),  # 0: CUDA_VISIBLE_DEVICES="" for a CPU job
     )
     # LocalExecutor copies this process's environment: the child starts with the job's limits.
-    with _environment(threads.thread_environment(job.blas_threads)):
+    with (
+        _environment(threads.thread_environment(job.blas_threads)),
+        _inherited_output(settings.folder / CONTROLLER_LOG),
+    ):
         return executor.submit(TrainTask(), job, placement)
 
 
@@ -241,6 +246,28 @@ def _submit_array(settings: LaunchSettings, jobs: list[Job]) -> list[Any]:
             "mem_gb, account, qos, sbatch lines) against `sinfo` and your site's limits"
         ) from None
     return handles
+
+
+@contextlib.contextmanager
+def _inherited_output(log: Path) -> Iterator[None]:
+    """Point this process's stdout and stderr at `log` while a child is started, so the child
+    inherits the log instead of the terminal. submitit's local controller prints a traceback when
+    it is cancelled (Ctrl-C, a hung job): that belongs in the run's log, not on the user's screen.
+    Done by hand: LocalExecutor has no option for the controller's own output."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, target):
+            os.close(fd)
 
 
 @contextlib.contextmanager
