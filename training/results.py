@@ -5,7 +5,8 @@ through the market model (`training.ensemble` walks it); each member is also jud
 the report can show the spread. Test windows are stitched in fold order into one out-of-sample
 series, judged against the baselines on the same bars and costs. The Deflated Sharpe Ratio
 counts every checkpoint of every member evaluated on validation data as a trial, because each
-one was a candidate for the reported model. Members that failed are left out and listed. Rendering (report.md, plots) is `training.report`'s work.
+one was a candidate for the reported model. Members that failed are left out and listed.
+Rendering (report.md, plots) is `training.report`'s work.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from core.features.store import FeatureStore
     from core.hardware.planner import Plan
     from training.job import Job
+    from training.launcher.profile import ClusterProfile
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 HARDWARE_PROFILES = CONFIG_DIR / "hardware"
@@ -272,12 +273,13 @@ def run(args: argparse.Namespace) -> int:
             "the feature store",
             "set data.cache_dir to a folder on a filesystem every node shares",
         )
-        if config.launcher.log_dir == "auto" and not profile.log_dir:
-            check_shared(
-                Path(args.output),
-                "the run folder (it holds the launcher's job pickles and logs)",
-                "pass --output a folder on a filesystem every node shares",
-            )
+        from training.launcher.settings import log_root
+
+        check_shared(
+            log_root(config, profile) or Path(args.output),
+            "the launcher's job pickles and logs folder",
+            "pass --output (or set launcher.log_dir) a folder on a filesystem every node shares",
+        )
     print_store(store, built, sys.stdout)
     name = args.name or args.preset or "run"
     argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
@@ -285,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.output), name, config, resource_plan, hardware.to_json(), store, folds, argv
     )
     print(f"Run folder {run_dir} ({_jobs_line(config, len(folds), resource_plan)})", flush=True)
-    return _train_and_report(run_dir, jobs, config, resource_plan, not args.no_progress)
+    return _train_and_report(run_dir, jobs, config, resource_plan, profile, not args.no_progress)
 
 
 def _resume(run_dir: Path, args: argparse.Namespace) -> int:
@@ -313,7 +315,7 @@ def _resume(run_dir: Path, args: argparse.Namespace) -> int:
     jobs = load_run(run_dir)
     done = sum(job.files.result.exists() for job in jobs)
     print(f"Resuming {run_dir}: {done} of {len(jobs)} job(s) already finished", flush=True)
-    return _train_and_report(run_dir, jobs, config, resource_plan, not args.no_progress)
+    return _train_and_report(run_dir, jobs, config, resource_plan, profile, not args.no_progress)
 
 
 def _launcher_overrides(args: argparse.Namespace) -> list[str]:
@@ -326,19 +328,23 @@ def _launcher_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _train_and_report(
-    run_dir: Path, jobs: list[Job], config: Config, resource_plan: Plan, show_progress: bool
+    run_dir: Path,
+    jobs: list[Job],
+    config: Config,
+    resource_plan: Plan,
+    profile: ClusterProfile | None,
+    show_progress: bool,
 ) -> int:
     from core.atomic import write_json
     from training.ensemble import aggregate_run
     from training.launcher.board import JobBoard
     from training.launcher.launch import launch
-    from training.launcher.profile import cluster_profile
     from training.launcher.settings import launch_settings
     from training.report import build_report, print_summary
     from training.run_files import RunFiles
 
     files = RunFiles(run_dir)
-    settings = launch_settings(config, resource_plan, run_dir, cluster_profile(config))
+    settings = launch_settings(config, resource_plan, run_dir, profile)
     title = f"{len(jobs)} job(s) on {settings.cluster}"
     try:
         with JobBoard(title, live=show_progress and sys.stderr.isatty()) as board:
@@ -363,8 +369,8 @@ def _train_and_report(
     print_summary(summary, run_dir, sys.stdout)
     if failures:
         print(
-            f"error: {len(failures)} of {len(jobs)} job(s) failed after "
-            f"{config.launcher.max_retries} retr(y/ies): "
+            f"error: {len(failures)} of {len(jobs)} job(s) failed after every retry "
+            f"(launcher.max_retries={config.launcher.max_retries}): "
             + "; ".join(failures)
             + f". The report covers the others. Retry them with --resume {run_dir}",
             file=sys.stderr,

@@ -315,7 +315,7 @@ def _verdict(
     status, handle = attempt.status, attempt.handle
     if handle.paths.result_pickle.exists():
         return _read_outcome(handle.paths.result_pickle)
-    _read_progress(status, attempt)
+    beat = _read_progress(status, attempt)
     if settings.cluster == "local":
         alive = handle.state == "RUNNING"
         if alive and attempt.running_since is None:
@@ -343,7 +343,7 @@ def _verdict(
     attempt.missing_since = None
     if attempt.running_since is not None:
         # Before its first heartbeat a job is importing and attaching: it gets a grace period.
-        last = _heartbeat(status, attempt) or attempt.running_since + STARTUP_GRACE_S
+        last = beat or attempt.running_since + STARTUP_GRACE_S
         silent = now - last
         if silent > settings.dead_after_s:
             _stop(handle, settings)
@@ -361,18 +361,16 @@ def _stop(handle: Any, settings: LaunchSettings) -> None:
         time.sleep(0.1)
 
 
-def _heartbeat(status: JobStatus, attempt: _Attempt) -> float:
-    """Time of this attempt's last progress write (0 if none yet)."""
+def _read_progress(status: JobStatus, attempt: _Attempt) -> float:
+    """Copy this attempt's steps and phase from its progress file; return the time of its last
+    heartbeat (0 if it has written none yet)."""
     progress = _read_json(status.job.files.progress)
     updated = float(progress.get("updated", 0.0)) if progress else 0.0
-    return updated if attempt.running_since and updated >= attempt.submitted else 0.0
-
-
-def _read_progress(status: JobStatus, attempt: _Attempt) -> None:
-    progress = _read_json(status.job.files.progress)
-    if progress and float(progress.get("updated", 0.0)) >= attempt.submitted:
-        status.steps = int(progress.get("steps", 0))
-        status.phase = str(progress.get("phase", ""))
+    if not progress or updated < attempt.submitted:  # none yet, or an earlier attempt's
+        return 0.0
+    status.steps = int(progress.get("steps", 0))
+    status.phase = str(progress.get("phase", ""))
+    return updated
 
 
 def _read_outcome(path: Path) -> tuple[str, Any]:

@@ -15,17 +15,20 @@ from training.run_files import RunFiles
 DEFAULT_ARRAY_PARALLELISM = 256  # submitit's: the cluster's scheduler is the gate on SLURM
 
 
+def log_root(config: Config, profile: ClusterProfile | None) -> Path | None:
+    """Where runs' launcher folders go (the profile's log_dir, then launcher.log_dir); None:
+    inside each run folder."""
+    chosen = profile.log_dir if profile and profile.log_dir else config.launcher.log_dir
+    return None if chosen == "auto" else Path(chosen)
+
+
 def launch_settings(
     config: Config, plan: Plan, run_dir: Path, profile: ClusterProfile | None
 ) -> LaunchSettings:
     launcher = config.launcher
     heartbeat = launcher.dead_after_s / HEARTBEATS_PER_DEADLINE
-    folder = (
-        RunFiles(run_dir).launcher
-        if launcher.log_dir == "auto" and not (profile and profile.log_dir)
-        else Path(profile.log_dir if profile and profile.log_dir else launcher.log_dir)
-        / run_dir.name
-    )
+    root = log_root(config, profile)
+    folder = root / run_dir.name if root else RunFiles(run_dir).launcher
     if launcher.cluster == "slurm":
         check_shared(
             folder,
