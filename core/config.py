@@ -183,6 +183,11 @@ class EnsembleConfig(Section):
     base_seed: Annotated[int, Field(ge=0)]
     aggregate: Literal["mean", "median"]
     risk_profiles: dict[str, dict[str, dict[str, Any]]]
+    mode: Literal["independent", "fedavg"]
+    sync_steps: PositiveInt | Auto
+    sync_weighting: Literal["equal", "validation"]
+    sync_temperature: Annotated[float, Field(gt=0)]
+    sync_timeout_s: Annotated[float, Field(ge=1, le=7 * 86_400)]
 
     @field_validator("risk_profiles")
     @classmethod

@@ -46,6 +46,12 @@ class TrainingState:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     preempted_at: list[int] = field(default_factory=list)  # timesteps of each requeue
+    # ensemble.mode fedavg: rounds committed, and per round the seconds spent at its barrier and
+    # in all; rounds that closed without this member
+    rounds_done: int = 0
+    round_wait_s: list[float] = field(default_factory=list)
+    round_wall_s: list[float] = field(default_factory=list)
+    late_rounds: list[int] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> TrainingState:
@@ -86,6 +92,7 @@ class WalkForwardCallback(BaseCallback):
         advance: Callable[[int], None] | None = None,
         warn: Callable[[str], None] | None = None,
         preemption: Preemption | None = None,
+        checkpoint_on_preemption: bool = True,
     ) -> None:
         super().__init__()
         self.validate, self.files, self.state, self.settings = validate, files, state, settings
@@ -94,6 +101,8 @@ class WalkForwardCallback(BaseCallback):
         self.advance = advance or (lambda steps: None)
         self.warn = warn or (lambda message: None)
         self.preemption = preemption
+        # False for fedavg rounds: a round resumes from its start, never from the middle
+        self.checkpoint_on_preemption = checkpoint_on_preemption
         self.stop = False
         self.action_std = float("nan")
         self.counted = 0
@@ -131,8 +140,9 @@ class WalkForwardCallback(BaseCallback):
         if self.preemption is not None and self.preemption.requested:
             # After the update and before new steps: the checkpoint of this moment resumes
             # to the same step count as an uninterrupted run.
-            self.state.preempted_at.append(done)
-            self.checkpoint()
+            if self.checkpoint_on_preemption:
+                self.state.preempted_at.append(done)
+                self.checkpoint()
             self.preemption.requeue()
         if done <= self.state.timesteps:
             return  # the first rollout of a (resumed) run: nothing new since the checkpoint
@@ -153,7 +163,8 @@ class WalkForwardCallback(BaseCallback):
         self.state.finished = True
         self.checkpoint()
 
-    def evaluate(self) -> None:
+    def evaluate(self, commit: bool = True) -> dict[str, float]:
+        """Validate the current weights (keeping the best); `commit`: also a resumable checkpoint."""
         model, state, settings = self.model, self.state, self.settings
         result = self.validate(model)
         entropy = policy_entropy(model)
@@ -185,7 +196,9 @@ class WalkForwardCallback(BaseCallback):
                 f"early stop at {model.num_timesteps:,} steps: {settings.patience} evaluations "
                 f"without a better validation {settings.validation_metric}"
             )
-        self.checkpoint()
+        if commit:
+            self.checkpoint()
+        return result
 
     def checkpoint(self) -> None:
         self.state.timesteps = self.model.num_timesteps

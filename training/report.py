@@ -128,6 +128,20 @@ def print_summary(summary: dict[str, Any], run_dir: Path, out: TextIO) -> None:
             ),
             highlight=False,
         )
+    fedavg = summary.get("fedavg")
+    if fedavg:
+        console.print(
+            "Fused model vs members' ensemble vs best member (Sharpe): "
+            + ", ".join(f"{name} {v['sharpe']:.2f}" for name, v in fedavg["compared"].items()),
+            highlight=False,
+        )
+        for fold in fedavg["folds"]:
+            for short in fold["short_rounds"]:
+                console.print(
+                    f"[yellow]fold {fold['fold']} round {short['round']} averaged without "
+                    f"member(s) {short['missing']}[/]: {short['reason']}",
+                    highlight=False,
+                )
     for job, error in summary["failed_jobs"].items():
         console.print(f"[red]failed[/] {job}: {error}", highlight=False)
     if summary["warnings"]:
@@ -151,13 +165,19 @@ def _members_markdown(summary: dict[str, Any]) -> list[str]:
     if len(rows) < 2 and not summary["failed_jobs"]:
         return []
     agent = summary["strategies"][AGENT]
+    fused = summary.get("mode") == "fedavg"
     header = "| | member | risk profile | test bars | total return | CAGR | Sharpe | max DD |"
     lines = [
         "## Ensemble and members",
         "",
-        f"The agent is the ensemble of {summary['members']} member(s): on every test bar it "
-        f"trades the {summary['aggregate']} of the finished members' deterministic actions "
-        "through the same market model"
+        (
+            f"The agent is the fused model of {summary['members']} member(s): one network, the "
+            "average of the members' weights at its best round on validation (see below)"
+            if fused
+            else f"The agent is the ensemble of {summary['members']} member(s): on every test bar "
+            f"it trades the {summary['aggregate']} of the finished members' deterministic "
+            "actions through the same market model"
+        )
         + (
             "; members took the risk profiles in turn and were tested with their own, the "
             "ensemble trades with the run's settings"
@@ -168,7 +188,8 @@ def _members_markdown(summary: dict[str, Any]) -> list[str]:
         "",
         header,
         "|---|---:|---|---:|---:|---:|---:|---:|",
-        f"| ensemble | - | - | {summary['test_bars']:,} | {format_value(agent['total_return'], '%')} | "
+        f"| {'fused model' if fused else 'ensemble'} | - | - | {summary['test_bars']:,} | "
+        f"{format_value(agent['total_return'], '%')} | "
         f"{format_value(agent['cagr'], '%')} | {format_value(agent['sharpe'], '2')} | "
         f"{format_value(agent['max_drawdown'], '%')} |",
     ]
@@ -189,6 +210,60 @@ def _members_markdown(summary: dict[str, Any]) -> list[str]:
             *(f"- {job}: {error}" for job, error in summary["failed_jobs"].items()),
             "",
         ]
+    return lines
+
+
+def fused_lines(summary: dict[str, Any]) -> list[str]:
+    """fedavg: the fused model, the members' ensemble and the best member side by side (the
+    same bars, costs and trial count), then each fold's rounds."""
+    fedavg = summary.get("fedavg")
+    if not fedavg:
+        return []
+    lines = [
+        "## Fused model vs members' ensemble vs best member",
+        "",
+        f"ensemble.mode fedavg: the members of a fold averaged their policy and value weights every "
+        f"ensemble.sync_steps and went on from the average. Out of sample, on the same "
+        f"{summary['test_bars']:,} test bars; each Deflated Sharpe Ratio counts all "
+        f"{summary['n_trials']} trials (every member evaluation and every round's average):",
+        "",
+        "| model | Sharpe | total return | turnover/y | DSR |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, values in fedavg["compared"].items():
+        lines.append(
+            f"| {name} | {format_value(values['sharpe'], '2')} | "
+            f"{format_value(values['total_return'], '%')} | "
+            f"{format_value(values['turnover'], '1')} | {values['dsr']:.3f} |"
+        )
+    lines += [
+        "",
+        "| fold | rounds | round kept (steps, validation score) | best member | "
+        "barrier wait | rounds short of members |",
+        "|---:|---:|---|---:|---:|---|",
+    ]
+    for fold in fedavg["folds"]:
+        kept = (
+            f"{fold['best_round']} ({fold['best_round_timesteps']:,}, "
+            f"{fold['best_round_score']:.2f})"
+            if fold["best_round"]
+            else "-"
+        )
+        short = "; ".join(
+            f"round {r['round']} without member(s) {', '.join(map(str, r['missing']))} "
+            f"({r['reason']})"
+            for r in fold["short_rounds"]
+        )
+        lines.append(
+            f"| {fold['fold']} | {fold['rounds']} | {kept} | {fold['best_member']} | "
+            f"{format_value(fold['barrier_wait_fraction'], '%')} | {short or 'none'} |"
+        )
+    lines += [
+        "",
+        "Barrier wait: the share of the members' training wall time spent waiting for the "
+        "others at the rounds' barriers.",
+        "",
+    ]
     return lines
 
 
@@ -223,6 +298,7 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         _markdown_table(summary["strategies"]),
         "",
         *_members_markdown(summary),
+        *fused_lines(summary),
         "## Significance",
         "",
         f"- Probabilistic Sharpe Ratio P[SR > 0] of the stitched agent returns: "

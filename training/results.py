@@ -33,6 +33,9 @@ from training.run_folder import load_run, run_config, run_store
 from training.tracks import SERIES, load_tracks
 
 STRATEGIES = (AGENT, *BASELINES)
+# ensemble.mode fedavg: the agent is the fused model; these run beside it on the same bars.
+MEMBERS_ENSEMBLE = "members_ensemble"  # mean (or median) action of the members' own checkpoints
+BEST_MEMBER = "best_member"  # per fold, the member with the best validation score
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class FoldResult:
     frame: pd.DataFrame  # one row per test bar: timestamp + <strategy>.<series> (the ensemble)
     members: list[dict[str, Any]]  # each finished member's result.json
     member_returns: pd.DataFrame  # one column per ensemble member (NaN where it did not finish)
+    fused: dict[str, Any] | None = None  # fused.json: rounds and the round kept (fedavg)
+    best_member: int = 0  # the member with the best validation score
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ def gather_results(run_dir: Path) -> RunResults:
     store = run_store(run_dir)
     annual = annualisation_of(store, config)
     jobs = load_run(run_dir)
-    folds = _fold_results(files, jobs)
+    folds = _fold_results(files, jobs, fused=config.ensemble.mode == "fedavg")
     if not folds:
         raise UserError(
             f"no job of {run_dir.name} finished: there is nothing to report\n"
@@ -68,6 +73,7 @@ def gather_results(run_dir: Path) -> RunResults:
     windows = sorted({job.fold.index: job.fold for job in jobs}.values(), key=lambda f: f.index)
     tested = coverage(windows, np.asarray(store.timestamps), config)
     evaluations = [e for fold in folds for m in fold.members for e in m["evaluations"]]
+    evaluations += [r["validation"] for fold in folds if fold.fused for r in fold.fused["rounds"]]
     per_bar = [e["sharpe_per_bar"] for e in evaluations if np.isfinite(e["sharpe_per_bar"])]
     n_trials = max(1, len(evaluations))
     variance = float(np.var(per_bar, ddof=1)) if len(per_bar) > 1 else 0.0
@@ -102,6 +108,10 @@ def gather_results(run_dir: Path) -> RunResults:
         "significant": bool(agent["dsr"] >= significance),
         "folds_beating_buy_and_hold": int(beats),
         "strategies": stitched,
+        "mode": config.ensemble.mode,
+        "fedavg": _fedavg_summary(folds, oos, annual, n_trials, variance)
+        if config.ensemble.mode == "fedavg"
+        else None,
         "cost_dominated": cost_dominated(stitched),
         "warnings": [
             f"fold {f.index} member {m['member']}: {w}"
@@ -124,9 +134,50 @@ def cost_dominated(strategies: dict[str, dict[str, float]]) -> list[str]:
     ]
 
 
-def _fold_results(files: RunFiles, jobs: list[Job]) -> list[FoldResult]:
+def _fedavg_summary(
+    folds: list[FoldResult],
+    oos: pd.DataFrame,
+    annual: Annualisation,
+    n_trials: int,
+    variance: float,
+) -> dict[str, Any]:
+    """The fused model beside the members' ensemble and the best member, each deflated by every
+    trial; per fold its rounds, who was missing from which, and the time spent at barriers."""
+    compared = {
+        "fused model": _metrics(oos, AGENT, annual, n_trials, variance),
+        "members' ensemble": _metrics(oos, MEMBERS_ENSEMBLE, annual, n_trials, variance),
+        "best member (by validation)": _metrics(oos, BEST_MEMBER, annual, n_trials, variance),
+    }
+    per_fold = []
+    for fold in folds:
+        record = fold.fused or {"rounds": [], "best_round": None}
+        rounds = record["rounds"]
+        wait = sum(m["rounds"]["wait_s"] for m in fold.members if m.get("rounds"))
+        wall = sum(m["rounds"]["wall_s"] for m in fold.members if m.get("rounds"))
+        best = next((r for r in rounds if r["round"] == record["best_round"]), None)
+        per_fold.append(
+            {
+                "fold": fold.index,
+                "rounds": len(rounds),
+                "best_round": record["best_round"],
+                "best_round_timesteps": best["timesteps"] if best else None,
+                "best_round_score": best["validation"]["score"] if best else None,
+                "short_rounds": [
+                    {"round": r["round"], "missing": r["missing"], "reason": r["reason"]}
+                    for r in rounds
+                    if r["missing"]
+                ],
+                "barrier_wait_fraction": wait / wall if wall > 0 else 0.0,
+                "best_member": int(fold.best_member),
+            }
+        )
+    return {"compared": compared, "folds": per_fold}
+
+
+def _fold_results(files: RunFiles, jobs: list[Job], fused: bool = False) -> list[FoldResult]:
     """Folds with at least one finished member, from the ensemble tracks `training.ensemble`
-    wrote; folds whose every member failed are left out (the coverage says so)."""
+    wrote (fedavg: the agent is the fused model, `training.fedavg.fuse` tested it); folds whose
+    every member failed are left out (the coverage says so)."""
     by_fold: dict[int, list[Job]] = {}
     for job in jobs:
         by_fold.setdefault(job.fold.index, []).append(job)
@@ -141,17 +192,45 @@ def _fold_results(files: RunFiles, jobs: list[Job]) -> list[FoldResult]:
                 f"  fix: finish the run with --resume {files.root}"
             )
         ensemble = load_tracks(files.ensemble_tracks(index))
+        members = [json.loads(job.files.result.read_text()) for job in finished]
+        record = None
+        agent = ensemble
+        if fused:
+            if not files.fused_tracks(index).exists():
+                raise UserError(
+                    f"fold {index} has no fused model's tracks ({files.fused_tracks(index)})\n"
+                    f"  fix: finish the run with --resume {files.root}"
+                )
+            agent = load_tracks(files.fused_tracks(index))
+            record = json.loads(files.fused_record(index).read_text())
         columns: dict[str, Any] = {"timestamp": ensemble["timestamp"]}
         for name in STRATEGIES:
             for series in SERIES:
-                columns[f"{name}.{series}"] = ensemble[f"{name}.{series}"]
-        members = [json.loads(job.files.result.read_text()) for job in finished]
+                columns[f"{name}.{series}"] = agent[f"{name}.{series}"]
+        best = max(
+            range(len(finished)),
+            key=lambda i: max((e["score"] for e in members[i]["evaluations"]), default=-np.inf),
+        )
+        if fused:
+            best_tracks = load_tracks(finished[best].files.tracks)
+            for series in SERIES:
+                columns[f"{MEMBERS_ENSEMBLE}.{series}"] = ensemble[f"{AGENT}.{series}"]
+                columns[f"{BEST_MEMBER}.{series}"] = best_tracks[f"{AGENT}.{series}"]
         alone = {job.member: load_tracks(job.files.tracks)[f"{AGENT}.returns"] for job in finished}
         member_returns = pd.DataFrame(
             {m.member: alone.get(m.member, np.nan) for m in by_fold[index]},
             index=range(len(ensemble["timestamp"])),
         )
-        results.append(FoldResult(index, pd.DataFrame(columns), members, member_returns))
+        results.append(
+            FoldResult(
+                index,
+                pd.DataFrame(columns),
+                members,
+                member_returns,
+                record,
+                finished[best].member,
+            )
+        )
     return results
 
 

@@ -49,6 +49,41 @@ class JobFiles:
 
 
 @dataclass(frozen=True)
+class FedAvgFiles:
+    """One fold's weight-averaging rounds: what each member wrote, who was in, the average."""
+
+    folder: Path
+
+    def round(self, index: int) -> Path:
+        return self.folder / f"round_{index:04d}"
+
+    def rounds(self) -> list[int]:
+        """Rounds that were closed (their participants decided), in order."""
+        found = (int(p.parent.name.split("_")[1]) for p in self.folder.glob("round_*/closed.json"))
+        return sorted(found)
+
+    def member(self, index: int, member: int) -> Path:
+        """A member's weights before averaging, with its validation score."""
+        return self.round(index) / f"member_{member:02d}.npz"
+
+    def closed(self, index: int) -> Path:
+        """The commit point of a round: participants and their weights, written once."""
+        return self.round(index) / "closed.json"
+
+    def fused(self, index: int) -> Path:
+        """The round's average, every member's weights after the round."""
+        return self.round(index) / "fused.npz"
+
+    def validation(self, index: int) -> Path:
+        """The average's validation metrics (run settings, not a member's risk profile)."""
+        return self.round(index) / "fused_validation.json"
+
+    def left(self, member: int) -> Path:
+        """A member that failed for good: barriers stop waiting for it."""
+        return self.folder / f"left_member_{member:02d}.json"
+
+
+@dataclass(frozen=True)
 class RunFiles:
     """A run folder: what the run was (config, plan, jobs) and what it found (metrics, report)."""
 
@@ -100,6 +135,21 @@ class RunFiles:
     def ensemble_members(self, index: int) -> Path:
         """Which members and which aggregate made `ensemble_tracks` (redone when they change)."""
         return self.fold(index) / "ensemble.json"
+
+    def fedavg(self, index: int) -> FedAvgFiles:
+        return FedAvgFiles(self.fold(index) / "fedavg")
+
+    def fused_model(self, index: int) -> Path:
+        """The fold's fused model (ensemble.mode fedavg): its best round on validation, as an
+        SB3 .zip that `PPO.load` reads."""
+        return self.fold(index) / "fused.zip"
+
+    def fused_tracks(self, index: int) -> Path:
+        return self.fold(index) / "fused_tracks.npz"
+
+    def fused_record(self, index: int) -> Path:
+        """Every round's participants, weights and validation, and the round kept."""
+        return self.fold(index) / "fused.json"
 
     def fold_metrics(self, index: int) -> Path:
         return self.fold(index) / "metrics.json"

@@ -365,6 +365,11 @@ def _train_and_report(
         return 1
     print("Combining the members into the ensemble's test tracks", flush=True)
     aggregate_run(run_dir)
+    if config.ensemble.mode == "fedavg":
+        from training.fedavg.fuse import fuse_run
+
+        print("Testing each fold's fused model (its best round on validation)", flush=True)
+        fuse_run(run_dir)
     summary = build_report(run_dir)
     print_summary(summary, run_dir, sys.stdout)
     if failures:

@@ -8,28 +8,51 @@ that finds `result.json` is done; one that finds a checkpoint state resumes from
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
 from core.atomic import write_json
+from core.bar_range import BarRange
 from core.config import Config, risk_profile_config
-from core.envs.settings import settings_of
+from core.envs.settings import Settings, settings_of
 from core.evaluation.judge import AGENT, annualisation_of, evaluate_window, score, track_metrics
 from core.evaluation.metrics import Annualisation
 from core.evaluation.rollout import Policy, Track, rollout
 from core.features.store import FeatureStore
 from training.callbacks import TrainingState, WalkForwardCallback
 from training.job import NO_HOOKS, Hooks, Job
-from training.run_files import JobFiles
+from training.run_files import JobFiles, RunFiles
 from training.run_folder import run_config
 from training.tracks import save_tracks
 
-EVALUATIONS_PER_FOLD = 10  # training.eval_every_steps: auto
+EVALUATIONS_PER_FOLD = 10  # training.eval_every_steps and ensemble.sync_steps: auto
+NEVER = 2**62  # an evaluation or checkpoint interval no run reaches
+BARRIER_POLL_S = 0.2  # a member waiting at a fedavg barrier looks at its files this often
+T = TypeVar("T")
 
 
 def run_job(job: Job, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
     """Train (or resume, or skip) the job, test its best checkpoint; return result.json's content."""
+    return run_to_end(job_steps(job, hooks))
+
+
+def run_to_end(steps: Generator[None, None, T]) -> T:
+    """Drive a job's steps in this process: between yields it is waiting at a fedavg barrier."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        time.sleep(BARRIER_POLL_S)
+
+
+def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[str, Any]]:
+    """`run_job` as a generator that yields whenever it waits for the fold's other members (never
+    in ensemble.mode independent), so one process can train a whole fold in turns (debug mode)."""
     files = job.files
     if files.result.exists():
         result = json.loads(files.result.read_text())
@@ -39,12 +62,11 @@ def run_job(job: Job, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(job.torch_threads)
-    config = run_config(job.run_dir)
-    if job.risk_profile is not None:
-        config = risk_profile_config(config, job.risk_profile)
+    run = run_config(job.run_dir)
+    config = risk_profile_config(run, job.risk_profile) if job.risk_profile is not None else run
     store = FeatureStore.attach(job.store_path)
     annual = annualisation_of(store, config)
-    model, state = _train(job, config, store, annual, files, hooks)
+    model, state = yield from _train(job, config, run, store, annual, files, hooks)
     if hooks.phase:
         hooks.phase("testing")
     best = _best_model(model, files, state, job)
@@ -60,11 +82,13 @@ def run_job(job: Job, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
 def _train(
     job: Job,
     config: Config,
+    run: Config,
     store: FeatureStore,
     annual: Annualisation,
     files: JobFiles,
     hooks: Hooks,
-) -> tuple[Any, TrainingState]:
+) -> Generator[None, None, tuple[Any, TrainingState]]:
+    """`config` is the member's (its risk profile applied), `run` the run's."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.utils import set_random_seed
@@ -91,15 +115,9 @@ def _train(
     model.set_logger(configure(str(files.logs), formats))
 
     def validate(current: Any) -> dict[str, float]:
-        track = rollout(store, settings, job.fold.validation, {AGENT: agent_policy(current)})[AGENT]
-        values = track_metrics(track, annual)
-        picked = {key: values[key] for key in ("sharpe", "total_return", "max_drawdown", "trades")}
-        sharpe_per_bar = values["sharpe"] / np.sqrt(annual.periods_per_year)
-        return picked | {
-            "score": score(track, annual, config.training.validation_metric),
-            "sharpe_per_bar": float(sharpe_per_bar),
-        }
+        return validation_metrics(current, store, settings, job.fold.validation, annual, config)
 
+    rounds = config.ensemble.mode == "fedavg"
     eval_every = _every(config.training.eval_every_steps, job.timesteps)
     checkpoint_every = (
         eval_every
@@ -110,24 +128,87 @@ def _train(
         validate=validate,
         files=files,
         state=state,
-        settings=config.training,
-        eval_every=eval_every,
-        checkpoint_every=checkpoint_every,
+        # fedavg: members validate and commit at the end of each round, and none stops early
+        # (the others would wait for it); the fused model's best round is what is kept.
+        settings=config.training.model_copy(update={"patience": None})
+        if rounds
+        else config.training,
+        eval_every=NEVER if rounds else eval_every,
+        checkpoint_every=NEVER if rounds else checkpoint_every,
         reward_clip=config.reward.reward_clip,
         advance=hooks.advance,
         warn=hooks.warn,
         preemption=hooks.preemption,
+        checkpoint_on_preemption=not rounds,
     )
     if not state.finished:
         if hooks.phase:
             hooks.phase("training")
-        remaining = job.timesteps - model.num_timesteps
-        if remaining > 0 and not state.stopped_early:
-            model.learn(remaining, callback=callback, reset_num_timesteps=not state.last_checkpoint)
+        if rounds:
+            yield from _train_rounds(model, job, run, store, annual, callback, state, hooks)
+        else:
+            remaining = job.timesteps - model.num_timesteps
+            if remaining > 0 and not state.stopped_early:
+                model.learn(
+                    remaining, callback=callback, reset_num_timesteps=not state.last_checkpoint
+                )
         callback.init_callback(model)
         callback.finish()
     vec.close()
     return model, state
+
+
+def _train_rounds(
+    model: Any,
+    job: Job,
+    run: Config,
+    store: FeatureStore,
+    annual: Annualisation,
+    callback: WalkForwardCallback,
+    state: TrainingState,
+    hooks: Hooks,
+) -> Generator[None, None, None]:
+    from training.fedavg.barrier import RoundBarrier
+    from training.fedavg.member import round_ends, train_rounds
+
+    ensemble = run.ensemble
+    barrier = RoundBarrier(
+        RunFiles(Path(job.run_dir)).fedavg(job.fold.index),
+        job.member,
+        range(ensemble.size),
+        ensemble.sync_timeout_s,
+        ensemble.sync_weighting,
+        ensemble.sync_temperature,
+    )
+    sync = _every(ensemble.sync_steps, job.timesteps)
+    ends = round_ends(job.timesteps, sync, job.n_envs * job.n_steps)
+    run_settings = settings_of(run)  # the fused model is judged with the run's, not a profile's
+
+    def validate_fused(current: Any) -> dict[str, float]:
+        return validation_metrics(current, store, run_settings, job.fold.validation, annual, run)
+
+    callback.init_callback(model)
+    yield from train_rounds(model, job, callback, barrier, ends, state, hooks, validate_fused)
+
+
+def validation_metrics(
+    model: Any,
+    store: FeatureStore,
+    settings: Settings,
+    bars: BarRange,
+    annual: Annualisation,
+    config: Config,
+) -> dict[str, float]:
+    """A model's deterministic walk over a validation window: the score checkpoints are ranked
+    by, and the per-bar Sharpe the Deflated Sharpe Ratio counts as a trial."""
+    track = rollout(store, settings, bars, {AGENT: agent_policy(model)})[AGENT]
+    values = track_metrics(track, annual)
+    picked = {key: values[key] for key in ("sharpe", "total_return", "max_drawdown", "trades")}
+    sharpe_per_bar = values["sharpe"] / np.sqrt(annual.periods_per_year)
+    return picked | {
+        "score": score(track, annual, config.training.validation_metric),
+        "sharpe_per_bar": float(sharpe_per_bar),
+    }
 
 
 def ppo_arguments(config: Config, n_steps: int, batch_size: int) -> dict[str, Any]:
@@ -184,6 +265,14 @@ def _result(
         "evaluations": state.evaluations,
         "warnings": state.warnings,
         "preempted_at": state.preempted_at,
+        "rounds": {
+            "done": state.rounds_done,
+            "wait_s": float(sum(state.round_wait_s)),
+            "wall_s": float(sum(state.round_wall_s)),
+            "late": state.late_rounds,
+        }
+        if state.rounds_done
+        else None,
         "periods_per_year": annual.periods_per_year,
         "test": {name: track_metrics(track, annual) for name, track in tracks.items()},
     }

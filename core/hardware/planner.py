@@ -270,6 +270,8 @@ def _fit_members(
     """The most members at once whose layout fits CPUs, memory and GPU memory."""
     hw = config.hardware
     usable = hardware.usable_cpus
+    if config.ensemble.mode == "fedavg" and ensemble > 1:
+        return _fit_fedavg(hardware, config, ensemble, device, shape, budget_gb, notes)
     if hw.members_concurrent != "auto":
         wanted = min(hw.members_concurrent, ensemble)
         if hw.members_concurrent > usable:
@@ -306,6 +308,44 @@ def _fit_members(
         )
     notes.decide(
         "members_concurrent", layout.members, "auto", "the smallest of: " + "; ".join(limits)
+    )
+    return _adopt(layout, notes)
+
+
+def _fit_fedavg(
+    hardware: Hardware,
+    config: Config,
+    ensemble: int,
+    device: str,
+    shape: PolicyShape,
+    budget_gb: float,
+    notes: _Notes,
+) -> _Layout:
+    """fedavg: the members of a fold meet at a barrier every sync_steps, so all of them train at
+    once; members that queued behind a slot would make the others wait out the barrier timeout."""
+    configured = config.hardware.members_concurrent
+    if configured != "auto" and configured < ensemble:
+        raise UserError(
+            f"hardware.members_concurrent={configured} is below the ensemble size {ensemble}, but "
+            "ensemble.mode=fedavg trains every member of a fold at once (they average their "
+            "weights at a barrier)\n"
+            f"  fix: set hardware.members_concurrent to auto (or {ensemble}), or lower --ensemble"
+        )
+    layout = _layout(ensemble, hardware, config, device, shape)
+    _check_fits(layout, hardware, config, budget_gb, configured=True, share_cpus=True)
+    usable = hardware.usable_cpus
+    shared = (
+        f"; {ensemble} members share {usable} CPU(s): each trains slower, and a barrier waits "
+        "for the slowest"
+        if ensemble > usable
+        else ""
+    )
+    notes.decide(
+        "members_concurrent",
+        ensemble,
+        "auto",
+        "ensemble.mode=fedavg: every member of a fold trains at once (they average their "
+        "weights every ensemble.sync_steps)" + shared,
     )
     return _adopt(layout, notes)
 
@@ -580,19 +620,30 @@ def _fits(layout: _Layout, hardware: Hardware, config: Config, budget_gb: float)
 
 
 def _check_fits(
-    layout: _Layout, hardware: Hardware, config: Config, budget_gb: float, configured: bool
+    layout: _Layout,
+    hardware: Hardware,
+    config: Config,
+    budget_gb: float,
+    configured: bool,
+    share_cpus: bool = False,
 ) -> None:
-    problem = _misfit(layout, hardware, config, budget_gb, configured)
+    problem = _misfit(layout, hardware, config, budget_gb, configured, share_cpus)
     if problem is not None:
         raise UserError(problem)
 
 
 def _misfit(
-    layout: _Layout, hardware: Hardware, config: Config, budget_gb: float, configured: bool
+    layout: _Layout,
+    hardware: Hardware,
+    config: Config,
+    budget_gb: float,
+    configured: bool,
+    share_cpus: bool = False,
 ) -> str | None:
-    """What does not fit (CPUs, RAM, GPU memory) and which keys to change; None when all fit."""
+    """What does not fit (CPUs, RAM, GPU memory) and which keys to change; None when all fit.
+    `share_cpus`: more members than CPUs is allowed (fedavg needs them all at once)."""
     threads = layout.members * layout.threads_per_member
-    if threads > hardware.usable_cpus:
+    if threads > max(hardware.usable_cpus, layout.members if share_cpus else 0):
         return (
             f"the configured layout oversubscribes the CPUs: {layout.members} member(s) x "
             f"{layout.threads_per_member} threads (max(torch_threads={layout.torch_threads}, "

@@ -30,6 +30,7 @@ from training.job import Job
 from training.launcher import slurm_queue
 from training.launcher.profile import ClusterProfile
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
+from training.run_files import RunFiles
 
 STARTUP_GRACE_S = 120.0  # imports and feature-store attach before a job's first heartbeat
 POLL_S = 0.5  # result files and local processes: cheap to look at, and a slot must not idle
@@ -37,6 +38,7 @@ QUEUE_POLL_S = 5.0  # squeue asks slurmctld: not more often than this
 USER_ERROR = f"{UserError.__module__}.{UserError.__name__}:"  # as a traceback's last line names it
 CONTROLLER_LOG = "controllers.log"  # submitit's local controllers' own output
 CANCEL_WAIT_S = 15.0  # submitit's local controller kills its task within about a second
+ROUND_TURN_S = 0.05  # debug fedavg: pause when every member of the fold waits at its barrier
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class LaunchSettings:
     dead_after_s: float
     profile: ClusterProfile | None = None
     array_parallelism: int = 1
+    rounds: bool = False  # ensemble.mode fedavg: a fold's members meet at barriers
 
     @property
     def queue_poll_s(self) -> float:
@@ -121,7 +124,10 @@ def launch(jobs: list[Job], settings: LaunchSettings, tell: Listener) -> Outcome
             run.waiting.append(status)
     tell(statuses, None)
     if settings.cluster == "debug":
-        _run_in_process(run)
+        if settings.rounds:
+            _run_rounds_in_process(run)
+        else:
+            _run_in_process(run)
         return Outcome(statuses)
     try:
         while run.waiting or run.running:
@@ -152,6 +158,51 @@ def _run_in_process(run: _Launch) -> None:
             run.tell(run.statuses, f"done {status.job.name}")
         else:
             _failed(run, status, f"{type(error).__name__}: {error}", isinstance(error, UserError))
+
+
+def _run_rounds_in_process(run: _Launch) -> None:
+    """debug with fedavg: a fold's members take turns in this process, each training until it
+    waits at the round's barrier, so the barrier fills without any other process."""
+    from training.trainer import job_steps
+
+    while run.waiting:
+        fold = run.waiting[0].job.fold.index
+        turn = [status for status in run.waiting if status.job.fold.index == fold]
+        for status in turn:
+            run.waiting.remove(status)
+        active = [(status, _steps_of(run, status, job_steps)) for status in turn]
+        while active:
+            for entry in list(active):
+                status, steps = entry
+                try:
+                    next(steps)
+                    continue
+                except StopIteration as done:
+                    _finish(status, done.value)
+                    run.tell(run.statuses, f"done {status.job.name}")
+                except Exception as error:  # the member's failure, reported like a job's
+                    mistake = isinstance(error, UserError)
+                    _failed(run, status, f"{type(error).__name__}: {error}", mistake)
+                    if status.state == "queued":  # retried at once, beside the others
+                        run.waiting.remove(status)
+                        active.append((status, _steps_of(run, status, job_steps)))
+                active.remove(entry)
+            if active:
+                time.sleep(ROUND_TURN_S)
+
+
+def _steps_of(run: _Launch, status: JobStatus, job_steps: Callable[..., Any]) -> Any:
+    from training.job import Hooks
+
+    status.attempts += 1
+    status.state = "running"
+    run.tell(run.statuses, f"start {status.job.name} (attempt {status.attempts}, in process)")
+    name = status.job.name
+
+    def warn(message: str) -> None:
+        print(f"warning: {name}: {message}", flush=True)
+
+    return job_steps(status.job, Hooks(warn=warn))
 
 
 # Submitting ------------------------------------------------------------------------------------
@@ -405,6 +456,11 @@ def _failed(run: _Launch, status: JobStatus, error: str, mistake: bool = False) 
         run.tell(
             run.statuses, f"failed {status.job.name} after {status.attempts} attempt(s): {error}"
         )
+        if run.settings.rounds:
+            from training.fedavg.barrier import mark_left
+
+            job = status.job
+            mark_left(RunFiles(Path(job.run_dir)).fedavg(job.fold.index), job.member, error)
 
 
 def _cancel_all(run: _Launch) -> None:

@@ -48,6 +48,7 @@ def launch_settings(
         profile=profile,
         array_parallelism=(profile.array_parallelism if profile else None)
         or DEFAULT_ARRAY_PARALLELISM,
+        rounds=config.ensemble.mode == "fedavg",
     )
 
 

@@ -1,0 +1,106 @@
+"""After the jobs: each fold's fused model, the average of its best round on validation, saved as
+an SB3 .zip and tested out of sample like a member.
+
+Rounds whose average nobody validated (the member that closed the round died first) are
+validated here. A fold whose rounds and choice did not change is not tested again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from core.atomic import replacing, write_json
+from core.envs.settings import settings_of
+from core.evaluation.judge import annualisation_of, evaluate_window
+from training.callbacks import TrainingState
+from training.fedavg.barrier import Closed, RoundBarrier
+from training.fedavg.member import load_state
+from training.job import Job
+from training.run_files import RunFiles
+from training.run_folder import load_run, run_config, run_store
+from training.tracks import save_tracks
+
+
+def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
+    """Write every fold's fused.zip, fused_tracks.npz and fused.json; return {fold: record}."""
+    files = RunFiles(run_dir)
+    config = run_config(run_dir)
+    by_fold: dict[int, list[Job]] = {}
+    for job in load_run(run_dir):
+        if job.files.state.exists():
+            by_fold.setdefault(job.fold.index, []).append(job)
+    store = annual = None
+    records = {}
+    for index, members in sorted(by_fold.items()):
+        fed = files.fedavg(index)
+        barrier = RoundBarrier(fed, -1, range(config.ensemble.size), config.ensemble.sync_timeout_s)
+        rounds = [barrier.closed(r) for r in fed.rounds()]
+        closed_rounds = [c for c in rounds if c is not None]
+        if not closed_rounds:
+            continue
+        template = None
+        validations = []
+        for closed in closed_rounds:
+            validation = _read_json(fed.validation(closed.round))
+            if validation is None:
+                store = store or run_store(run_dir)
+                annual = annual or annualisation_of(store, config)
+                template = template or _template(members[0])
+                load_state(template, barrier.fused(closed))
+                from training.trainer import validation_metrics
+
+                validation = validation_metrics(
+                    template, store, settings_of(config), members[0].fold.validation, annual, config
+                ) | {"timesteps": closed.timesteps}
+                write_json(fed.validation(closed.round), validation)
+            validations.append(validation)
+        best = max(range(len(closed_rounds)), key=lambda i: validations[i]["score"])
+        record = {
+            "best_round": closed_rounds[best].round,
+            "rounds": [
+                asdict(closed) | {"validation": validation}
+                for closed, validation in zip(closed_rounds, validations, strict=True)
+            ],
+        }
+        records[index] = record
+        if files.fused_tracks(index).exists() and _read_json(files.fused_record(index)) == record:
+            continue
+        store = store or run_store(run_dir)
+        template = template or _template(members[0])
+        load_state(template, barrier.fused(closed_rounds[best]))
+        with replacing(files.fused_model(index)) as handle:
+            template.save(handle)
+        from training.trainer import agent_policy
+
+        first = members[0]
+        tracks = evaluate_window(
+            store, settings_of(config), first.fold.test, agent_policy(template), config, first.seed
+        )
+        save_tracks(files.fused_tracks(index), tracks)
+        write_json(files.fused_record(index), record)
+    return records
+
+
+def read_rounds(run_dir: Path, index: int) -> list[Closed]:
+    """The closed rounds of a fold, in order."""
+    fed = RunFiles(run_dir).fedavg(index)
+    barrier = RoundBarrier(fed, -1, [], 1.0)
+    return [c for c in (barrier.closed(r) for r in fed.rounds()) if c is not None]
+
+
+def _template(job: Job) -> Any:
+    """A member's model: the network the fused weights are loaded into and saved with."""
+    from stable_baselines3 import PPO
+
+    state = TrainingState.load(job.files.state)
+    return PPO.load(job.files.checkpoints / str(state.last_checkpoint), device="cpu")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

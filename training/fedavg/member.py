@@ -1,0 +1,108 @@
+"""One member's side of federated averaging: train a segment, meet the fold's other members at the
+round's barrier, load the average, commit the round, go on.
+
+Every round starts from a known point: the weights, Adam moments and step count committed after the
+previous round, the random generators reseeded for this round and the envs reset. So a member
+killed anywhere in a round resumes from the last committed round and replays it exactly, and the
+run ends with the same weights as one that was never interrupted.
+
+Adam's moments are kept per member across averagings (not reset, not averaged): they describe
+each member's own gradient scale, which averaging the weights does not change much; a reset would
+restart Adam's bias correction and make the first steps after every round the largest.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import numpy as np
+
+from core.atomic import write_json
+from training.callbacks import TrainingState, WalkForwardCallback
+from training.fedavg.average import State
+from training.fedavg.barrier import RoundBarrier
+from training.job import Hooks, Job
+
+ROUND_SEED_STRIDE = 7919  # round r of a member is seeded seed + r * stride (a prime: no overlap
+# with the next member's seed + 1 for any realistic round count)
+
+
+def round_ends(timesteps: int, sync_steps: int, rollout: int) -> list[int]:
+    """The step count at the end of each round: whole rollouts (PPO stops only between them),
+    `sync_steps` rounded up to them, the last round ending where the member's training does."""
+    every = math.ceil(sync_steps / rollout) * rollout
+    total = math.ceil(timesteps / rollout) * rollout
+    return [min(end, total) for end in range(every, total + every, every)]
+
+
+def train_rounds(
+    model: Any,
+    job: Job,
+    callback: WalkForwardCallback,
+    barrier: RoundBarrier,
+    ends: list[int],
+    state: TrainingState,
+    hooks: Hooks,
+    validate_fused: Callable[[Any], dict[str, float]],
+) -> Generator[None, None, None]:
+    """Run the rounds not yet committed; yields while waiting at a barrier (the caller sleeps,
+    or in debug mode trains the fold's other members meanwhile)."""
+    phase = hooks.phase or (lambda name: None)
+    warn = hooks.warn or (lambda message: None)
+    for index, end in enumerate(ends, start=1):
+        if index <= state.rounds_done:
+            continue
+        started = time.perf_counter()
+        closed = barrier.closed(index)
+        if closed is not None and job.member not in closed.participants:
+            # The others went on without this member (it was dead or late): catch up.
+            load_state(model, barrier.fused(closed))
+            model.num_timesteps = closed.timesteps
+            state.late_rounds.append(index)
+            warn(f"round {index} closed without this member ({closed.reason}): took its average")
+            waited = 0.0
+        else:
+            reseed(model, job.seed + index * ROUND_SEED_STRIDE)
+            phase("training")
+            model.learn(end - model.num_timesteps, callback=callback, reset_num_timesteps=False)
+            evaluation = callback.evaluate(commit=False)
+            barrier.arrive(index, policy_state(model), evaluation["score"], model.num_timesteps)
+            phase(f"round {index}/{len(ends)}: waiting")
+            arrived = time.perf_counter()
+            while (closed := barrier.poll(index)) is None:
+                yield
+            waited = time.perf_counter() - arrived
+            load_state(model, barrier.fused(closed))
+            if closed.missing:
+                warn(
+                    f"round {index}: averaged without member(s) {closed.missing} ({closed.reason})"
+                )
+            if closed.closed_by == job.member:
+                validation = validate_fused(model) | {"timesteps": closed.timesteps}
+                write_json(barrier.files.validation(index), validation)
+        state.rounds_done = index
+        state.round_wait_s.append(round(waited, 3))
+        state.round_wall_s.append(round(time.perf_counter() - started, 3))
+        callback.checkpoint()
+
+
+def reseed(model: Any, seed: int) -> None:
+    """Generators and envs as at the start of a round, whatever ran before it in this process."""
+    model.set_random_seed(seed)
+    model._last_obs = model.env.reset()
+    model._last_episode_starts = np.ones((model.env.num_envs,), dtype=bool)
+
+
+def policy_state(model: Any) -> State:
+    """The policy's weights (actor, critic, log_std) as numpy arrays."""
+    return {key: value.detach().cpu().numpy() for key, value in model.policy.state_dict().items()}
+
+
+def load_state(model: Any, state: State) -> None:
+    """Copy weights into the policy in place: the optimizer keeps its parameters and moments."""
+    import torch
+
+    model.policy.load_state_dict({key: torch.as_tensor(value) for key, value in state.items()})
