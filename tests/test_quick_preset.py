@@ -52,3 +52,13 @@ def test_time_permuted_sample_is_not_significant(tmp_path: Path) -> None:
     summary = quick_run(tmp_path, "data.synthetic_permuted=true")
     agent = summary["strategies"]["agent"]
     assert not summary["significant"] and agent["dsr"] < 0.95, agent
+
+
+def test_fedavg_with_four_members_learns_the_planted_edge(tmp_path: Path) -> None:
+    summary = quick_run(tmp_path, "ensemble.size=4", "ensemble.mode=fedavg")
+    assert summary["mode"] == "fedavg" and summary["members"] == 4
+    assert summary["folds_beating_buy_and_hold"] * 2 > summary["folds"], summary["fedavg"]
+    fused = summary["fedavg"]["compared"]["fused model"]
+    assert fused["sharpe"] > summary["strategies"]["buy_and_hold"]["sharpe"]
+    assert all(fold["rounds"] > 1 for fold in summary["fedavg"]["folds"])
+    assert "Fused model vs members' ensemble vs best member" in summary["report"]

@@ -58,11 +58,15 @@ def shared(request: pytest.FixtureRequest) -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_an_ensemble_through_slurm_gives_results_and_a_report(slurm: None, shared: Path) -> None:
+@pytest.mark.parametrize("mode", ["independent", "fedavg"])
+def test_an_ensemble_through_slurm_gives_results_and_a_report(
+    slurm: None, shared: Path, mode: str
+) -> None:
     config = learnable_config("walk_forward.max_folds=1")
     dataset = write_csv(shared / "dataset", ar1_frames(bars_needed(config), 2, 0.3, seed=5))
     sets = [*LEARNABLE, "walk_forward.max_folds=1", "training.eval_every_steps=2048",
-            f"data.cache_dir={json.dumps(str(shared / 'cache'))}"]  # fmt: skip
+            f"data.cache_dir={json.dumps(str(shared / 'cache'))}", f"ensemble.mode={mode}",
+            "ensemble.sync_steps=2048"]  # fmt: skip
     command = [PYTHON, str(ENTRY), "--cluster", "slurm", "--cluster-profile", "localhost",
                "--ensemble", "2", "--timesteps", "4096", "--data", str(dataset),
                "--output", str(shared / "runs"), "--no-progress"]  # fmt: skip
@@ -78,6 +82,11 @@ def test_an_ensemble_through_slurm_gives_results_and_a_report(slurm: None, share
     assert "## Ensemble and members" in (run_dir / "report.md").read_text()
     plan = json.loads((run_dir / "plan.json").read_text())["plan"]
     assert plan["usable_cpus"] == 1  # planned for the allocation (cpus_per_task: 1)
+    if mode == "fedavg":  # two array tasks met at file barriers on the shared run folder
+        fused = json.loads((run_dir / "folds" / "fold_00" / "fused.json").read_text())
+        assert [r["participants"] for r in fused["rounds"]] == [[0, 1], [0, 1]]
+        assert (run_dir / "folds" / "fold_00" / "fused.zip").exists()
+        assert "Fused model vs members' ensemble" in (run_dir / "report.md").read_text()
     assert list((run_dir / "launcher").glob("*_log.out"))
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from core.atomic import replacing
 from core.evaluation.judge import AGENT
+from training.results import MEMBERS_ENSEMBLE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -69,8 +70,16 @@ def _equity(times: pd.Series, oos: pd.DataFrame, member_returns: pd.DataFrame) -
         axis.fill_between(times, low, high, color=color, alpha=0.15, label="members: worst-best")
         axis.plot(times, middle, color=color, linestyle="--", linewidth=0.9, label="median member")
         curves |= {"members low": low, "members high": high}
+    fused = f"{MEMBERS_ENSEMBLE}.returns" in oos  # fedavg: the agent is the fused model
+    if fused:
+        beside = np.cumprod(1.0 + oos[f"{MEMBERS_ENSEMBLE}.returns"].to_numpy())
+        axis.plot(times, beside, color=STYLES[AGENT]["color"], linestyle=":", linewidth=1.2,
+                  label="members' ensemble")  # fmt: skip
+        curves["members' ensemble"] = beside
     for name, style in STYLES.items():
-        label = f"{AGENT} (ensemble)" if name == AGENT and member_returns.shape[1] > 1 else name
+        label = name
+        if name == AGENT and (fused or member_returns.shape[1] > 1):
+            label = f"{AGENT} (fused model)" if fused else f"{AGENT} (ensemble)"
         axis.plot(times, curves[name], label=label, **style)
     _fold_lines(axis, times, oos)
     values = np.concatenate(list(curves.values()))

@@ -45,7 +45,7 @@ def make_jobs(
             store_path=str(store.path),
             fold=fold,
             member=member,
-            seed=config.ensemble.base_seed + fold.index * FOLD_SEED_STRIDE + member,
+            seed=fold_seed(config, fold.index) + member,
             timesteps=config.ppo.total_timesteps,
             vec_env=config.hardware.vec_env,
             n_envs=plan.n_envs,
@@ -59,6 +59,11 @@ def make_jobs(
         for fold in folds
         for member in range(config.ensemble.size)
     ]
+
+
+def fold_seed(config: Config, fold: int) -> int:
+    """Member 0's seed of a fold; fedavg members all start from the network it initialises."""
+    return config.ensemble.base_seed + fold * FOLD_SEED_STRIDE
 
 
 def create_run(

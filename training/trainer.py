@@ -26,7 +26,7 @@ from core.features.store import FeatureStore
 from training.callbacks import TrainingState, WalkForwardCallback
 from training.job import NO_HOOKS, Hooks, Job
 from training.run_files import JobFiles, RunFiles
-from training.run_folder import run_config
+from training.run_folder import fold_seed, run_config
 from training.tracks import save_tracks
 
 EVALUATIONS_PER_FOLD = 10  # training.eval_every_steps and ensemble.sync_steps: auto
@@ -103,10 +103,13 @@ def _train(
         if hooks.advance:
             hooks.advance(model.num_timesteps)
     else:
-        set_random_seed(job.seed)
+        # fedavg: one initial network per fold (averaging unrelated networks mixes neurons that
+        # mean different things); each member's own seed takes over at its first round.
+        init = fold_seed(config, job.fold.index) if config.ensemble.mode == "fedavg" else job.seed
+        set_random_seed(init)
         model = PPO(
             env=vec,
-            seed=job.seed,
+            seed=init,
             device=job.device,
             verbose=0,
             **ppo_arguments(config, job.n_steps, job.batch_size),

@@ -1,0 +1,31 @@
+"""The fedavg benchmark runs both arms through the CLI on a tiny ensemble and reports them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.bench import run_bench
+
+
+@pytest.mark.slow
+def test_fedavg_benchmark_compares_the_fused_model_with_independent_members(
+    tmp_path: Path,
+) -> None:
+    stdout, result = run_bench(
+        "bench_fedavg.py",
+        tmp_path / "bench.json",
+        *("--members", "2", "--timesteps", "16384", "--folds", "1", "--sync-steps", "8192"),
+    )
+    assert "fused model (fedavg)" in stdout and "waited at barriers" in stdout
+    independent, fedavg = result["arms"]["independent"], result["arms"]["fedavg"]
+    assert independent["wall_s"] > 0 and fedavg["wall_s"] > 0
+    assert result["fedavg_vs_independent_wall"] == pytest.approx(
+        fedavg["wall_s"] / independent["wall_s"]
+    )
+    assert 0 <= fedavg["barrier_wait_fraction"] < 1
+    assert len(fedavg["steps_to_target"]) == 1 == len(independent["steps_to_target"])
+    assert fedavg["best_rounds"][0] in (1, 2)
+    # Every member evaluation and every round's average is a trial of the fedavg run.
+    assert fedavg["n_trials"] == 2 * 2 + 2 and independent["n_trials"] == 2 * 2
