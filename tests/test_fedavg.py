@@ -25,7 +25,7 @@ from tests.helpers.launch import Interference, kill, small_run, wait_for_steps
 from training.callbacks import TrainingState
 from training.ensemble import aggregate_run
 from training.fedavg.average import average, sync_weights
-from training.fedavg.barrier import RoundBarrier, mark_left, read_state
+from training.fedavg.barrier import RoundBarrier, clear_left, mark_left, read_state
 from training.fedavg.fuse import fuse_run
 from training.fedavg.member import round_ends
 from training.launcher.launch import launch
@@ -141,6 +141,9 @@ def test_a_member_that_left_is_not_waited_for(tmp_path: Path) -> None:
     first.arrive(1, _state(4.0), 0.0, 2048)
     closed = first.poll(1)
     assert closed is not None and closed.participants == [0] and closed.missing == [1]
+    clear_left(first.files, 1)  # launched again (--resume): waited for again
+    first.arrive(2, _state(4.0), 0.0, 4096)
+    assert first.poll(2) is None
 
 
 def test_two_members_closing_at_once_agree_on_the_first_decision(tmp_path: Path) -> None:

@@ -146,6 +146,11 @@ def mark_left(files: FedAvgFiles, member: int, why: str) -> None:
     write_json(files.left(member), {"member": member, "why": why, "time": time.time()})
 
 
+def clear_left(files: FedAvgFiles, member: int) -> None:
+    """A member launched again (`--resume`) is waited for again."""
+    files.left(member).unlink(missing_ok=True)
+
+
 def _create_once(path: Path, document: dict[str, Any]) -> bool:
     """Write `document` to `path` only if nobody has: a hard link fails on an existing name, on
     local disks and NFS alike, so exactly one writer wins. Hand-written: no library offers an

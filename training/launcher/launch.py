@@ -122,6 +122,11 @@ def launch(jobs: list[Job], settings: LaunchSettings, tell: Listener) -> Outcome
             _finish(status, _read_json(status.job.files.result))
         else:
             run.waiting.append(status)
+            if settings.rounds:
+                from training.fedavg.barrier import clear_left
+
+                job = status.job
+                clear_left(RunFiles(Path(job.run_dir)).fedavg(job.fold.index), job.member)
     tell(statuses, None)
     if settings.cluster == "debug":
         if settings.rounds:
