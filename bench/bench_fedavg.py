@@ -28,6 +28,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "training" / "train_walk_forward.py"
+ARMS = {
+    "independent": ["ensemble.mode=independent"],
+    "fedavg": ["ensemble.mode=fedavg"],
+    "fedavg_reset": ["ensemble.mode=fedavg", "ensemble.sync_optimizer=reset"],
+    "fedavg_validation": ["ensemble.mode=fedavg", "ensemble.sync_weighting=validation"],
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=2.0, help="validation Sharpe to reach")
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=["independent", "fedavg"],
+        choices=sorted(ARMS),
+        help="independent is the baseline; fedavg_reset resets Adam after every averaging, "
+        "fedavg_validation weights members by their validation score",
+    )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     common = [
@@ -66,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, Any] = vars(args) | {"arms": {}}
     with tempfile.TemporaryDirectory(dir=REPO) as scratch:
-        for arm in ("independent", "fedavg"):
+        for arm in args.arms:
             output = Path(scratch) / arm
             started = time.perf_counter()
-            mode = ["--set", f"ensemble.mode={arm}", "--output", str(output), "--name", arm]
+            mode = [item for pair in ARMS[arm] for item in ("--set", pair)]
+            mode += ["--output", str(output), "--name", arm]
             done = subprocess.run(
                 [sys.executable, str(CLI), *common, *mode],
                 capture_output=True,
@@ -108,7 +123,7 @@ def _measure(run_dir: Path, arm: str, wall: float, target: float) -> dict[str, A
         members = [(job, result) for job, result in results.items() if job.fold.index == fold]
         best_job, _ = max(members, key=lambda item: max(e["score"] for e in item[1]["evaluations"]))
         best_returns.append(load_tracks(best_job.files.tracks)["agent.returns"])
-        if arm == "fedavg":
+        if arm.startswith("fedavg"):
             record = json.loads((run_dir / "folds" / f"fold_{fold:02d}" / "fused.json").read_text())
             reached = [
                 r["timesteps"] for r in record["rounds"] if r["validation"]["sharpe"] >= target
@@ -134,7 +149,7 @@ def _measure(run_dir: Path, arm: str, wall: float, target: float) -> dict[str, A
         "n_trials": summary["n_trials"],
         "dsr": summary["strategies"]["agent"]["dsr"],
     }
-    if arm == "fedavg":
+    if arm.startswith("fedavg"):
         fedavg = summary["fedavg"]
         measured["members_ensemble_sharpe"] = fedavg["compared"]["members' ensemble"]["sharpe"]
         waits = [fold["barrier_wait_fraction"] for fold in fedavg["folds"]]
@@ -144,39 +159,43 @@ def _measure(run_dir: Path, arm: str, wall: float, target: float) -> dict[str, A
 
 
 def _print(results: dict[str, Any]) -> None:
-    independent, fedavg = results["arms"]["independent"], results["arms"]["fedavg"]
+    arms = results["arms"]
+    some = next(iter(arms.values()))
     print(
-        f"\nOut of sample (Sharpe, stitched folds; buy & hold {independent['buy_and_hold_sharpe']:.2f}):"
+        f"\nOut of sample (Sharpe, stitched folds; buy & hold {some['buy_and_hold_sharpe']:.2f}; "
+        "folds beating it):"
     )
-    rows = [
-        ("fused model (fedavg)", fedavg["agent_sharpe"], fedavg["folds_beating_buy_and_hold"]),
-        ("independent ensemble (mean action)", independent["agent_sharpe"],
-         independent["folds_beating_buy_and_hold"]),
-        ("best single member (independent, by validation)", independent["best_member_sharpe"], None),
-        ("fedavg members' ensemble (mean action)", fedavg["members_ensemble_sharpe"], None),
-        ("best single member (fedavg, by validation)", fedavg["best_member_sharpe"], None),
-    ]  # fmt: skip
-    for name, sharpe, beats in rows:
-        extra = (
-            f"   beats buy & hold on {beats}/{fedavg['folds']} fold(s)" if beats is not None else ""
+    for arm, values in arms.items():
+        agent = "independent ensemble (mean action)" if arm == "independent" else "fused model"
+        print(
+            f"  {arm:<18} {agent:<36} {values['agent_sharpe']:7.2f}   "
+            f"{values['folds_beating_buy_and_hold']}/{values['folds']}"
         )
-        print(f"  {name:<50} {sharpe:7.2f}{extra}")
-    ratio = (
-        fedavg["agent_sharpe"] / independent["agent_sharpe"]
-        if independent["agent_sharpe"]
-        else float("nan")
-    )
-    results["fused_vs_independent_sharpe"] = ratio
-    print(f"  ratio fused / independent ensemble: {ratio:.2f}")
+        if arm != "independent":
+            print(f"  {'':<18} {'members' + chr(39) + ' own ensemble':<36} "
+                  f"{values['members_ensemble_sharpe']:7.2f}")  # fmt: skip
+        print(f"  {'':<18} {'best single member (by validation)':<36} "
+              f"{values['best_member_sharpe']:7.2f}")  # fmt: skip
+    baseline = arms.get("independent")
     print(f"\nSteps per member to a validation Sharpe >= {results['target']:g}, per fold:")
-    for arm in ("independent", "fedavg"):
-        print(f"  {arm:<12} {results['arms'][arm]['steps_to_target']}")
-    print(
-        f"\nWall time: independent {independent['wall_s']:.1f} s, fedavg {fedavg['wall_s']:.1f} s "
-        f"(ratio {fedavg['wall_s'] / independent['wall_s']:.2f}); fedavg members waited at barriers "
-        f"{100 * fedavg['barrier_wait_fraction']:.1f} % of their training wall time"
-    )
-    results["fedavg_vs_independent_wall"] = fedavg["wall_s"] / independent["wall_s"]
+    for arm, values in arms.items():
+        print(f"  {arm:<18} {values['steps_to_target']}")
+    print("\nWall time (and the share of it fedavg members spent waiting at barriers):")
+    for arm, values in arms.items():
+        line = f"  {arm:<18} {values['wall_s']:7.1f} s"
+        if baseline and arm != "independent":
+            ratio = values["wall_s"] / baseline["wall_s"]
+            sharpe = (
+                values["agent_sharpe"] / baseline["agent_sharpe"]
+                if baseline["agent_sharpe"]
+                else float("nan")
+            )
+            results[f"{arm}_vs_independent_wall"] = ratio
+            results[f"{arm}_vs_independent_sharpe"] = sharpe
+            line += f"  ({ratio:.2f}x independent; Sharpe {sharpe:.2f}x)"
+        if "barrier_wait_fraction" in values:
+            line += f"  waited at barriers {100 * values['barrier_wait_fraction']:.1f} %"
+        print(line)
 
 
 if __name__ == "__main__":

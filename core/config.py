@@ -188,6 +188,7 @@ class EnsembleConfig(Section):
     sync_weighting: Literal["equal", "validation"]
     sync_temperature: Annotated[float, Field(gt=0)]
     sync_timeout_s: Annotated[float, Field(ge=1, le=7 * 86_400)]
+    sync_optimizer: Literal["keep", "reset"]
 
     @field_validator("risk_profiles")
     @classmethod

@@ -17,14 +17,17 @@ def test_fedavg_benchmark_compares_the_fused_model_with_independent_members(
         "bench_fedavg.py",
         tmp_path / "bench.json",
         *("--members", "2", "--timesteps", "16384", "--folds", "1", "--sync-steps", "8192"),
+        *("--arms", "independent", "fedavg", "fedavg_reset"),
     )
-    assert "fused model (fedavg)" in stdout and "waited at barriers" in stdout
+    assert "fused model" in stdout and "waited at barriers" in stdout
     independent, fedavg = result["arms"]["independent"], result["arms"]["fedavg"]
     assert independent["wall_s"] > 0 and fedavg["wall_s"] > 0
     assert result["fedavg_vs_independent_wall"] == pytest.approx(
         fedavg["wall_s"] / independent["wall_s"]
     )
     assert 0 <= fedavg["barrier_wait_fraction"] < 1
+    assert 0 <= result["arms"]["fedavg_reset"]["barrier_wait_fraction"] < 1
+    assert "fedavg_reset_vs_independent_sharpe" in result
     assert len(fedavg["steps_to_target"]) == 1 == len(independent["steps_to_target"])
     assert fedavg["best_rounds"][0] in (1, 2)
     # Every member evaluation and every round's average is a trial of the fedavg run.

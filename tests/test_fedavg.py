@@ -27,7 +27,7 @@ from training.ensemble import aggregate_run
 from training.fedavg.average import average, sync_weights
 from training.fedavg.barrier import RoundBarrier, clear_left, mark_left, read_state
 from training.fedavg.fuse import fuse_run
-from training.fedavg.member import round_ends
+from training.fedavg.member import fresh_optimizer, round_ends
 from training.launcher.launch import launch
 from training.launcher.settings import launch_settings
 from training.report import build_report
@@ -182,6 +182,23 @@ def test_fedavg_plans_every_member_of_a_fold_at_once(default_config) -> None:
     )
     with pytest.raises(UserError, match="trains every member of a fold at once"):
         plan(two_cpus, fixed, 6)
+
+
+def test_a_reset_gives_adam_a_fresh_state_over_the_same_parameters() -> None:
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", gym.make("Pendulum-v1"), n_steps=64, batch_size=32, seed=1)
+    model.learn(64)
+    before = model.policy.optimizer
+    assert before.state  # Adam has moments after an update
+    fresh_optimizer(model)
+    after = model.policy.optimizer
+    assert after is not before and not after.state
+    assert [p for g in after.param_groups for p in g["params"]] == list(model.policy.parameters())
+    assert after.param_groups[0]["lr"] == pytest.approx(model.lr_schedule(1))
+    assert isinstance(after, torch.optim.Adam)
 
 
 # Runs ---------------------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ def write_plots(
         "Sharpe per fold: agent vs buy-and-hold": ("fold_sharpe.png", _fold_sharpe(fold_metrics)),
         "Validation metric during training": ("validation.png", _validation(folds)),
     }
+    if any(fold.fused for fold in folds):
+        plots["Fused model by round (fedavg)"] = ("fused_rounds.png", _fused_rounds(folds))
     for name, figure in plots.values():
         _save(figure, folder / name)
     return {title: name for title, (name, _) in plots.items()}
@@ -123,6 +125,35 @@ def _fold_sharpe(fold_metrics: list[dict[str, Any]]) -> Figure:
     axis.set_xticks(index, [f"fold {m['fold']}" for m in fold_metrics])
     axis.set_ylabel("annualised Sharpe (test)")
     axis.legend(fontsize=8)
+    return figure
+
+
+def _fused_rounds(folds: list[FoldResult]) -> Figure:
+    """Per fold: each round's average on validation (line) over the members' own weights just
+    before it (dots), the round kept ringed: does averaging keep what the members learned?"""
+    figure, axes = plt.subplots(
+        1, len(folds), figsize=(4 * len(folds), 3.2), sharey=True, squeeze=False
+    )
+    for axis, fold in zip(axes[0], folds, strict=True):
+        rounds = (fold.fused or {}).get("rounds", [])
+        steps = [r["timesteps"] for r in rounds]
+        score = [r["validation"]["score"] for r in rounds]
+        members = [(e["timesteps"], e["score"]) for m in fold.members for e in m["evaluations"]]
+        if members:
+            axis.scatter(*zip(*members, strict=True), s=10, color="grey", alpha=0.5,
+                         label="members before averaging")  # fmt: skip
+        axis.plot(steps, score, marker="o", markersize=4, color=STYLES[AGENT]["color"],
+                  label="round average")  # fmt: skip
+        kept = [(s, v) for s, v, r in zip(steps, score, rounds, strict=True)
+                if r["round"] == fold.fused["best_round"]]  # fmt: skip
+        if kept:
+            axis.scatter(*zip(*kept, strict=True), s=80, facecolors="none", edgecolors="red",
+                         zorder=3, label="kept (fused.zip)")  # fmt: skip
+        axis.set_title(f"fold {fold.index}", fontsize=9)
+        axis.set_xlabel("steps per member")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation score")
+    axes[0][0].legend(fontsize=7)
     return figure
 
 

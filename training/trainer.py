@@ -191,7 +191,10 @@ def _train_rounds(
         return validation_metrics(current, store, run_settings, job.fold.validation, annual, run)
 
     callback.init_callback(model)
-    yield from train_rounds(model, job, callback, barrier, ends, state, hooks, validate_fused)
+    reset = ensemble.sync_optimizer == "reset"
+    yield from train_rounds(
+        model, job, callback, barrier, ends, state, hooks, validate_fused, reset
+    )
 
 
 def validation_metrics(

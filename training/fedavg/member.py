@@ -6,9 +6,10 @@ previous round, the random generators reseeded for this round and the envs reset
 killed anywhere in a round resumes from the last committed round and replays it exactly, and the
 run ends with the same weights as one that was never interrupted.
 
-Adam's moments are kept per member across averagings (not reset, not averaged): they describe
-each member's own gradient scale, which averaging the weights does not change much; a reset would
-restart Adam's bias correction and make the first steps after every round the largest.
+Adam's moments are kept per member across averagings by default (`ensemble.sync_optimizer: keep`):
+they describe each member's own gradient scale, which averaging weights that started from one
+network changes little, while a reset restarts Adam's bias correction, so the first steps after
+every round are the largest. `reset` is there to measure that (bench_fedavg.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def train_rounds(
     state: TrainingState,
     hooks: Hooks,
     validate_fused: Callable[[Any], dict[str, float]],
+    reset_optimizer: bool = False,
 ) -> Generator[None, None, None]:
     """Run the rounds not yet committed; yields while waiting at a barrier (the caller sleeps,
     or in debug mode trains the fold's other members meanwhile)."""
@@ -76,6 +78,8 @@ def train_rounds(
                 yield
             waited = time.perf_counter() - arrived
             load_state(model, barrier.fused(closed))
+            if reset_optimizer:
+                fresh_optimizer(model)
             if closed.missing:
                 warn(
                     f"round {index}: averaged without member(s) {closed.missing} ({closed.reason})"
@@ -99,6 +103,14 @@ def reseed(model: Any, seed: int) -> None:
 def policy_state(model: Any) -> State:
     """The policy's weights (actor, critic, log_std) as numpy arrays."""
     return {key: value.detach().cpu().numpy() for key, value in model.policy.state_dict().items()}
+
+
+def fresh_optimizer(model: Any) -> None:
+    """ensemble.sync_optimizer reset: Adam starts over from the average, as SB3 builds it."""
+    policy = model.policy
+    policy.optimizer = policy.optimizer_class(
+        policy.parameters(), lr=model.lr_schedule(1), **policy.optimizer_kwargs
+    )
 
 
 def load_state(model: Any, state: State) -> None:
