@@ -262,6 +262,48 @@ class EvaluationConfig(Section):
         return self
 
 
+class TuningParam(Section):
+    """One searched config key: float or int (log or not) between low and high, or a choice."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounds_or_choices(self) -> TuningParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty `choices` list")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(
+                f"a {self.type} parameter needs low < high (got {self.low}, {self.high})"
+            )
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scaled parameter needs low > 0 (got {self.low})")
+        return self
+
+
+class TuningConfig(Section):
+    n_trials: Annotated[int, Field(ge=1, le=100_000)]
+    seeds_per_trial: Annotated[int, Field(ge=1, le=100)]
+    aggregate: Literal["median", "mean"]
+    pruner: Literal["wilcoxon", "median", "none"]
+    wilcoxon_p_threshold: Annotated[float, Field(gt=0, lt=1)]
+    sampler_seed: Annotated[int, Field(ge=0)]
+    space: dict[str, TuningParam]
+
+    @field_validator("space")
+    @classmethod
+    def _dotted_keys(cls, space: dict[str, TuningParam]) -> dict[str, TuningParam]:
+        for key in space:
+            if key.count(".") != 1:
+                raise ValueError(f"{key!r} is not a SECTION.KEY config key (e.g. ppo.ent_coef)")
+        return space
+
+
 class Config(Section):
     data: DataConfig
     features: FeaturesConfig
@@ -274,6 +316,7 @@ class Config(Section):
     ensemble: EnsembleConfig
     hardware: HardwareConfig
     launcher: LauncherConfig
+    tuning: TuningConfig
 
 
 Sources = dict[str, str]

@@ -93,6 +93,7 @@ class WalkForwardCallback(BaseCallback):
         warn: Callable[[str], None] | None = None,
         preemption: Preemption | None = None,
         checkpoint_on_preemption: bool = True,
+        validated: Callable[[dict[str, float]], None] | None = None,
     ) -> None:
         super().__init__()
         self.validate, self.files, self.state, self.settings = validate, files, state, settings
@@ -103,6 +104,7 @@ class WalkForwardCallback(BaseCallback):
         self.preemption = preemption
         # False for fedavg rounds: a round resumes from its start, never from the middle
         self.checkpoint_on_preemption = checkpoint_on_preemption
+        self.validated = validated  # a sweep reports each validation (and may prune here)
         self.stop = False
         self.action_std = float("nan")
         self.counted = 0
@@ -175,6 +177,8 @@ class WalkForwardCallback(BaseCallback):
             if key != "timesteps":
                 self.logger.record(f"validation/{key}", value)
         self.logger.dump(model.num_timesteps)
+        if self.validated is not None:
+            self.validated(result)
         if state.best_score is None or result["score"] > state.best_score:
             state.best_score = result["score"]
             state.best_checkpoint = save_checkpoint(self.files, model, "best")

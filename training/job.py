@@ -72,6 +72,7 @@ class Hooks:
     warn: Callable[[str], None] | None = None
     phase: Callable[[str], None] | None = None  # "training", "testing", ...
     preemption: Preemption | None = None
+    validated: Callable[[dict[str, float]], None] | None = None  # each validation's metrics
 
 
 NO_HOOKS = Hooks()

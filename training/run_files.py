@@ -167,6 +167,41 @@ class RunFiles:
         """Jobs that failed after every retry, with their errors (absent when none did)."""
         return self.root / "failures.json"
 
+    # A sweep (--tune): the study's storage, its trials' folders and what it found.
+    @property
+    def tuning(self) -> Path:
+        return self.root / "tuning"
+
+    @property
+    def tuning_journal(self) -> Path:
+        """The study's default storage (Optuna's journal file)."""
+        return self.tuning / "journal.log"
+
+    def trial(self, number: int) -> Path:
+        """A trial's own run folder: its config (the run's with the trial's values) and members."""
+        return self.tuning / "trials" / f"trial_{number:04d}"
+
+    def tuning_worker(self, index: int) -> JobFiles:
+        """A sweep worker's progress (heartbeat) and result, where the launcher looks for a job's."""
+        return JobFiles(self.tuning / "workers" / f"worker_{index:02d}")
+
+    @property
+    def trials_table(self) -> Path:
+        return self.tuning / "trials.csv"
+
+    @property
+    def best_params(self) -> Path:
+        """The best trial's values as YAML that `--config` takes."""
+        return self.tuning / "best_params.yaml"
+
+    @property
+    def tuning_summary(self) -> Path:
+        return self.tuning / "tuning.md"
+
+    @property
+    def tuning_metrics(self) -> Path:
+        return self.tuning / "tuning.json"
+
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"

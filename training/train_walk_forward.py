@@ -149,6 +149,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a synthetic dataset (CSV, one file per asset; see data.synthetic_* keys) "
         "to DIR, then exit",
     )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="run an Optuna sweep over tuning.space, scored on the folds' validation windows "
+        "(the test windows are not read); writes trials, best params and a summary to "
+        "RUN/tuning/",
+    )
+    parser.add_argument(
+        "--n-trials",
+        type=positive_int,
+        metavar="N",
+        help="with --tune: the study's trial budget across all workers; overrides tuning.n_trials",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="with --tune: workers on one study, launched like ensemble members (--cluster)",
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="with --tune: an SQLAlchemy URL (postgresql://...) for workers on several machines "
+        "(default: a journal file in the run folder)",
+    )
+    parser.add_argument(
+        "--study-name", metavar="NAME", help="with --tune: join or create this study"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     parser.add_argument(
         "--print-config",
@@ -163,6 +192,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.json and not args.dry_run:
         parser.error("--json only applies to --dry-run")
+    tune_only = [flag for flag, given in (("--n-trials", args.n_trials), ("--storage",
+                 args.storage), ("--study-name", args.study_name), ("--workers",
+                 args.workers != 1)) if given]  # fmt: skip
+    if tune_only and not args.tune:
+        parser.error(f"{', '.join(tune_only)} only apply to --tune")
+    if args.tune and args.resume:
+        parser.error(
+            "--tune does not take --resume: join the study again with --tune --study-name NAME "
+            "--storage URL"
+        )
     if args.resume and (args.config or args.set or args.preset or args.data or args.dry_run):
         parser.error(
             "--resume continues a run with its own saved config: drop --config, "
@@ -197,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"data.path={_yaml_string(args.data)}")
     if args.timesteps is not None:
         overrides.append(f"ppo.total_timesteps={args.timesteps}")
+    if args.n_trials is not None:
+        overrides.append(f"tuning.n_trials={args.n_trials}")
     if args.folds is not None:
         overrides.append(f"walk_forward.max_folds={args.folds}")
     if args.vec_env is not None:
@@ -281,6 +322,8 @@ def run(args: argparse.Namespace) -> int:
             "pass --output (or set launcher.log_dir) a folder on a filesystem every node shares",
         )
     print_store(store, built, sys.stdout)
+    if args.tune:
+        return _tune(args, config, hardware, store, folds, profile)
     name = args.name or args.preset or "run"
     argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
     run_dir, jobs = create_run(
@@ -288,6 +331,98 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"Run folder {run_dir} ({_jobs_line(config, len(folds), resource_plan)})", flush=True)
     return _train_and_report(run_dir, jobs, config, resource_plan, profile, not args.no_progress)
+
+
+def _tune(
+    args: argparse.Namespace,
+    config: Config,
+    hardware: Any,
+    store: FeatureStore,
+    folds: list[Any],
+    profile: ClusterProfile | None,
+) -> int:
+    """A sweep: a run folder whose jobs are one trial's members (folds x seeds), N workers on one
+    study through the launcher, then the sweep's results in RUN/tuning/."""
+    from dataclasses import replace
+
+    from core.config import load_config
+    from core.hardware.planner import plan
+    from training.launcher.board import JobBoard
+    from training.launcher.launch import launch
+    from training.launcher.settings import launch_settings
+    from training.run_files import RunFiles
+    from training.run_folder import create_run
+    from training.tuning.results import write_results
+    from training.tuning.space import check_space
+    from training.tuning.study import open_storage, open_study
+    from training.tuning.worker import TuneWorker
+
+    seeds = config.tuning.seeds_per_trial
+    config = config.model_copy(
+        update={
+            "ensemble": config.ensemble.model_copy(update={"size": seeds, "mode": "independent"})
+        }
+    )
+    workers = args.workers
+    shape = {"n_assets": len(store.assets), "n_features": len(store.feature_names)}
+    resource_plan = plan(hardware, config, None if profile else args.workers, **shape)
+    argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
+    run_dir, jobs = create_run(
+        Path(args.output), args.name or "tune", config, resource_plan, hardware.to_json(), store,
+        folds, argv,
+    )  # fmt: skip
+    files = RunFiles(run_dir)
+    check_space([files.config], [], load_config([files.config]).tuning.space)
+    study_name = args.study_name or run_dir.name
+    storage = open_storage(args.storage, files.tuning_journal, workers)
+    study = open_study(study_name, storage, config.tuning, 0)  # created once, joined by workers
+    n_trials = config.tuning.n_trials
+    steps = n_trials * len(jobs) * config.ppo.total_timesteps
+    team = [
+        TuneWorker(str(run_dir), i, workers, n_trials, study_name, args.storage,
+                   config.launcher.dead_after_s, resource_plan.torch_threads,
+                   resource_plan.blas_threads, -(-steps // workers))
+        for i in range(workers)
+    ]  # fmt: skip
+    print(
+        f"Run folder {run_dir}: study {study_name}, {n_trials} trial(s) of {len(folds)} fold(s) x "
+        f"{seeds} seed(s), {workers} worker(s), "
+        f"up to {resource_plan.members_concurrent} at once",
+        flush=True,
+    )
+    settings = replace(launch_settings(config, resource_plan, run_dir, profile), rounds=False)
+    try:
+        with JobBoard(
+            f"sweep {study_name}", live=not args.no_progress and sys.stderr.isatty()
+        ) as b:
+            outcome = launch(team, settings, b)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        print(f"interrupted: the sweep's workers were cancelled ({run_dir})", file=sys.stderr)
+        return 130
+    from core.evaluation.judge import annualisation_of
+
+    summary = write_results(run_dir, study, annualisation_of(store, config).periods_per_year)
+    best = summary["best"]
+    print(
+        f"{summary['trials']} trial(s): {summary['complete']} complete, {summary['pruned']} "
+        f"pruned, {len(summary['failed'])} failed",
+        flush=True,
+    )
+    if best:
+        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in best["params"].items())  # fmt: skip
+        print(
+            f"Best trial {best['trial']}: validation Sharpe {best['value']:.3f} with {values}; "
+            f"Deflated Sharpe Ratio {best['dsr']:.3f} after {summary['trials']} trial(s)"
+        )
+        print(f"Best params: {files.best_params} (use with --config)")
+    print(f"Summary: {files.tuning_summary}")
+    if outcome.failures:
+        print(
+            f"error: {len(outcome.failures)} worker(s) failed: {outcome.failures}", file=sys.stderr
+        )
+        return 1
+    return 0 if best else 1
 
 
 def _resume(run_dir: Path, args: argparse.Namespace) -> int:

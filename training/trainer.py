@@ -20,7 +20,7 @@ from core.bar_range import BarRange
 from core.config import Config, risk_profile_config
 from core.envs.settings import Settings, settings_of
 from core.evaluation.judge import AGENT, annualisation_of, evaluate_window, score, track_metrics
-from core.evaluation.metrics import Annualisation
+from core.evaluation.metrics import Annualisation, return_moments
 from core.evaluation.rollout import Policy, Track, rollout
 from core.features.store import FeatureStore
 from training.callbacks import TrainingState, WalkForwardCallback
@@ -38,6 +38,19 @@ T = TypeVar("T")
 def run_job(job: Job, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
     """Train (or resume, or skip) the job, test its best checkpoint; return result.json's content."""
     return run_to_end(job_steps(job, hooks))
+
+
+def train_only(job: Job, hooks: Hooks = NO_HOOKS) -> TrainingState:
+    """Train with validation checkpoints and stop there: a sweep's trial never reads the test
+    window (its members are scored on validation only)."""
+    import torch
+
+    torch.set_num_threads(job.torch_threads)
+    config = run_config(job.run_dir)
+    store = FeatureStore.attach(job.store_path)
+    annual = annualisation_of(store, config)
+    _, state = run_to_end(_train(job, config, config, store, annual, job.files, hooks))
+    return state
 
 
 def run_to_end(steps: Generator[None, None, T]) -> T:
@@ -143,6 +156,7 @@ def _train(
         warn=hooks.warn,
         preemption=hooks.preemption,
         checkpoint_on_preemption=not rounds,
+        validated=hooks.validated,
     )
     if not state.finished:
         if hooks.phase:
@@ -211,9 +225,13 @@ def validation_metrics(
     values = track_metrics(track, annual)
     picked = {key: values[key] for key in ("sharpe", "total_return", "max_drawdown", "trades")}
     sharpe_per_bar = values["sharpe"] / np.sqrt(annual.periods_per_year)
+    skew, kurtosis = return_moments(track.returns) if len(track.returns) else (0.0, 3.0)
     return picked | {
         "score": score(track, annual, config.training.validation_metric),
         "sharpe_per_bar": float(sharpe_per_bar),
+        "bars": len(track.returns),
+        "skew": skew,
+        "kurtosis": kurtosis,
     }
 
 

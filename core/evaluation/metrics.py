@@ -201,6 +201,11 @@ def probabilistic_sharpe(returns: ArrayLike, benchmark_sr: float = 0.0) -> float
     return psr_from_moments(per_period_sharpe(r), r.size, skew, kurt, benchmark_sr)
 
 
+def return_moments(returns: ArrayLike) -> tuple[float, float]:
+    """Skewness and (non-excess) kurtosis of a return series, as the PSR needs them."""
+    return _moments(_returns(returns))
+
+
 def _moments(r: np.ndarray) -> tuple[float, float]:
     """Population skewness and (non-excess) kurtosis; (0, 3) for a flat series."""
     deviation = r - np.mean(r)

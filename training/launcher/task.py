@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import submitit
 
@@ -24,6 +24,9 @@ from core.atomic import write_json
 from core.hardware import threads
 from training.job import Hooks, Job
 from training.run_files import JobFiles
+
+if TYPE_CHECKING:
+    from training.tuning.worker import TuneWorker
 
 HEARTBEATS_PER_DEADLINE = 6  # a job writes its progress this many times per launcher.dead_after_s
 
@@ -41,9 +44,7 @@ class TrainTask(submitit.helpers.Checkpointable):
     """Train one job. Checkpointable: on requeue submitit pickles `checkpoint()`'s submission,
     the same task and job, which resumes from the committed checkpoint."""
 
-    def __call__(self, job: Job, placement: Placement) -> dict[str, Any]:
-        from training.trainer import run_job
-
+    def __call__(self, job: Job | TuneWorker, placement: Placement) -> dict[str, Any]:
         if placement.cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, placement.cpus)
         # The launcher exported the thread variables before this process started; numpy is
@@ -59,7 +60,12 @@ class TrainTask(submitit.helpers.Checkpointable):
                 phase=preemption.phase,
                 preemption=preemption,
             )
-            result = run_job(job, hooks)
+            if isinstance(job, Job):
+                from training.trainer import run_job
+
+                result = run_job(job, hooks)
+            else:  # a sweep worker
+                result = job.run(hooks)
             progress.phase("done")
             return result
 

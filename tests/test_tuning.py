@@ -1,0 +1,176 @@
+"""Sweeps: the search space from config, storages, a global trial budget across workers, a killed
+worker's trial retried, failing trials that stop with their reason, and the sweep's files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.config import TuningParam, load_config
+from core.errors import UserError
+from tests.conftest import ENTRY, PYTHON, REPO_ROOT
+from tests.helpers.datasets import write_csv
+from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learnable_config
+from training.tuning.space import check_space, overrides, suggest
+from training.tuning.study import open_storage, pruner_of
+
+
+# The space ----------------------------------------------------------------------------------------
+@given(st.integers(0, 10_000))
+def test_suggested_values_respect_each_distribution(seed: int) -> None:
+    space = {
+        "ppo.ent_coef": TuningParam(type="float", low=1e-4, high=0.05, log=True),
+        "ppo.n_epochs": TuningParam(type="int", low=1, high=20),
+        "ppo.policy": TuningParam(type="categorical", choices=["MultiInputPolicy"]),
+    }
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    values = suggest(study.ask(), space)
+    assert 1e-4 <= values["ppo.ent_coef"] <= 0.05
+    assert isinstance(values["ppo.n_epochs"], int) and 1 <= values["ppo.n_epochs"] <= 20
+    config = load_config(overrides=overrides(values))
+    assert config.ppo.ent_coef == values["ppo.ent_coef"]
+    assert config.ppo.n_epochs == values["ppo.n_epochs"]
+
+
+def test_a_space_is_checked_against_the_config_with_the_key_named(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"tuning\.space"):
+        load_config(
+            overrides=["tuning.space={ppo.ent_coef: {type: float, low: 0, high: 1, log: true}}"]
+        )
+    with pytest.raises(UserError, match=r"SECTION\.KEY"):
+        load_config(overrides=["tuning.space={ent_coef: {type: float, low: 0.1, high: 1}}"])
+    with pytest.raises(UserError, match="low < high"):
+        load_config(overrides=["tuning.space={ppo.ent_coef: {type: float, low: 1, high: 0.1}}"])
+    bad = {"ppo.ent_coef": TuningParam(type="float", low=0.5, high=5.0)}  # above its max of 1
+    with pytest.raises(UserError, match=r"tuning.space.ppo.ent_coef: the value 5.0"):
+        check_space([], [], bad)
+    unknown = {"ppo.ent_cof": TuningParam(type="float", low=0.1, high=0.5)}
+    with pytest.raises(UserError, match="ent_coef"):  # did you mean
+        check_space([], [], unknown)
+    with pytest.raises(UserError, match="nothing to tune"):
+        check_space([], [], {})
+
+
+def test_sqlite_is_refused_for_parallel_workers_and_the_journal_is_the_default(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(UserError, match="SQLite locks the whole database"):
+        open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "journal.log", 2)
+    assert open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "j.log", 1) is not None
+    journal = open_storage(None, tmp_path / "tuning" / "journal.log", 4)
+    assert type(journal).__name__ == "JournalStorage"
+    with pytest.raises(UserError, match="cannot open the study storage"):
+        open_storage("postgresql://nobody@127.0.0.1:1/none", tmp_path / "j.log", 2)
+
+
+def test_the_pruner_is_chosen_by_config(default_config) -> None:
+    def tuned(name: str) -> object:
+        tuning = default_config.tuning.model_copy(update={"pruner": name})
+        return pruner_of(tuning)
+
+    assert isinstance(tuned("wilcoxon"), optuna.pruners.WilcoxonPruner)
+    assert isinstance(tuned("median"), optuna.pruners.MedianPruner)
+    assert isinstance(tuned("none"), optuna.pruners.NopPruner)
+
+
+# Sweeps through the command line ------------------------------------------------------------------
+def _sweep(folder: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
+    config = learnable_config("walk_forward.max_folds=1")
+    dataset = folder / "dataset"
+    if not dataset.exists():
+        write_csv(dataset, ar1_frames(bars_needed(config), 2, 0.3, seed=5))
+    sets = [*LEARNABLE, "walk_forward.max_folds=1", "tuning.seeds_per_trial=2",
+            "launcher.dead_after_s=20"]  # fmt: skip
+    command = [PYTHON, str(ENTRY), "--tune", "--data", str(dataset), "--timesteps", "8192",
+               "--output", str(folder / "runs"), "--no-progress", *extra]  # fmt: skip
+    for item in sets:
+        command += ["--set", item]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT
+    )
+    if wait:
+        process.communicate(timeout=900)
+    return process
+
+
+def _trials(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "tuning" / "trials.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_budget_and_write_the_sweeps_results(tmp_path: Path) -> None:
+    process = _sweep(tmp_path, "--workers", "2", "--n-trials", "5", wait=False)
+    out, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, out[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    trials = _trials(run_dir)
+    ended = [t for t in trials if t["state"] in ("COMPLETE", "PRUNED")]
+    assert len(ended) == 5, trials  # the budget is the study's, not each worker's
+    assert {t["worker"] for t in ended} == {"0", "1"}  # both workers took trials
+    summary = json.loads((run_dir / "tuning" / "tuning.json").read_text())
+    assert summary["trials"] == 5 and 0 <= summary["best"]["dsr"] <= 1
+    best = load_config([run_dir / "tuning" / "best_params.yaml"])
+    assert best.ppo.ent_coef == pytest.approx(summary["best"]["params"]["ppo.ent_coef"])
+    assert (run_dir / "tuning" / "plots" / "history.png").exists()
+    assert "Best trial" in (run_dir / "tuning" / "tuning.md").read_text()
+    assert "Deflated Sharpe Ratio" in out
+    # The sweep never walked a test window: no trial member has test tracks or a result.
+    trial_files = list((run_dir / "tuning" / "trials").rglob("*"))
+    assert trial_files and not [
+        p for p in trial_files if p.name in ("test_tracks.npz", "result.json")
+    ]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_only_its_trial_which_is_run_again(tmp_path: Path) -> None:
+    process = _sweep(tmp_path, "--workers", "2", "--n-trials", "4", wait=False)
+    runs = tmp_path / "runs"
+    deadline = time.time() + 300
+    killed = None
+    while killed is None and time.time() < deadline:
+        for progress in runs.glob("*/tuning/workers/worker_00/progress.json"):
+            try:
+                beat = json.loads(progress.read_text())
+            except ValueError:
+                continue
+            if beat["phase"] == "training" and beat["steps"] > 0:
+                os.kill(beat["pid"], signal.SIGKILL)
+                killed = beat["pid"]
+        time.sleep(0.1)
+    assert killed, "worker 0 never started training"
+    out, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, out[-3000:]
+    (run_dir,) = runs.iterdir()
+    trials = _trials(run_dir)
+    died = [t for t in trials if t["reason"] == "its worker died"]
+    assert len(died) == 1, trials
+    retried = [t for t in trials if t["retry of"] == died[0]["trial"]]
+    assert len(retried) == 1 and retried[0]["state"] in ("COMPLETE", "PRUNED")
+    assert sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials) == 4
+
+
+@pytest.mark.slow
+def test_trials_that_keep_failing_stop_the_sweep_with_their_reason(tmp_path: Path) -> None:
+    # A valid config that cannot train: SB3 refuses an MlpPolicy on dict observations.
+    space = "tuning.space={ppo.policy: {type: categorical, choices: [MlpPolicy]}}"
+    process = _sweep(tmp_path, "--n-trials", "10", "--set", space, "--set",
+                     "launcher.max_retries=0", wait=False)  # fmt: skip
+    out, _ = process.communicate(timeout=900)
+    assert process.returncode == 1, out[-3000:]
+    assert "3 trials in a row failed" in out and "ValueError" in out, out[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    trials = _trials(run_dir)
+    assert [t["state"] for t in trials] == ["FAIL"] * 3
+    assert all(t["reason"] for t in trials)
+    assert "failed" in (run_dir / "tuning" / "tuning.md").read_text()

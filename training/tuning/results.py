@@ -1,0 +1,175 @@
+"""What a sweep found, in the run folder: every trial (CSV), the best values (YAML for `--config`),
+plots of the optimisation history and the parameters' importance, and a summary that deflates the
+best trial's Sharpe by every trial that was tried (completed and pruned alike).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from core.atomic import replacing, write_json, write_text
+from core.evaluation import metrics
+from training.run_files import RunFiles
+
+
+def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[str, Any]:
+    """trials.csv, best_params.yaml, tuning.json, tuning.md and plots; returns tuning.json."""
+    files = RunFiles(run_dir)
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_budget")]
+    _write_table(files.trials_table, trials)
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+    tried = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    summary: dict[str, Any] = {
+        "study": study.study_name,
+        "trials": len(tried),
+        "complete": len(complete),
+        "pruned": sum(t.state.name == "PRUNED" for t in trials),
+        "failed": [
+            {"trial": t.number, "reason": t.user_attrs.get("fail_reason", "an error")}
+            for t in trials
+            if t.state.name == "FAIL"
+        ],
+        "best": None,
+    }
+    if complete:
+        best = max(complete, key=lambda t: t.value)
+        summary["best"] = {
+            "trial": best.number,
+            "value": best.value,
+            "params": best.params,
+            "instance_sharpes": best.user_attrs.get("instance_sharpes"),
+            "dsr": _deflated(best, tried, periods_per_year),
+        }
+        write_text(files.best_params, _best_yaml(best))
+    summary["plots"] = _plots(files.tuning / "plots", study, len(complete))
+    write_json(files.tuning_metrics, summary)
+    write_text(files.tuning_summary, _markdown(summary, files))
+    return summary
+
+
+def _write_table(path: Path, trials: list[Any]) -> None:
+    import pandas as pd
+
+    rows = [
+        {
+            "trial": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            **{f"param {key}": value for key, value in t.params.items()},
+            "steps reported": len(t.intermediate_values),
+            "last reported": t.intermediate_values[max(t.intermediate_values)]
+            if t.intermediate_values
+            else None,
+            "worker": _whole(t.user_attrs.get("worker")),
+            "retry of": _whole(t.user_attrs.get("retry_of")),
+            "seconds": t.duration.total_seconds() if t.duration else None,
+            "reason": t.user_attrs.get("fail_reason", ""),
+        }
+        for t in trials
+    ]
+    with replacing(path, "w") as handle:
+        pd.DataFrame(rows).to_csv(handle, index=False)
+
+
+def _deflated(best: Any, tried: list[Any], periods_per_year: float) -> float:
+    """The best trial's validation Sharpe against the best of `len(tried)` skill-less trials,
+    with the variance of every tried trial's Sharpe (a pruned one: its last reported value)."""
+    per_bar = []
+    for trial in tried:
+        value = trial.value
+        if value is None and trial.intermediate_values:
+            value = trial.intermediate_values[max(trial.intermediate_values)]
+        if value is not None and math.isfinite(value):
+            per_bar.append(value / math.sqrt(periods_per_year))
+    variance = float(np.var(per_bar, ddof=1)) if len(per_bar) > 1 else 0.0
+    benchmark = metrics.expected_max_sharpe(max(1, len(tried)), variance)
+    attrs = best.user_attrs
+    if "sharpe_per_bar" not in attrs:
+        return float("nan")
+    return metrics.psr_from_moments(
+        attrs["sharpe_per_bar"], int(attrs["bars"]), attrs["skew"], attrs["kurtosis"], benchmark
+    )
+
+
+def _best_yaml(best: Any) -> str:
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in best.params.items():
+        section, name = key.split(".", 1)
+        nested.setdefault(section, {})[name] = value
+    header = (
+        f"# Best trial {best.number} of the sweep (median validation Sharpe {best.value:.3f}).\n"
+        "# Train with it: ./start_training.sh --config THIS_FILE (with the sweep's other settings)\n"
+    )
+    return header + yaml.safe_dump(nested, sort_keys=False)
+
+
+def _plots(folder: Path, study: Any, complete: int) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    import optuna.visualization.matplotlib as views
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {}
+    wanted = [("Optimisation history", "history.png", views.plot_optimization_history)]
+    if complete >= 2 and len(study.best_params) >= 1:
+        wanted.append(("Parameter importance", "importance.png", views.plot_param_importances))
+    for title, name, view in wanted:
+        with warnings.catch_warnings():  # Optuna's matplotlib views are "experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            axis = view(study)
+        with replacing(folder / name) as handle:
+            axis.figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+        plt.close(axis.figure)
+        made[title] = name
+    return made
+
+
+def _markdown(summary: dict[str, Any], files: RunFiles) -> str:
+    lines = [
+        f"# Sweep {summary['study']}",
+        "",
+        f"{summary['trials']} trial(s) tried: {summary['complete']} complete, "
+        f"{summary['pruned']} pruned; {len(summary['failed'])} failed (retried or left out). "
+        "Scored on the folds' validation windows only; the test windows were not read.",
+        "",
+    ]
+    best = summary["best"]
+    if best:
+        lines += [
+            f"**Best trial {best['trial']}**: validation Sharpe {best['value']:.3f} (its members: "
+            + ", ".join(f"{s:.2f}" for s in best["instance_sharpes"] or [])
+            + ")",
+            "",
+            *(f"- `{key}` = {_shown(value)}" for key, value in best["params"].items()),
+            "",
+            f"Deflated Sharpe Ratio of the best trial, counting all {summary['trials']} tried: "
+            f"**{best['dsr']:.3f}** (how likely its validation Sharpe is not the luck of trying "
+            "that many).",
+            "",
+            f"Train with it: `./start_training.sh --config {files.best_params}`.",
+            "",
+        ]
+    for failure in summary["failed"]:
+        lines.append(f"- trial {failure['trial']} failed: {failure['reason']}")
+    for title, name in summary["plots"].items():
+        lines += ["", f"## {title}", "", f"![{title}](plots/{name})"]
+    lines += ["", f"Every trial: `{files.trials_table.name}`.", ""]
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _whole(value: Any) -> str:
+    """A trial or worker number for the CSV ("" when absent, never 1.0)."""
+    return "" if value is None else str(int(value))
