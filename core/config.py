@@ -293,6 +293,8 @@ class TuningConfig(Section):
     pruner: Literal["wilcoxon", "median", "none"]
     wilcoxon_p_threshold: Annotated[float, Field(gt=0, lt=1)]
     sampler_seed: Annotated[int, Field(ge=0)]
+    heartbeat_s: Annotated[int, Field(ge=1, le=3600)]
+    grace_s: Annotated[int, Field(ge=2, le=86_400)]
     space: dict[str, TuningParam]
 
     @field_validator("space")

@@ -8,6 +8,8 @@ VENV="${PLOUTOS_VENV:-$ROOT/.venv}"
 "$ROOT/scripts/bootstrap_env.sh" test
 # The SLURM integration tests bring up a real single-node cluster: its Debian packages first.
 "$ROOT/scripts/slurm_cluster.sh" install
+# The sweep's PostgreSQL test runs a real server: its Debian package, if missing.
+"$ROOT/scripts/postgres_server.sh" install
 cd "$ROOT"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .

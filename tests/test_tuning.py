@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -23,6 +24,8 @@ from tests.helpers.datasets import write_csv
 from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learnable_config
 from training.tuning.space import check_space, overrides, suggest
 from training.tuning.study import open_storage, pruner_of
+
+POSTGRES_SCRIPT = REPO_ROOT / "scripts" / "postgres_server.sh"
 
 
 # The space ----------------------------------------------------------------------------------------
@@ -103,6 +106,22 @@ def _sweep(folder: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
     return process
 
 
+def _kill_worker_mid_trial(runs: Path) -> int:
+    """SIGKILL worker 0 once it trains (inside a trial); its pid."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        for progress in runs.glob("*/tuning/workers/worker_00/progress.json"):
+            try:
+                beat = json.loads(progress.read_text())
+            except ValueError:
+                continue
+            if beat["phase"] == "training" and beat["steps"] > 0:
+                os.kill(beat["pid"], signal.SIGKILL)
+                return int(beat["pid"])
+        time.sleep(0.1)
+    raise AssertionError("worker 0 never started training")
+
+
 def _trials(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "tuning" / "trials.csv") as handle:
         return list(csv.DictReader(handle))
@@ -136,19 +155,7 @@ def test_two_workers_share_one_budget_and_write_the_sweeps_results(tmp_path: Pat
 def test_a_killed_worker_loses_only_its_trial_which_is_run_again(tmp_path: Path) -> None:
     process = _sweep(tmp_path, "--workers", "2", "--n-trials", "4", wait=False)
     runs = tmp_path / "runs"
-    deadline = time.time() + 300
-    killed = None
-    while killed is None and time.time() < deadline:
-        for progress in runs.glob("*/tuning/workers/worker_00/progress.json"):
-            try:
-                beat = json.loads(progress.read_text())
-            except ValueError:
-                continue
-            if beat["phase"] == "training" and beat["steps"] > 0:
-                os.kill(beat["pid"], signal.SIGKILL)
-                killed = beat["pid"]
-        time.sleep(0.1)
-    assert killed, "worker 0 never started training"
+    _kill_worker_mid_trial(runs)
     out, _ = process.communicate(timeout=900)
     assert process.returncode == 0, out[-3000:]
     (run_dir,) = runs.iterdir()
@@ -174,3 +181,39 @@ def test_trials_that_keep_failing_stop_the_sweep_with_their_reason(tmp_path: Pat
     assert [t["state"] for t in trials] == ["FAIL"] * 3
     assert all(t["reason"] for t in trials)
     assert "failed" in (run_dir / "tuning" / "tuning.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server on localhost (scripts/postgres_server.sh), torn down after."""
+    up = subprocess.run([str(POSTGRES_SCRIPT), "up"], capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+    exported = [line for line in up.stdout.splitlines() if line.startswith("export ")]
+    yield exported[-1].split("=", 1)[1]
+    subprocess.run([str(POSTGRES_SCRIPT), "down"], capture_output=True, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_on_postgresql_a_killed_workers_trial_is_retried_and_the_budget_is_exact(
+    tmp_path: Path, postgres: str
+) -> None:
+    process = _sweep(
+        tmp_path, "--workers", "2", "--n-trials", "4", "--storage", postgres,
+        "--study-name", "killed-worker", "--set", "tuning.heartbeat_s=1",
+        "--set", "tuning.grace_s=4", wait=False,
+    )  # fmt: skip
+    killed = _kill_worker_mid_trial(tmp_path / "runs")
+    out, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, out[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    trials = _trials(run_dir)
+    died = [t for t in trials if t["state"] == "FAIL"]
+    assert len(died) == 1 and died[0]["reason"] == "its worker died", trials
+    assert died[0]["worker"] == "0" and killed
+    retried = [t for t in trials if t["retry of"] == died[0]["trial"]]
+    assert len(retried) == 1 and retried[0]["state"] in ("COMPLETE", "PRUNED")
+    assert sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials) == 4  # exactly the budget
+    study = optuna.load_study(study_name="killed-worker", storage=postgres)
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
+    assert "Best trial" in (run_dir / "tuning" / "tuning.md").read_text()

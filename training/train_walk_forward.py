@@ -374,7 +374,10 @@ def _tune(
     files = RunFiles(run_dir)
     check_space([files.config], [], load_config([files.config]).tuning.space)
     study_name = args.study_name or run_dir.name
-    storage = open_storage(args.storage, files.tuning_journal, workers)
+    tuning = config.tuning
+    storage = open_storage(
+        args.storage, files.tuning_journal, workers, tuning.heartbeat_s, tuning.grace_s
+    )
     study = open_study(study_name, storage, config.tuning, 0)  # created once, joined by workers
     n_trials = config.tuning.n_trials
     steps = n_trials * len(jobs) * config.ppo.total_timesteps

@@ -23,6 +23,7 @@ def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[st
     files = RunFiles(run_dir)
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_budget")]
     _write_table(files.trials_table, trials)
+    retried = {number for t in trials if (number := _retry_of(t)) is not None}
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     tried = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     summary: dict[str, Any] = {
@@ -31,7 +32,7 @@ def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[st
         "complete": len(complete),
         "pruned": sum(t.state.name == "PRUNED" for t in trials),
         "failed": [
-            {"trial": t.number, "reason": t.user_attrs.get("fail_reason", "an error")}
+            {"trial": t.number, "reason": _reason(t, retried) or "an error"}
             for t in trials
             if t.state.name == "FAIL"
         ],
@@ -53,9 +54,30 @@ def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[st
     return summary
 
 
+def _retry_of(trial: Any) -> int | None:
+    """The trial this one runs again: ours (journal storage) or Optuna's heartbeat retry (RDB)."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    if "retry_of" in trial.user_attrs:
+        return int(trial.user_attrs["retry_of"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
+def _reason(trial: Any, retried: set[int]) -> str:
+    if "fail_reason" in trial.user_attrs:
+        return str(trial.user_attrs["fail_reason"])
+    if trial.state.name == "FAIL" and trial.number in retried:
+        return "its worker died"  # failed by Optuna's heartbeat check, then run again
+    return ""
+
+
 def _write_table(path: Path, trials: list[Any]) -> None:
     import pandas as pd
 
+    retried = {number for t in trials if (number := _retry_of(t)) is not None}
     rows = [
         {
             "trial": t.number,
@@ -67,9 +89,9 @@ def _write_table(path: Path, trials: list[Any]) -> None:
             if t.intermediate_values
             else None,
             "worker": _whole(t.user_attrs.get("worker")),
-            "retry of": _whole(t.user_attrs.get("retry_of")),
+            "retry of": _whole(_retry_of(t)),
             "seconds": t.duration.total_seconds() if t.duration else None,
-            "reason": t.user_attrs.get("fail_reason", ""),
+            "reason": _reason(t, retried),
         }
         for t in trials
     ]

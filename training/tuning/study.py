@@ -18,12 +18,13 @@ from typing import Any
 from core.config import TuningConfig
 from core.errors import UserError
 
-HEARTBEAT_S = 30  # RDB storages: a running trial's worker writes this often...
-GRACE_S = 120  # ...and a trial silent this long is failed and retried
 MAX_RETRIES = 2  # a trial whose worker died is run again at most this many times
 
 
-def open_storage(url: str | None, journal: Path, workers: int) -> Any:
+def open_storage(
+    url: str | None, journal: Path, workers: int, heartbeat_s: int = 30, grace_s: int = 120
+) -> Any:
+    """tuning.heartbeat_s and tuning.grace_s: how a dead worker's trial is found (RDB only)."""
     import optuna
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
@@ -42,8 +43,8 @@ def open_storage(url: str | None, journal: Path, workers: int) -> Any:
         with _experimental_ok():
             return RDBStorage(
                 url,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=GRACE_S,
+                heartbeat_interval=heartbeat_s,
+                grace_period=grace_s,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                     max_retry=MAX_RETRIES
                 ),
@@ -52,7 +53,7 @@ def open_storage(url: str | None, journal: Path, workers: int) -> Any:
         raise UserError(
             f"cannot open the study storage {url}: {type(error).__name__}: {error}\n"
             "  fix: check the URL (postgresql://user:password@host:port/database), that the "
-            "server is up, and that its driver (psycopg2) is installed"
+            "server is up, and that its driver (psycopg) is installed"
         ) from None
 
 

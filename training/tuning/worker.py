@@ -66,8 +66,10 @@ def run_worker(worker: TuneWorker, hooks: Hooks) -> dict[str, Any]:
 
     files = RunFiles(Path(worker.run_dir))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(worker.storage, files.tuning_journal, worker.workers)
     tuning = run_config(worker.run_dir).tuning
+    storage = open_storage(
+        worker.storage, files.tuning_journal, worker.workers, tuning.heartbeat_s, tuning.grace_s
+    )
     study = open_study(worker.study, storage, tuning, worker.index)
     objective = Objective(worker.run_dir, worker.n_trials, worker.index, hooks)
     ran = failures = 0
