@@ -238,6 +238,7 @@ class TrainingConfig(Section):
     eval_every_steps: PositiveInt | Auto
     validation_metric: Literal["sharpe", "sortino", "calmar", "total_return"]
     patience: PositiveInt | None
+    select: Literal["best", "last"]
     checkpoint_every_steps: PositiveInt | Auto
     min_action_std: Annotated[float, Field(ge=0)]
     min_entropy: float | None

@@ -217,3 +217,29 @@ def test_on_postgresql_a_killed_workers_trial_is_retried_and_the_budget_is_exact
     study = optuna.load_study(study_name="killed-worker", storage=postgres)
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
     assert "Best trial" in (run_dir / "tuning" / "tuning.md").read_text()
+
+
+@pytest.mark.slow
+def test_then_train_fits_the_best_params_on_train_and_validation_and_counts_the_sweep(
+    tmp_path: Path,
+) -> None:
+    process = _sweep(tmp_path, "--n-trials", "2", "--then-train", "--ensemble", "2", wait=False)
+    out, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, out[-3000:]
+    sweep_dir, final_dir = sorted((tmp_path / "runs").iterdir())  # the final run is named -final
+    assert final_dir.name.endswith("-final")
+    best = json.loads((sweep_dir / "tuning" / "tuning.json").read_text())["best"]
+    final = load_config([final_dir / "config.yaml"])
+    assert final.ppo.ent_coef == pytest.approx(best["params"]["ppo.ent_coef"])
+    assert final.ensemble.size == 2 and final.training.select == "last"
+    swept = json.loads((sweep_dir / "folds.json").read_text())[0]
+    trained = json.loads((final_dir / "folds.json").read_text())[0]
+    assert trained["train"]["first"] == swept["train"]["first"]
+    assert trained["train"]["last"] == swept["validation"]["last"]  # train + validation
+    assert trained["test"] == swept["test"]  # the windows the sweep never read
+    metrics = json.loads((final_dir / "metrics.json").read_text())
+    evaluations = sum(
+        len(json.loads(p.read_text())["evaluations"]) for p in final_dir.rglob("result.json")
+    )
+    assert metrics["n_trials"] == evaluations + 2 and metrics["sweep"]["trials"] == 2
+    assert "trial(s) of the sweep" in (final_dir / "report.md").read_text()

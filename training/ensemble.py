@@ -48,7 +48,8 @@ def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
         else:
             store = store or run_store(run_dir)
             policy = ensemble_policy(
-                [_best_model(job) for job in members], config.ensemble.aggregate
+                [_best_model(job, config.training.select) for job in members],
+                config.ensemble.aggregate,
             )
             first = members[0]
             tracks = evaluate_window(
@@ -83,13 +84,14 @@ def ensemble_policy(models: list[Any], aggregate: str) -> Policy:
     return decide
 
 
-def _best_model(job: Job) -> Any:
-    """The checkpoint the member was tested with: its best on validation."""
+def _best_model(job: Job, select: str) -> Any:
+    """The checkpoint the member was tested with: its best on validation (training.select)."""
     from stable_baselines3 import PPO
 
     files = job.files
     state = TrainingState.load(files.state)
-    name = state.best_checkpoint or state.last_checkpoint
+    best = state.best_checkpoint if select == "best" else None
+    name = best or state.last_checkpoint
     return PPO.load(files.checkpoints / str(name), device="cpu")
 
 

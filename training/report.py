@@ -306,7 +306,13 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         f"- Deflated Sharpe Ratio: **{agent['dsr']:.3f}**, counting {summary['n_trials']} "
         f"trial(s): every checkpoint of every member evaluated on validation data was a candidate for the "
         f"reported model (variance of their per-bar validation Sharpe "
-        f"{summary['trial_sharpe_variance']:.3g}). Sweep trials will add to this count.",
+        f"{summary['trial_sharpe_variance']:.3g})"
+        + (
+            f", including the {summary['sweep']['trials']} trial(s) of the sweep "
+            f"`{summary['sweep']['study']}` that chose this run's settings."
+            if summary.get("sweep")
+            else "."
+        ),
         f"- A value at or above {summary['significance']:g} (`evaluation.significance`) is "
         "reported as significant.",
         "",

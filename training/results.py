@@ -75,7 +75,8 @@ def gather_results(run_dir: Path) -> RunResults:
     evaluations = [e for fold in folds for m in fold.members for e in m["evaluations"]]
     evaluations += [r["validation"] for fold in folds if fold.fused for r in fold.fused["rounds"]]
     per_bar = [e["sharpe_per_bar"] for e in evaluations if np.isfinite(e["sharpe_per_bar"])]
-    n_trials = max(1, len(evaluations))
+    sweep = json.loads(files.sweep.read_text()) if files.sweep.exists() else None
+    n_trials = max(1, len(evaluations) + (sweep["trials"] if sweep else 0))
     variance = float(np.var(per_bar, ddof=1)) if len(per_bar) > 1 else 0.0
     fold_metrics = [_write_fold_metrics(files, fold, annual) for fold in folds]
     oos = pd.concat([fold.frame.assign(fold=fold.index) for fold in folds], ignore_index=True)
@@ -103,6 +104,7 @@ def gather_results(run_dir: Path) -> RunResults:
         ),
         "failed_jobs": _failed_jobs(files),
         "n_trials": n_trials,
+        "sweep": sweep,
         "trial_sharpe_variance": variance,
         "significance": significance,
         "significant": bool(agent["dsr"] >= significance),

@@ -203,6 +203,12 @@ class RunFiles:
         return self.tuning / "tuning.json"
 
     @property
+    def sweep(self) -> Path:
+        """The sweep this run's settings came from (--tune --then-train): its trials count in the
+        run's Deflated Sharpe Ratio."""
+        return self.root / "sweep.json"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
 

@@ -178,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--study-name", metavar="NAME", help="with --tune: join or create this study"
     )
+    parser.add_argument(
+        "--then-train",
+        action="store_true",
+        help="with --tune: then train the ensemble (--ensemble, ensemble.size) with the best "
+        "params on each fold's train + validation windows and test it on the untouched test "
+        "windows; its report counts the sweep's trials",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     parser.add_argument(
         "--print-config",
@@ -194,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--json only applies to --dry-run")
     tune_only = [flag for flag, given in (("--n-trials", args.n_trials), ("--storage",
                  args.storage), ("--study-name", args.study_name), ("--workers",
-                 args.workers != 1)) if given]  # fmt: skip
+                 args.workers != 1), ("--then-train", args.then_train)) if given]  # fmt: skip
     if tune_only and not args.tune:
         parser.error(f"{', '.join(tune_only)} only apply to --tune")
     if args.tune and args.resume:
@@ -358,6 +365,7 @@ def _tune(
     from training.tuning.worker import TuneWorker
 
     seeds = config.tuning.seeds_per_trial
+    chosen = config  # the run the user asked for: --then-train trains it with the best params
     config = config.model_copy(
         update={
             "ensemble": config.ensemble.model_copy(update={"size": seeds, "mode": "independent"})
@@ -365,7 +373,8 @@ def _tune(
     )
     workers = args.workers
     shape = {"n_assets": len(store.assets), "n_features": len(store.feature_names)}
-    resource_plan = plan(hardware, config, None if profile else args.workers, **shape)
+    # One worker per SLURM task (planned for its allocation); locally the workers share the machine.
+    resource_plan = plan(hardware, config, 1 if profile else args.workers, **shape)
     argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
     run_dir, jobs = create_run(
         Path(args.output), args.name or "tune", config, resource_plan, hardware.to_json(), store,
@@ -425,7 +434,65 @@ def _tune(
             f"error: {len(outcome.failures)} worker(s) failed: {outcome.failures}", file=sys.stderr
         )
         return 1
-    return 0 if best else 1
+    if not best:
+        return 1
+    if args.then_train:
+        return _train_best(args, chosen, hardware, store, folds, profile, summary, files)
+    return 0
+
+
+def _train_best(
+    args: argparse.Namespace,
+    chosen: Config,
+    hardware: Any,
+    store: FeatureStore,
+    folds: list[Any],
+    profile: ClusterProfile | None,
+    summary: dict[str, Any],
+    sweep_files: Any,
+) -> int:
+    """--then-train: the best params over the run's config, trained on train + validation (there
+    is nothing left to pick checkpoints on: the final weights are tested), tested on the test
+    windows the sweep never read."""
+    from dataclasses import replace
+
+    from core.atomic import write_json
+    from core.bar_range import BarRange
+    from core.config import load_config
+    from core.hardware.planner import plan
+    from training.run_files import RunFiles
+    from training.run_folder import create_run
+    from training.tuning.space import overrides
+
+    best = summary["best"]
+    final = load_config(
+        [sweep_files.config],
+        [
+            *overrides(best["params"]),
+            f"ensemble.size={chosen.ensemble.size}",
+            f"ensemble.mode={chosen.ensemble.mode}",
+            "training.select=last",
+            "training.patience=null",
+        ],
+    )
+    merged = [replace(f, train=BarRange(f.train.start, f.validation.stop)) for f in folds]
+    shape = {"n_assets": len(store.assets), "n_features": len(store.feature_names)}
+    resource_plan = plan(hardware, final, 1 if profile else None, **shape)
+    argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
+    run_dir, jobs = create_run(
+        Path(args.output), f"{args.name or 'tune'}-final", final, resource_plan,
+        hardware.to_json(), store, merged, argv,
+    )  # fmt: skip
+    write_json(
+        RunFiles(run_dir).sweep,
+        {"study": summary["study"], "trials": summary["trials"], "folder": str(sweep_files.root)},
+    )
+    print(
+        f"Training the best params of trial {best['trial']} on train + validation: run folder "
+        f"{run_dir} ({_jobs_line(final, len(merged), resource_plan)})",
+        flush=True,
+    )
+    return _train_and_report(run_dir, jobs, final, resource_plan, profile, not args.no_progress)
 
 
 def _resume(run_dir: Path, args: argparse.Namespace) -> int:

@@ -82,7 +82,7 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
     model, state = yield from _train(job, config, run, store, annual, files, hooks)
     if hooks.phase:
         hooks.phase("testing")
-    best = _best_model(model, files, state, job)
+    best = _best_model(model, files, state, job) if config.training.select == "best" else model
     tracks = evaluate_window(
         store, settings_of(config), job.fold.test, agent_policy(best), config, job.seed
     )

@@ -57,7 +57,11 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
                 ) | {"timesteps": closed.timesteps}
                 write_json(fed.validation(closed.round), validation)
             validations.append(validation)
-        best = max(range(len(closed_rounds)), key=lambda i: validations[i]["score"])
+        best = (
+            max(range(len(closed_rounds)), key=lambda i: validations[i]["score"])
+            if config.training.select == "best"
+            else len(closed_rounds) - 1
+        )
         record = {
             "best_round": closed_rounds[best].round,
             "rounds": [

@@ -147,7 +147,10 @@ def _plots(folder: Path, study: Any, complete: int) -> dict[str, str]:
     for title, name, view in wanted:
         with warnings.catch_warnings():  # Optuna's matplotlib views are "experimental"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            axis = view(study)
+            try:
+                axis = view(study)
+            except (ValueError, RuntimeError):  # e.g. importance of a space with one value
+                continue
         with replacing(folder / name) as handle:
             axis.figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
         plt.close(axis.figure)

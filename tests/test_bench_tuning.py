@@ -1,0 +1,33 @@
+"""The sweep benchmark runs its arms through the CLI on a tiny study and reports the ratios."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.bench import run_bench
+
+
+@pytest.mark.slow
+def test_tuning_benchmark_reports_workers_and_pruning(tmp_path: Path) -> None:
+    arms = ["1 worker, no pruning", "2 workers, no pruning", "2 workers, wilcoxon"]
+    stdout, result = run_bench(
+        "bench_tuning.py",
+        tmp_path / "bench.json",
+        *("--n-trials", "2", "--timesteps", "8192", "--folds", "1", "--eval-every", "8192"),
+        "--arms",
+        *arms,
+    )
+    assert "trials per hour" in stdout and "of the PPO steps saved" in stdout
+    for arm in arms:
+        values = result["arms"][arm]
+        assert values["trials"] == 2 and values["ppo_steps"] > 0 and values["wall_s"] > 0
+    one, two = result["arms"][arms[0]], result["arms"][arms[1]]
+    assert result["two_workers_vs_one"] == pytest.approx(
+        two["trials_per_hour"] / one["trials_per_hour"]
+    )
+    pruned = result["arms"][arms[2]]
+    assert result["wilcoxon_compute_saved"] == pytest.approx(
+        1 - pruned["ppo_steps"] / two["ppo_steps"]
+    )
