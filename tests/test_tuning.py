@@ -86,6 +86,14 @@ def test_the_pruner_is_chosen_by_config(default_config) -> None:
     assert isinstance(tuned("none"), optuna.pruners.NopPruner)
 
 
+def test_a_sweep_folder_is_not_resumed_as_a_training_run(tmp_path: Path) -> None:
+    from training.train_walk_forward import main
+
+    (tmp_path / "tuning").mkdir()
+    (tmp_path / "config.yaml").write_text("{}\n")
+    assert main(["--resume", str(tmp_path)]) == 2
+
+
 # Sweeps through the command line ------------------------------------------------------------------
 def _sweep(folder: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
     config = learnable_config("walk_forward.max_folds=1")

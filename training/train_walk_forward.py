@@ -508,6 +508,13 @@ def _resume(run_dir: Path, args: argparse.Namespace) -> int:
             f"{run_dir} is not a Ploutos run folder (no {config_file.name})\n"
             "  fix: pass the folder the run printed, e.g. --resume runs/20261122-101500-quick"
         )
+    if RunFiles(run_dir).tuning.exists():
+        raise UserError(
+            f"{run_dir} is a sweep's folder (--tune): --resume continues training runs only\n"
+            "  fix: to add trials to a study, start it with --storage postgresql://... and join it "
+            "again with --tune --study-name NAME --storage URL; to train its best params, pass "
+            f"--config {RunFiles(run_dir).best_params}"
+        )
     config = load_config([config_file], _launcher_overrides(args))
     from training.launcher.profile import cluster_profile
 
