@@ -16,7 +16,7 @@ from core.atomic import replacing, write_json
 from core.envs.settings import settings_of
 from core.evaluation.judge import annualisation_of, evaluate_window
 from training.callbacks import TrainingState
-from training.fedavg.barrier import Closed, RoundBarrier
+from training.fedavg.barrier import RoundBarrier
 from training.fedavg.member import load_state
 from training.job import Job
 from training.run_files import RunFiles
@@ -86,13 +86,6 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
         save_tracks(files.fused_tracks(index), tracks)
         write_json(files.fused_record(index), record)
     return records
-
-
-def read_rounds(run_dir: Path, index: int) -> list[Closed]:
-    """The closed rounds of a fold, in order."""
-    fed = RunFiles(run_dir).fedavg(index)
-    barrier = RoundBarrier(fed, -1, [], 1.0)
-    return [c for c in (barrier.closed(r) for r in fed.rounds()) if c is not None]
 
 
 def _template(job: Job) -> Any:

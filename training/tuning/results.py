@@ -22,8 +22,8 @@ def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[st
     """trials.csv, best_params.yaml, tuning.json, tuning.md and plots; returns tuning.json."""
     files = RunFiles(run_dir)
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_budget")]
-    _write_table(files.trials_table, trials)
     retried = {number for t in trials if (number := _retry_of(t)) is not None}
+    _write_table(files.trials_table, trials, retried)
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     tried = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     summary: dict[str, Any] = {
@@ -74,10 +74,9 @@ def _reason(trial: Any, retried: set[int]) -> str:
     return ""
 
 
-def _write_table(path: Path, trials: list[Any]) -> None:
+def _write_table(path: Path, trials: list[Any], retried: set[int]) -> None:
     import pandas as pd
 
-    retried = {number for t in trials if (number := _retry_of(t)) is not None}
     rows = [
         {
             "trial": t.number,

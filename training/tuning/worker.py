@@ -91,11 +91,12 @@ def run_worker(worker: TuneWorker, hooks: Hooks) -> dict[str, Any]:
             continue
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
         ran += 1
-        failures = failures + 1 if _failed_here(study, worker.index) else 0
+        last = _mine(study, worker.index)
+        failures = failures + 1 if last is not None and last.state.name == "FAIL" else 0
         if failures >= MAX_FAILURES_IN_A_ROW:
             raise TrialsKeepFailing(
                 f"{worker.name}: {failures} trials in a row failed; the last one: "
-                f"{_last_reason(study, worker.index)}\n"
+                f"{last.user_attrs.get('fail_reason', 'an error')}\n"
                 f"  fix: see {worker.files.folder.parent.parent / 'trials.csv'} once written, and "
                 "the worker's log in the launcher folder; check tuning.space's ranges"
             )
@@ -112,16 +113,6 @@ def _mine(study: Any, worker: int) -> Any:
         if t.user_attrs.get("worker") == worker and not t.user_attrs.get("over_budget")
     ]
     return own[-1] if own else None
-
-
-def _failed_here(study: Any, worker: int) -> bool:
-    trial = _mine(study, worker)
-    return trial is not None and trial.state.name == "FAIL"
-
-
-def _last_reason(study: Any, worker: int) -> str:
-    trial = _mine(study, worker)
-    return "unknown" if trial is None else str(trial.user_attrs.get("fail_reason", "an error"))
 
 
 def _retry_orphans(study: Any, storage: Any, files: RunFiles, dead_after_s: float) -> None:
