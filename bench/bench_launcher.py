@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = detect()
     store, _ = feature_store(config, workers=machine.usable_cpus)
     folds = split(store.timestamps, store.bar_ns, config)[:1]
-    shape = {"n_assets": len(store.assets), "n_features": len(store.feature_names)}
+    shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
     resources = plan(machine, config, **shape)
     usable = machine.usable_cpus
     print(

@@ -238,7 +238,7 @@ def _planned(config: Any, store: Any, train: tuple[int, int]) -> tuple[Any, str]
     from training.trainer import ppo_arguments
 
     resources = plan(
-        detect(), config, n_assets=len(store.assets), n_features=len(store.feature_names)
+        detect(), config, n_assets=len(store.assets), feature_names=store.feature_names
     )
     torch.set_num_threads(resources.torch_threads)
     vec = make_vec_env(resources.n_envs, "batch", config, store, fold=train, seed=0)

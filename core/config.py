@@ -129,8 +129,18 @@ class RewardConfig(Section):
         return band
 
 
+class PolicyConfig(Section):
+    extractor: Literal["flat", "shared_asset", "multi_timeframe_cnn", "lstm"]
+    share_extractor: bool
+    channels: Annotated[int, Field(ge=1, le=4096)]
+    patch: Annotated[int, Field(ge=1, le=4096)]
+    kernel: Annotated[int, Field(ge=1, le=4096)]
+    embedding: Annotated[int, Field(ge=1, le=65536)]
+    lstm_hidden: Annotated[int, Field(ge=1, le=65536)]
+    lstm_layers: Annotated[int, Field(ge=1, le=16)]
+
+
 class PPOConfig(Section):
-    policy: Literal["MlpPolicy", "MultiInputPolicy", "CnnPolicy"]
     net_arch: Annotated[list[Annotated[int, Field(ge=1, le=65536)]], Field(min_length=1)]
     learning_rate: Annotated[float, Field(gt=0, le=1)]
     n_steps: Annotated[int, Field(ge=8, le=1_000_000)] | Auto
@@ -312,6 +322,7 @@ class Config(Section):
     features: FeaturesConfig
     env: EnvConfig
     reward: RewardConfig
+    policy: PolicyConfig
     ppo: PPOConfig
     training: TrainingConfig
     evaluation: EvaluationConfig

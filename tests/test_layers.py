@@ -19,8 +19,9 @@ CORE_RANKS = {
     "core.bar_range": 0,
     "core.atomic": 0,
     "core.config": 1,
-    "core.hardware": 2,
+    "core.policies": 2,
     "core.data": 2,
+    "core.hardware": 3,
     "core.features": 3,
     "core.folds": 4,
     "core.envs": 4,
@@ -135,6 +136,8 @@ def test_every_module_is_in_a_known_family() -> None:
         # The entry point plans and sets thread limits before numpy or torch may load.
         ("core.hardware.threads", ("numpy", "torch")),
         ("core.hardware.planner", ("numpy", "torch")),
+        # ...counting the policy's parameters exactly without building it.
+        ("core.policies.size", ("numpy", "torch")),
         # ...and reads the cluster profile it plans a SLURM task for.
         ("training.launcher.profile", ("numpy", "torch", "submitit")),
         ("core.units", ("numpy", "pandas")),

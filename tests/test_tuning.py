@@ -34,7 +34,7 @@ def test_suggested_values_respect_each_distribution(seed: int) -> None:
     space = {
         "ppo.ent_coef": TuningParam(type="float", low=1e-4, high=0.05, log=True),
         "ppo.n_epochs": TuningParam(type="int", low=1, high=20),
-        "ppo.policy": TuningParam(type="categorical", choices=["MultiInputPolicy"]),
+        "policy.extractor": TuningParam(type="categorical", choices=["flat", "shared_asset"]),
     }
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     values = suggest(study.ask(), space)
@@ -43,6 +43,7 @@ def test_suggested_values_respect_each_distribution(seed: int) -> None:
     config = load_config(overrides=overrides(values))
     assert config.ppo.ent_coef == values["ppo.ent_coef"]
     assert config.ppo.n_epochs == values["ppo.n_epochs"]
+    assert config.policy.extractor == values["policy.extractor"]
 
 
 def test_a_space_is_checked_against_the_config_with_the_key_named(tmp_path: Path) -> None:

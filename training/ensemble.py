@@ -20,6 +20,7 @@ from core.evaluation.judge import evaluate_window
 from core.evaluation.rollout import Policy
 from training.callbacks import TrainingState
 from training.job import Job
+from training.models import agent_policy, load_model, recurrent
 from training.run_files import RunFiles
 from training.run_folder import load_run, run_config, run_store
 from training.tracks import save_tracks
@@ -67,6 +68,14 @@ def ensemble_policy(models: list[Any], aggregate: str) -> Policy:
     import torch
 
     combine = np.median if aggregate == "median" else np.mean
+    if any(recurrent(model) for model in models):  # each member carries its own LSTM state
+        members = [agent_policy(model) for model in models]
+
+        def decide_recurrent(obs: dict[str, np.ndarray], weights: np.ndarray, t: int) -> np.ndarray:
+            each = np.stack([member(obs, weights, t) for member in members])
+            return np.clip(combine(each, axis=0), -1.0, 1.0)
+
+        return decide_recurrent
     first = models[0].policy
     low, high = first.action_space.low, first.action_space.high
     for model in models:
@@ -86,13 +95,11 @@ def ensemble_policy(models: list[Any], aggregate: str) -> Policy:
 
 def _best_model(job: Job, select: str) -> Any:
     """The checkpoint the member was tested with: its best on validation (training.select)."""
-    from stable_baselines3 import PPO
-
     files = job.files
     state = TrainingState.load(files.state)
     best = state.best_checkpoint if select == "best" else None
     name = best or state.last_checkpoint
-    return PPO.load(files.checkpoints / str(name), device="cpu")
+    return load_model(run_config(job.run_dir), files.checkpoints / str(name))
 
 
 def _read_json(path: Path) -> Any:

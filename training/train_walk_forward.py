@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     if args.export_features:
         return _export_features(store, Path(args.export_features))
     resource_plan = plan(
-        hardware, config, members, n_assets=len(store.assets), n_features=len(store.feature_names)
+        hardware, config, members, n_assets=len(store.assets), feature_names=store.feature_names
     )
     from core.folds import coverage, split
 
@@ -372,7 +372,7 @@ def _tune(
         }
     )
     workers = args.workers
-    shape = {"n_assets": len(store.assets), "n_features": len(store.feature_names)}
+    shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
     # One worker per SLURM task (planned for its allocation); locally the workers share the machine.
     resource_plan = plan(hardware, config, 1 if profile else args.workers, **shape)
     argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
@@ -476,7 +476,7 @@ def _train_best(
         ],
     )
     merged = [replace(f, train=BarRange(f.train.start, f.validation.stop)) for f in folds]
-    shape = {"n_assets": len(store.assets), "n_features": len(store.feature_names)}
+    shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
     resource_plan = plan(hardware, final, 1 if profile else None, **shape)
     argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
     run_dir, jobs = create_run(

@@ -21,10 +21,11 @@ from core.config import Config, risk_profile_config
 from core.envs.settings import Settings, settings_of
 from core.evaluation.judge import AGENT, annualisation_of, evaluate_window, score, track_metrics
 from core.evaluation.metrics import Annualisation, return_moments
-from core.evaluation.rollout import Policy, Track, rollout
+from core.evaluation.rollout import Track, rollout
 from core.features.store import FeatureStore
 from training.callbacks import TrainingState, WalkForwardCallback
 from training.job import NO_HOOKS, Hooks, Job
+from training.models import agent_policy, load_model, new_model, store_layout
 from training.run_files import JobFiles, RunFiles
 from training.run_folder import fold_seed, run_config
 from training.tracks import save_tracks
@@ -102,7 +103,6 @@ def _train(
     hooks: Hooks,
 ) -> Generator[None, None, tuple[Any, TrainingState]]:
     """`config` is the member's (its risk profile applied), `run` the run's."""
-    from stable_baselines3 import PPO
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.utils import set_random_seed
 
@@ -112,7 +112,7 @@ def _train(
     vec = vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed)
     state = TrainingState.load(files.state) if files.state.exists() else TrainingState()
     if state.last_checkpoint:
-        model = PPO.load(files.checkpoints / state.last_checkpoint, env=vec, device=job.device)
+        model = load_model(config, files.checkpoints / state.last_checkpoint, job.device, vec)
         if hooks.advance:
             hooks.advance(model.num_timesteps)
     else:
@@ -120,13 +120,8 @@ def _train(
         # mean different things); each member's own seed takes over at its first round.
         init = fold_seed(config, job.fold.index) if config.ensemble.mode == "fedavg" else job.seed
         set_random_seed(init)
-        model = PPO(
-            env=vec,
-            seed=init,
-            device=job.device,
-            verbose=0,
-            **ppo_arguments(config, job.n_steps, job.batch_size),
-        )
+        layout = store_layout(store, config)
+        model = new_model(config, vec, layout, job.n_steps, job.batch_size, init, job.device)
     formats = ["csv", "tensorboard"] if config.training.tensorboard else ["csv"]
     model.set_logger(configure(str(files.logs), formats))
 
@@ -235,43 +230,17 @@ def validation_metrics(
     }
 
 
-def ppo_arguments(config: Config, n_steps: int, batch_size: int) -> dict[str, Any]:
-    """Every PPO parameter from the config; rollout and batch sizes from the plan."""
-    ppo = config.ppo
-    return {
-        "policy": ppo.policy,
-        "learning_rate": ppo.learning_rate,
-        "n_steps": n_steps,
-        "batch_size": batch_size,
-        "n_epochs": ppo.n_epochs,
-        "gamma": ppo.gamma,
-        "gae_lambda": ppo.gae_lambda,
-        "clip_range": ppo.clip_range,
-        "ent_coef": ppo.ent_coef,
-        "vf_coef": ppo.vf_coef,
-        "max_grad_norm": ppo.max_grad_norm,
-        "policy_kwargs": {"net_arch": list(ppo.net_arch)},
-    }
-
-
 def _every(setting: int | str, timesteps: int) -> int:
     return max(1, timesteps // EVALUATIONS_PER_FOLD) if setting == "auto" else int(setting)
-
-
-def agent_policy(model: Any) -> Policy:
-    def decide(obs: dict[str, np.ndarray], weights: np.ndarray, t: int) -> np.ndarray:
-        return model.predict(obs, deterministic=True)[0]
-
-    return decide
 
 
 def _best_model(model: Any, files: JobFiles, state: TrainingState, job: Job) -> Any:
     """Early stopping restores the best checkpoint; it is also what the test judges."""
     if not state.best_checkpoint:
         return model
-    from stable_baselines3 import PPO
-
-    return PPO.load(files.checkpoints / state.best_checkpoint, device=job.device)
+    return load_model(
+        run_config(job.run_dir), files.checkpoints / state.best_checkpoint, job.device
+    )
 
 
 def _result(

@@ -12,12 +12,15 @@ fit in memory (and GPU memory) with the configured headroom.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from core.config import Config
 from core.errors import UserError
 from core.hardware.machine import Hardware
+from core.policies.layout import layout_from_names
+from core.policies.size import policy_parameters
 from core.units import GIB
 
 FLOAT_BYTES = 4
@@ -28,7 +31,7 @@ AUTO_ENVS_PER_WORKER = 1  # SB3's SubprocVecEnv holds one env per process
 # looks ~100 bars ahead) inside one rollout, and n_envs fills the rest of the target rollout.
 BATCH_N_STEPS = 128
 MAX_AUTO_BATCH_ENVS = 1024
-AUTO_TIMEFRAMES_ESTIMATE = 3  # features.timeframes: auto on hourly bars is [1h, 4h, 1d]
+AUTO_TIMEFRAMES_ESTIMATE = ("1h", "4h", "1d")  # features.timeframes: auto on hourly bars
 MAX_AUTO_TORCH_THREADS = 8
 # With the batch env the learner process also steps the envs, so it may use a few more threads.
 MAX_AUTO_BATCH_TORCH_THREADS = 16
@@ -58,6 +61,7 @@ class PolicyShape:
     action_dim: int
     params: int
     hidden: tuple[int, ...]
+    extractor: str = "flat"
 
 
 @dataclass(frozen=True)
@@ -97,31 +101,30 @@ class Plan:
 
 
 def estimate_policy_shape(
-    config: Config, n_assets: int | None = None, n_features: int | None = None
+    config: Config, n_assets: int | None = None, feature_names: Sequence[str] | None = None
 ) -> PolicyShape:
-    """Observation size and parameter count of the policy: exact once the feature store gives
-    `n_assets` and `n_features`, else estimated from the config (without importing numpy)."""
+    """Observation size and the exact parameter count of the policy `policy.extractor` builds:
+    exact once the feature store gives `n_assets` and `feature_names`, else the layout is
+    estimated from the config (without importing numpy or torch)."""
     assets = n_assets or config.data.synthetic_assets
-    features = config.features
-    per_timeframe = len(features.return_horizons) + sum(
-        INDICATOR_COLUMNS.get(name, 0) for name in features.indicators
+    window = config.env.window
+    if feature_names is not None:
+        layout = layout_from_names(assets, window, list(feature_names))
+    else:
+        features = config.features
+        per_timeframe = len(features.return_horizons) + sum(
+            INDICATOR_COLUMNS.get(name, 0) for name in features.indicators
+        )
+        # timeframes: auto depends on the data's bar: estimate with the hourly choice; the
+        # feature store gives the exact columns once it is built.
+        labels = AUTO_TIMEFRAMES_ESTIMATE if features.timeframes == "auto" else features.timeframes
+        names = [f"{label}_{column}" for label in labels for column in range(per_timeframe)]
+        names += ["time"] * (TIME_COLUMNS if "time" in features.indicators else 0)
+        layout = layout_from_names(assets, window, names)
+    params = policy_parameters(config.policy, list(config.ppo.net_arch), layout)
+    return PolicyShape(
+        layout.obs_dim, assets, params, tuple(config.ppo.net_arch), config.policy.extractor
     )
-    # timeframes: auto depends on the data's bar: estimate with the hourly choice [1h, 4h, 1d];
-    # the feature store gives the exact n_features once it is built.
-    n_timeframes = (
-        AUTO_TIMEFRAMES_ESTIMATE if features.timeframes == "auto" else len(features.timeframes)
-    )
-    per_asset = per_timeframe * n_timeframes
-    per_asset += TIME_COLUMNS if "time" in features.indicators else 0
-    per_asset = n_features or per_asset
-    # Portfolio state as in core.envs.simulator: a weight and a time in position per asset, drawdown.
-    obs_dim = config.env.window * assets * per_asset + 2 * assets + 1
-    hidden = tuple(config.ppo.net_arch)
-    # SB3 builds separate actor and critic networks of shape net_arch, then a head for each.
-    layers = list(zip((obs_dim, *hidden[:-1]), hidden, strict=True))
-    trunk = sum(i * o + o for i, o in layers)
-    heads = hidden[-1] * assets + assets + hidden[-1] + 1 + assets  # + state-independent log_std
-    return PolicyShape(obs_dim, assets, 2 * trunk + heads, hidden)
 
 
 def plan(
@@ -129,14 +132,14 @@ def plan(
     config: Config,
     ensemble_size: int | None = None,
     n_assets: int | None = None,
-    n_features: int | None = None,
+    feature_names: Sequence[str] | None = None,
 ) -> Plan:
     """The resource plan for `ensemble_size` members (default: config.ensemble.size);
-    `n_assets` / `n_features` (per asset) come from the feature store when it exists."""
+    `n_assets` / `feature_names` (per asset) come from the feature store when it exists."""
     ensemble = ensemble_size or config.ensemble.size
     if ensemble < 1:
         raise UserError(f"ensemble size must be at least 1, got {ensemble}")
-    shape = estimate_policy_shape(config, n_assets, n_features)
+    shape = estimate_policy_shape(config, n_assets, feature_names)
     notes = _Notes()
     device = _choose_device(hardware, config, shape, notes)
     budget_gb = hardware.memory_available_gb * (1 - config.hardware.memory_headroom)
@@ -188,17 +191,13 @@ def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes
         return notes.decide("device", "cuda", "config", "hardware.device=cuda")
     if not hardware.gpus:
         return notes.decide("device", "cpu", "auto", f"no GPU ({gpu_source})")
-    if config.ppo.policy == "CnnPolicy":
-        return notes.decide(
-            "device", "cuda", "auto", "a CnnPolicy's convolutions are faster on a GPU"
-        )
     threshold = config.hardware.gpu_min_policy_params
     if shape.params < threshold:
         return notes.decide(
             "device",
             "cpu",
             "auto",
-            f"{config.ppo.policy} has ~{shape.params:,} parameters, below "
+            f"policy.extractor={config.policy.extractor} has {shape.params:,} parameters, below "
             f"hardware.gpu_min_policy_params={threshold:,}: on a GPU each PPO minibatch is bound by "
             "kernel-launch and transfer latency, so the CPU is faster (set hardware.device=cuda to force)",
         )
@@ -206,7 +205,8 @@ def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes
         "device",
         "cuda",
         "auto",
-        f"{config.ppo.policy} has ~{shape.params:,} parameters (>= {threshold:,}): large enough for the GPU to win",
+        f"policy.extractor={config.policy.extractor} has {shape.params:,} parameters (>= "
+        f"{threshold:,}): large enough for the GPU to win (an estimate: not measured on a GPU)",
     )
 
 
@@ -712,8 +712,8 @@ def _assemble(
     if waves > 1:
         notes.extra.append(f"{ensemble} members run in {waves} waves of up to {layout.members}")
     notes.extra.append(
-        f"policy estimate: obs_dim {shape.obs_dim:,} (env.window x assets x features + portfolio state), "
-        f"~{shape.params:,} parameters"
+        f"policy: {shape.extractor}, obs_dim {shape.obs_dim:,} (env.window x assets x "
+        f"features + portfolio state), {shape.params:,} parameters"
     )
     return Plan(
         ensemble_size=ensemble,

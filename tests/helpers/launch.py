@@ -44,7 +44,7 @@ def small_run(folder: Path, members: int, timesteps: int = 4096, *overrides: str
     store = store_of(folder, ar1_frames(bars_needed(config), 2, 0.3, seed=5), config)
     folds = split(np.asarray(store.timestamps), store.bar_ns, config)
     resources = plan(
-        detect(), config, n_assets=len(store.assets), n_features=len(store.feature_names)
+        detect(), config, n_assets=len(store.assets), feature_names=store.feature_names
     )
     run_dir, jobs = create_run(folder / "runs", "test", config, resources, {}, store, folds, ["t"])
     return SmallRun(run_dir, jobs, config, resources)

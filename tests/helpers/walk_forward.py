@@ -84,7 +84,7 @@ def walk_forward(folder: Path, store: FeatureStore, config: Config) -> dict[str,
     """Split, train every job in this process, build the report; return its summary."""
     folds = split(np.asarray(store.timestamps), store.bar_ns, config)
     resources = plan(
-        detect(), config, n_assets=len(store.assets), n_features=len(store.feature_names)
+        detect(), config, n_assets=len(store.assets), feature_names=store.feature_names
     )
     run_dir, jobs = create_run(
         folder / "runs", "test", config, resources, {}, store, folds, ["test"]

@@ -77,7 +77,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
         load_state(template, barrier.fused(closed_rounds[best]))
         with replacing(files.fused_model(index)) as handle:
             template.save(handle)
-        from training.trainer import agent_policy
+        from training.models import agent_policy
 
         first = members[0]
         tracks = evaluate_window(
@@ -90,10 +90,10 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
 
 def _template(job: Job) -> Any:
     """A member's model: the network the fused weights are loaded into and saved with."""
-    from stable_baselines3 import PPO
+    from training.models import load_model
 
     state = TrainingState.load(job.files.state)
-    return PPO.load(job.files.checkpoints / str(state.last_checkpoint), device="cpu")
+    return load_model(run_config(job.run_dir), job.files.checkpoints / str(state.last_checkpoint))
 
 
 def _read_json(path: Path) -> Any:

@@ -1,0 +1,66 @@
+"""Exact parameter counts of every policy a config can build, without torch: the planner sizes
+memory and chooses the device before torch may load (tests compare each count with the real
+model's)."""
+
+from __future__ import annotations
+
+from core.config import PolicyConfig
+from core.policies.layout import ObservationLayout
+
+
+def _linear(inputs: int, outputs: int) -> int:
+    return inputs * outputs + outputs
+
+
+def _conv(inputs: int, outputs: int, kernel: int) -> int:
+    return inputs * outputs * kernel + outputs
+
+
+def _lstm(inputs: int, hidden: int, layers: int) -> int:
+    # torch.nn.LSTM: four gates, input and hidden weights, two bias vectors per layer
+    first = 4 * hidden * (inputs + hidden) + 8 * hidden
+    return first + (layers - 1) * (4 * hidden * (2 * hidden) + 8 * hidden)
+
+
+def extractor_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
+    """(parameters, features_dim) of the features extractor."""
+    if settings.extractor == "flat":
+        return 0, layout.obs_dim
+    embedded = layout.n_assets * settings.embedding + layout.portfolio_dim
+    if settings.extractor == "multi_timeframe_cnn":
+        widths = list(layout.timeframe_columns)
+        widths[0] += layout.shared_columns
+        lengths = [(layout.window - 1) // multiple + 1 for multiple in layout.timeframe_multiples]
+        convs = sum(
+            _conv(width, settings.channels, min(settings.kernel, length))
+            for width, length in zip(widths, lengths, strict=True)
+        )
+        fuse = _linear(2 * settings.channels * len(widths), settings.embedding)
+        return convs + fuse, embedded
+    patch = min(settings.patch, layout.window)
+    positions = layout.window // patch
+    params = _linear(patch * layout.n_features, settings.channels) + _linear(
+        settings.channels * positions, settings.embedding
+    )
+    return params, embedded
+
+
+def policy_parameters(
+    settings: PolicyConfig, net_arch: list[int], layout: ObservationLayout
+) -> int:
+    """Every trainable parameter of the actor-critic policy SB3 builds for these settings."""
+    extractor, features = extractor_size(settings, layout)
+    shared = settings.share_extractor or settings.extractor == "flat"
+    total = extractor * (1 if shared else 2)
+    if settings.extractor == "lstm":
+        # RecurrentPPO's defaults: an actor LSTM and a separate critic LSTM
+        total += 2 * _lstm(features, settings.lstm_hidden, settings.lstm_layers)
+        features = settings.lstm_hidden
+    for _ in ("actor", "critic"):  # SB3 builds net_arch twice: policy and value networks
+        width = features
+        for hidden in net_arch:
+            total += _linear(width, hidden)
+            width = hidden
+    last = net_arch[-1] if net_arch else features
+    total += _linear(last, layout.n_assets) + _linear(last, 1) + layout.n_assets  # + log_std
+    return total
