@@ -235,7 +235,7 @@ def _planned(config: Any, store: Any, train: tuple[int, int]) -> tuple[Any, str]
     from core.envs.make import make_vec_env
     from core.hardware.machine import detect
     from core.hardware.planner import plan
-    from training.trainer import ppo_arguments
+    from training.models import ppo_arguments, store_layout
 
     resources = plan(
         detect(), config, n_assets=len(store.assets), feature_names=store.feature_names
@@ -243,7 +243,8 @@ def _planned(config: Any, store: Any, train: tuple[int, int]) -> tuple[Any, str]
     torch.set_num_threads(resources.torch_threads)
     vec = make_vec_env(resources.n_envs, "batch", config, store, fold=train, seed=0)
 
-    arguments = ppo_arguments(config, resources.n_steps, resources.batch_size)
+    layout = store_layout(store, config)
+    arguments = ppo_arguments(config, layout, resources.n_steps, resources.batch_size)
     model = PPO(env=vec, seed=0, device="cpu", **arguments)
     setup = (
         f"batch env, n_envs {resources.n_envs}, n_steps {resources.n_steps}, batch "

@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         "params on each fold's train + validation windows and test it on the untouched test "
         "windows; its report counts the sweep's trials",
     )
+    parser.add_argument(
+        "--autotune",
+        action="store_true",
+        help="time PPO training on this machine for a few thread / n_envs / batch settings "
+        "(seconds each) and cache the result: this run and later ones plan with the fastest",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     parser.add_argument(
         "--print-config",
@@ -285,6 +291,11 @@ def run(args: argparse.Namespace) -> int:
     resource_plan = plan(
         hardware, config, members, n_assets=len(store.assets), feature_names=store.feature_names
     )
+    measured = _measurements(args, config, hardware, store, bool(profile), resource_plan)
+    if measured is not None:
+        resource_plan = plan(
+            hardware, config, members, len(store.assets), store.feature_names, measured
+        )
     from core.folds import coverage, split
 
     folds = split(store.timestamps, store.bar_ns, config)
@@ -330,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print_store(store, built, sys.stdout)
     if args.tune:
-        return _tune(args, config, hardware, store, folds, profile)
+        return _tune(args, config, hardware, store, folds, profile, measured)
     name = args.name or args.preset or "run"
     argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
     run_dir, jobs = create_run(
@@ -340,6 +351,76 @@ def run(args: argparse.Namespace) -> int:
     return _train_and_report(run_dir, jobs, config, resource_plan, profile, not args.no_progress)
 
 
+def _measurements(
+    args: argparse.Namespace,
+    config: Config,
+    hardware: Any,
+    store: FeatureStore,
+    cluster: bool,
+    rule: Any,
+) -> Any:
+    """The cached --autotune probe for this machine, config and observation (None if there is
+    none); with --autotune, a fresh probe first."""
+    from core.errors import UserError
+
+    if args.hardware or cluster:
+        if args.autotune:
+            raise UserError(
+                "--autotune times training on this machine, but the plan is for "
+                + ("--hardware " + str(args.hardware) if args.hardware else "a SLURM allocation")
+                + "\n  fix: run --autotune on the machine itself (on SLURM: inside a job on a "
+                "node of the partition), or drop --autotune"
+            )
+        return None
+    if not args.autotune:
+        return _cached_probe(config, hardware, store)
+    if config.hardware.vec_env != "batch" or rule.device != "cpu":
+        raise UserError(
+            "--autotune times CPU learners with the batch env, but this plan has "
+            f"hardware.vec_env={config.hardware.vec_env}, device {rule.device}\n"
+            "  fix: drop --autotune, or set hardware.vec_env=batch and hardware.device=cpu"
+        )
+    from core.hardware.autotune import load_autotune, save_autotune
+    from training.autotune import probe
+
+    path, _, key, machine = _probe_identity(config, hardware, store)
+    cpus = max(1, hardware.usable_cpus // rule.members_concurrent)
+    print(
+        f"Autotune: timing PPO training ({config.policy.extractor}) for a few settings, "
+        f"{cpus} CPU(s) per member; seconds each",
+        flush=True,
+    )
+
+    def report(candidate: Any, steps_per_s: float) -> None:
+        print(
+            f"  {candidate.torch_threads} torch thread(s), n_envs {candidate.n_envs} x n_steps "
+            f"{candidate.n_steps}, batch {candidate.batch_size}: {steps_per_s:,.0f} env-steps/s",
+            flush=True,
+        )
+
+    save_autotune(path, probe(config, store, rule, cpus, key, machine, report))
+    print(f"Autotune: cached in {path}; plans on this machine use it from now on")
+    return load_autotune(path)
+
+
+def _probe_identity(
+    config: Config, hardware: Any, store: FeatureStore
+) -> tuple[Path, Any, str, str]:
+    from core.hardware.autotune import autotune_key, cache_file, machine_name
+    from core.hardware.planner import estimate_policy_shape
+
+    machine = machine_name(hardware.usable_cpus)
+    shape = estimate_policy_shape(config, len(store.assets), store.feature_names)
+    key = autotune_key(config, machine, shape.obs_dim, len(store.assets))
+    return cache_file(config, key), shape, key, machine
+
+
+def _cached_probe(config: Config, hardware: Any, store: FeatureStore) -> Any:
+    from core.hardware.autotune import load_autotune
+
+    return load_autotune(_probe_identity(config, hardware, store)[0])
+
+
 def _tune(
     args: argparse.Namespace,
     config: Config,
@@ -347,6 +428,7 @@ def _tune(
     store: FeatureStore,
     folds: list[Any],
     profile: ClusterProfile | None,
+    measured: Any = None,
 ) -> int:
     """A sweep: a run folder whose jobs are one trial's members (folds x seeds), N workers on one
     study through the launcher, then the sweep's results in RUN/tuning/."""
@@ -374,7 +456,9 @@ def _tune(
     workers = args.workers
     shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
     # One worker per SLURM task (planned for its allocation); locally the workers share the machine.
-    resource_plan = plan(hardware, config, 1 if profile else args.workers, **shape)
+    resource_plan = plan(
+        hardware, config, 1 if profile else args.workers, **shape, autotune=measured
+    )
     argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
     run_dir, jobs = create_run(
         Path(args.output), args.name or "tune", config, resource_plan, hardware.to_json(), store,
@@ -478,6 +562,9 @@ def _train_best(
     merged = [replace(f, train=BarRange(f.train.start, f.validation.stop)) for f in folds]
     shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
     resource_plan = plan(hardware, final, 1 if profile else None, **shape)
+    cached = None if profile or args.hardware else _cached_probe(final, hardware, store)
+    if cached is not None:  # the best params may change the network: its own probe, if any
+        resource_plan = plan(hardware, final, None, **shape, autotune=cached)
     argv = sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
     run_dir, jobs = create_run(
         Path(args.output), f"{args.name or 'tune'}-final", final, resource_plan,

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from core.config import Config
 from core.errors import UserError
+from core.hardware.autotune import Autotune
 from core.hardware.machine import Hardware
 from core.policies.layout import layout_from_names
 from core.policies.size import policy_parameters
@@ -51,7 +52,7 @@ TIME_COLUMNS = 4
 @dataclass(frozen=True)
 class Decision:
     value: Any
-    chosen: Literal["auto", "config"]
+    chosen: Literal["auto", "config", "measured"]
     why: str
 
 
@@ -133,9 +134,11 @@ def plan(
     ensemble_size: int | None = None,
     n_assets: int | None = None,
     feature_names: Sequence[str] | None = None,
+    autotune: Autotune | None = None,
 ) -> Plan:
     """The resource plan for `ensemble_size` members (default: config.ensemble.size);
-    `n_assets` / `feature_names` (per asset) come from the feature store when it exists."""
+    `n_assets` / `feature_names` (per asset) come from the feature store when it exists;
+    `autotune` (a cached `--autotune` probe of this machine) replaces the rules it measured."""
     ensemble = ensemble_size or config.ensemble.size
     if ensemble < 1:
         raise UserError(f"ensemble size must be at least 1, got {ensemble}")
@@ -144,6 +147,8 @@ def plan(
     device = _choose_device(hardware, config, shape, notes)
     budget_gb = hardware.memory_available_gb * (1 - config.hardware.memory_headroom)
     layout = _fit_members(hardware, config, ensemble, device, shape, budget_gb, notes)
+    if autotune is not None:
+        layout = _measured(layout, autotune, hardware, config, device, shape, budget_gb, notes)
     return _assemble(hardware, ensemble, device, shape, layout, budget_gb, notes)
 
 
@@ -348,6 +353,58 @@ def _fit_fedavg(
         "weights every ensemble.sync_steps)" + shared,
     )
     return _adopt(layout, notes)
+
+
+MEASURED_KEYS = ("torch_threads", "n_envs", "n_steps", "batch_size")
+
+
+def _measured(
+    layout: _Layout,
+    autotune: Autotune,
+    hardware: Hardware,
+    config: Config,
+    device: str,
+    shape: PolicyShape,
+    budget_gb: float,
+    notes: _Notes,
+) -> _Layout:
+    """The fastest probed candidate replaces the rules' torch threads, n_envs, n_steps and batch
+    size (those left auto) when it fits the member's CPUs and the memory budget."""
+    if device != "cpu" or config.hardware.vec_env != "batch":
+        return layout  # the probe measures CPU learners with the batch env only
+    fixed = {
+        key: layout.decisions[key].value
+        for key in MEASURED_KEYS
+        if layout.decisions[key].chosen == "config"
+    }
+    cpus = max(1, hardware.usable_cpus // layout.members)
+    best = autotune.best(cpus, fixed)
+    if best is None:
+        notes.extra.append(
+            f"autotune ({autotune.source}): no measured candidate fits {cpus} CPU(s) per member "
+            "and the configured values; the rules chose"
+        )
+        return layout
+    rollout = best.candidate.n_envs * best.candidate.n_steps
+    decisions = dict(layout.decisions)
+    rule = {key: layout.decisions[key].value for key in MEASURED_KEYS}
+    why = (
+        f"measured by --autotune on this machine: {best.steps_per_s:,.0f} env-steps/s, the "
+        f"fastest of {len(autotune.measurements)} candidates ({autotune.source})"
+    )
+    for key in MEASURED_KEYS:
+        if key not in fixed:
+            decisions[key] = Decision(getattr(best.candidate, key), "measured", why)
+    decisions["envs_per_worker"] = Decision(
+        decisions["n_envs"].value, "auto", "the learner process holds every env"
+    )
+    memory = _member_memory_gb(config, shape, layout.env_workers, rollout)
+    measured = _Layout(layout.members, decisions, memory, 0.0, ())
+    if not _fits(measured, hardware, config, budget_gb):
+        notes.extra.append(f"autotune's fastest candidate does not fit in memory: kept {rule}")
+        return layout
+    notes.decisions.update(decisions)
+    return measured
 
 
 def _adopt(layout: _Layout, notes: _Notes) -> _Layout:

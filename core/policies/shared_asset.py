@@ -17,8 +17,11 @@ class SharedAssetExtractor(BaseFeaturesExtractor):
     when the window is not a multiple); one linear layer embeds every patch of every asset
     (`channels` numbers: a convolution with stride = kernel, written as one matrix product because
     torch's CPU Conv1d is ~7x slower at these sizes), a second projects an asset's patches to
-    `embedding` numbers. The assets' embeddings are concatenated (the action head must know which
-    asset is which) with the portfolio state."""
+    `embedding` numbers. Each asset's newest feature row is passed on as it is beside its
+    embedding (the newest bar is what a trading decision reads most: measured, without it the
+    encoder mixed it into a patch of older bars and learnt the planted edge less reliably).
+    The assets' blocks are concatenated (the action head must know which asset is which) with
+    the portfolio state."""
 
     def __init__(
         self,
@@ -35,7 +38,8 @@ class SharedAssetExtractor(BaseFeaturesExtractor):
         layout = ObservationLayout(
             n_assets, window, tuple(timeframe_columns), tuple(timeframe_multiples), shared_columns
         )
-        super().__init__(observation_space, n_assets * embedding + layout.portfolio_dim)
+        per_asset = embedding + layout.n_features
+        super().__init__(observation_space, n_assets * per_asset + layout.portfolio_dim)
         self.layout = layout
         self.patch = min(patch, window)
         self.positions = window // self.patch
@@ -50,5 +54,6 @@ class SharedAssetExtractor(BaseFeaturesExtractor):
         bars = bars[:, :, layout.window - self.positions * self.patch :]  # the newest bars
         patches = bars.reshape(rows * layout.n_assets * self.positions, -1)
         x = torch.relu(self.embed(patches)).view(rows * layout.n_assets, -1)
-        x = torch.relu(self.project(x)).view(rows, -1)
+        x = torch.relu(self.project(x)).view(rows, layout.n_assets, -1)
+        x = torch.cat([x, bars[:, :, -1]], dim=2).view(rows, -1)  # + each asset's newest row
         return torch.cat([x, observations["portfolio"]], dim=1)

@@ -42,7 +42,7 @@ def extractor_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[i
     params = _linear(patch * layout.n_features, settings.channels) + _linear(
         settings.channels * positions, settings.embedding
     )
-    return params, embedded
+    return params, embedded + layout.n_assets * layout.n_features  # + each asset's newest row
 
 
 def policy_parameters(
