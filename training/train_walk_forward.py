@@ -210,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  args.workers != 1), ("--then-train", args.then_train)) if given]  # fmt: skip
     if tune_only and not args.tune:
         parser.error(f"{', '.join(tune_only)} only apply to --tune")
+    if args.autotune and args.resume:
+        parser.error("--autotune does not apply to --resume: a resumed run keeps its plan")
     if args.tune and args.resume:
         parser.error(
             "--tune does not take --resume: join the study again with --tune --study-name NAME "
