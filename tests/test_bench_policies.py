@@ -36,10 +36,10 @@ def test_policy_benchmark_reports_bound_ratios_and_time_to_target(tmp_path: Path
 
 @pytest.mark.slow
 def test_autotune_benchmark_scores_the_planners_choices_against_the_grid(tmp_path: Path) -> None:
-    args = ["--assets", "2", "--years", "0.6", "--env-counts", "16", "32",
+    args = ["--assets", "2", "--years", "0.6", "--env-counts", "16", "32", "--final-rounds", "1",
             "--set", "hardware.target_rollout_steps=1024"]  # fmt: skip
     stdout, result = run_bench("bench_autotune.py", tmp_path / "bench.json", *args)
-    assert "best of the grid" in stdout
+    assert "best of the grid" in stdout and "final:" in stdout
     speeds = [cell["steps_per_s"] for cell in result["grid"]]
     assert len(speeds) == len(result["grid"]) >= 6 and min(speeds) > 0
     for name in ("rules", "autotune"):
