@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -402,12 +404,12 @@ def _verdict(
         last = beat or attempt.running_since + STARTUP_GRACE_S
         silent = now - last
         if silent > settings.dead_after_s:
-            _stop(handle, settings)
+            _stop(handle, settings, status.job.files.progress, attempt.submitted)
             return "error", f"no heartbeat for {silent:.0f} s (launcher.dead_after_s); cancelled"
     return None
 
 
-def _stop(handle: Any, settings: LaunchSettings) -> None:
+def _stop(handle: Any, settings: LaunchSettings, progress: Path, since: float) -> None:
     """Cancel a hung job; a local one is waited for, so a retry never shares its folder with it."""
     handle.cancel(check=False)  # local: SIGINT to its controller, which SIGKILLs the task
     if settings.cluster != "local":
@@ -415,6 +417,13 @@ def _stop(handle: Any, settings: LaunchSettings) -> None:
     deadline = time.time() + CANCEL_WAIT_S
     while handle.state == "RUNNING" and time.time() < deadline:
         time.sleep(0.1)
+    # A task stopped (SIGSTOP) or busy may outlive its controller's cancel: kill it by the pid
+    # its own heartbeat recorded on this host, so no orphan goes on writing into its folder.
+    recorded = _read_json(progress) or {}
+    mine = float(recorded.get("updated", 0.0)) >= since  # this attempt's, not an earlier one's
+    if mine and recorded.get("host") == socket.gethostname() and recorded.get("pid"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(recorded["pid"]), signal.SIGKILL)
 
 
 def _read_progress(status: JobStatus, attempt: _Attempt) -> float:
