@@ -249,10 +249,11 @@ def test_ctrl_c_cancels_the_running_jobs_and_says_how_to_resume(tmp_path: Path) 
 
     run = small_run(tmp_path, 1, 65536)
     command = [PYTHON, str(ENTRY), "--resume", str(run.run_dir), "--no-progress"]
-    # A new session, as a terminal's foreground job: Ctrl-C reaches the whole process group.
+    # A new session, as a terminal's foreground job: Ctrl-C reaches the whole process group, and
+    # SIGINT has its default action (a test run started in the background inherits it ignored).
     child = subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     (job,) = run.jobs
     pid = wait_for_steps(job, 2048)["pid"]
