@@ -51,8 +51,9 @@ def _spaces(layout: ObservationLayout) -> tuple[spaces.Dict, spaces.Box]:
 
 
 def _real_parameters(config: object, layout: ObservationLayout) -> int:
-    name, kwargs = policy_arguments(config, layout)  # type: ignore[arg-type]
-    policy_class = algorithm_class(config).policy_aliases[name]  # type: ignore[arg-type]
+    policy, kwargs = policy_arguments(config, layout)  # type: ignore[arg-type]
+    aliases = algorithm_class(config).policy_aliases  # type: ignore[arg-type]
+    policy_class = aliases[policy] if isinstance(policy, str) else policy
     policy = policy_class(*_spaces(layout), lambda _: 3e-4, **kwargs)
     return sum(p.numel() for p in policy.parameters())
 
@@ -198,18 +199,22 @@ def test_the_few_copies_buffer_yields_the_same_transitions_as_sb3s() -> None:
             for step in steps:
                 buffer.add(*step)
             buffer.compute_returns_and_advantage(torch.ones(4), np.zeros(4))
-            samples = list(buffer.get(8))
-            assert len(samples) == 4 and all(len(s.actions) == 8 for s in samples), rollout
-            table = np.concatenate(
-                [
-                    np.concatenate(
-                        [s.observations["market"], s.observations["portfolio"], s.actions,
-                         s.old_values[:, None], s.old_log_prob[:, None], s.advantages[:, None],
-                         s.returns[:, None]], axis=1,
-                    )
-                    for s in samples
-                ]
-            )  # fmt: skip
+            samples = [  # each minibatch read before the next, as PPO does (arrays are reused)
+                np.concatenate(
+                    [s.observations["market"], s.observations["portfolio"], s.actions,
+                     s.old_values[:, None], s.old_log_prob[:, None], s.advantages[:, None],
+                     s.returns[:, None]], axis=1,
+                )
+                for s in buffer.get(8)
+            ]  # fmt: skip
+            assert len(samples) == 4 and all(len(s) == 8 for s in samples), rollout
+            table = np.concatenate(samples)
+            uneven = [s.observations["market"].numpy().copy() for s in buffer.get(12)]
+            assert [len(m) for m in uneven] == [12, 12, 8]  # a short last minibatch
+            assert np.array_equal(
+                np.sort(np.concatenate(uneven), axis=0),
+                np.sort(table[:, : layout.market_dim], axis=0),
+            )
             rows.append(table[np.lexsort(table.T[::-1])])
         assert np.array_equal(rows[0], rows[1])
 
@@ -264,6 +269,41 @@ def test_a_recurrent_walk_carries_its_memory_from_bar_to_bar(tmp_path: Path) -> 
     later = walk(single, np.zeros((1, 2)), 2)
     assert not np.allclose(first, later)
     assert np.allclose(first, agent_policy(model)(single, np.zeros((1, 2)), 0))  # fresh walk
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_seq=st.integers(1, 6),
+    length=st.integers(1, 9),
+    layers=st.integers(1, 2),
+    data=st.data(),
+)
+def test_the_lstm_sequence_pass_equals_sb3_contribs_step_by_step_one(
+    n_seq: int, length: int, layers: int, data: st.DataObject
+) -> None:
+    """One LSTM call per sequence with reset initial states = sb3-contrib's loop over steps, for
+    sequences that start an episode (or not) at their first step, as RecurrentPPO cuts them;
+    a start inside a sequence takes sb3-contrib's own path."""
+    from sb3_contrib.common.recurrent.policies import RecurrentMultiInputActorCriticPolicy
+
+    from core.policies.recurrent import EpisodeStartLstmPolicy
+
+    torch.manual_seed(data.draw(st.integers(0, 2**16)))
+    lstm = torch.nn.LSTM(5, 3, num_layers=layers)
+    features = torch.randn(n_seq * length, 5)
+    states = (torch.randn(layers, n_seq, 3), torch.randn(layers, n_seq, 3))
+    starts = torch.zeros(n_seq, length)
+    starts[:, 0] = torch.tensor(data.draw(st.lists(st.sampled_from([0.0, 1.0]),
+                                                   min_size=n_seq, max_size=n_seq)))  # fmt: skip
+    if data.draw(st.booleans()) and length > 1:  # a start inside: must agree all the same
+        starts[data.draw(st.integers(0, n_seq - 1)), data.draw(st.integers(1, length - 1))] = 1.0
+    ours = EpisodeStartLstmPolicy._process_sequence(features, states, starts.flatten(), lstm)
+    theirs = RecurrentMultiInputActorCriticPolicy._process_sequence(
+        features, states, starts.flatten(), lstm
+    )
+    torch.testing.assert_close(ours[0], theirs[0])
+    torch.testing.assert_close(ours[1][0], theirs[1][0])
+    torch.testing.assert_close(ours[1][1], theirs[1][1])
 
 
 # Autotune ---------------------------------------------------------------------------------------

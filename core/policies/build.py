@@ -26,8 +26,8 @@ def algorithm_class(config: Config) -> Any:
     return PPO
 
 
-def policy_arguments(config: Config, layout: ObservationLayout) -> tuple[str, dict[str, Any]]:
-    """(policy name, policy_kwargs) for SB3: `flat` is SB3's own MultiInputPolicy (the control);
+def policy_arguments(config: Config, layout: ObservationLayout) -> tuple[Any, dict[str, Any]]:
+    """(policy name or class, policy_kwargs) for SB3: `flat` is SB3's own MultiInputPolicy (the control);
     the others put an extractor in front of the ppo.net_arch heads, shared by actor and critic
     when policy.share_extractor (one forward and backward instead of two)."""
     settings = config.policy
@@ -54,7 +54,9 @@ def policy_arguments(config: Config, layout: ObservationLayout) -> tuple[str, di
         "embedding": settings.embedding,
     }
     if settings.extractor == RECURRENT:  # the shared-asset encoder feeds the LSTM
+        from core.policies.recurrent import EpisodeStartLstmPolicy
+
         kwargs["lstm_hidden_size"] = settings.lstm_hidden
         kwargs["n_lstm_layers"] = settings.lstm_layers
-        return "MultiInputLstmPolicy", kwargs
+        return EpisodeStartLstmPolicy, kwargs
     return "MultiInputPolicy", kwargs
