@@ -44,6 +44,10 @@ def test_sigkill_then_resume_finishes_every_fold(tmp_path: Path) -> None:
             break
         time.sleep(0.05)
     assert state is not None, process.communicate()
+    # Its local job outlives the launcher (submitit's controller is made to): frozen here so it
+    # is surely still there when --resume starts, which must end it before starting a writer.
+    orphan = json.loads((state.parents[1] / "progress.json").read_text())["pid"]
+    os.kill(orphan, signal.SIGSTOP)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     run_dir = state.parents[4]
@@ -56,6 +60,8 @@ def test_sigkill_then_resume_finishes_every_fold(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Resuming" in done.stdout and "Report:" in done.stdout
+    assert f"ended pid {orphan}, left running by an earlier launch" in done.stderr
+    assert not _alive(orphan)
     expected = math.ceil(TIMESTEPS / ROLLOUT) * ROLLOUT
     for fold in (0, 1):
         member = run_dir / "folds" / f"fold_{fold:02d}" / "member_00"
@@ -75,6 +81,14 @@ def test_sigkill_then_resume_finishes_every_fold(tmp_path: Path) -> None:
         cli("--resume", str(run_dir)), capture_output=True, text=True, timeout=300
     )
     assert again.returncode == 0 and "2 of 2 job(s) already finished" in again.stdout
+
+
+def _alive(pid: int) -> bool:
+    """Running, sleeping or stopped; a zombie (ended, not yet reaped by its parent) is not."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() != b""
+    except OSError:
+        return False
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from core.errors import UserError
 from core.hardware import threads
 from training.job import Job
 from training.launcher import slurm_queue
+from training.launcher.orphans import end_orphans
 from training.launcher.profile import ClusterProfile
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
 from training.run_files import RunFiles
@@ -119,6 +120,9 @@ def launch(jobs: list[Job], settings: LaunchSettings, tell: Listener) -> Outcome
     """Run every unfinished job; return each job's final status (finished ones are reused)."""
     statuses = [JobStatus(job) for job in jobs]
     run = _Launch(settings, statuses, tell, free_slots=list(range(len(settings.slots))))
+    unfinished = [job.files.progress for job in jobs if not job.files.result.exists()]
+    for line in end_orphans(unfinished):
+        tell(statuses, line)
     for status in statuses:
         if status.job.files.result.exists():  # a resumed run: this job is done
             _finish(status, _read_json(status.job.files.result))

@@ -1,0 +1,49 @@
+"""Jobs an earlier launch left running: a launcher killed with SIGKILL (or a closed terminal)
+cannot cancel its local jobs, and submitit's controllers are made to outlive it, so they go on
+training. A resumed launch would start a second writer in the same job folder (measured: the
+resume test once lost a best checkpoint to the other writer); it ends them first."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+GONE_WAIT_S = 10.0  # SIGKILL is immediate; the kernel may take a moment to reap
+SUBMITIT_TASK = b"submitit.core._submit"  # how submitit starts a task, locally or in SLURM
+
+
+def end_orphans(progress_files: list[Path]) -> list[str]:
+    """SIGKILL every live task on this host that wrote one of these progress files (each job
+    records its own pid and host there); return a line per process ended. A pid is only
+    trusted while its command line is a submitit task, so a reused pid is never killed."""
+    ended = []
+    host = socket.gethostname()
+    for path in progress_files:
+        with contextlib.suppress(OSError, ValueError):
+            recorded = json.loads(path.read_text())
+            pid = int(recorded.get("pid") or 0)
+            if recorded.get("host") != host or pid in (0, os.getpid()) or not _is_task(pid):
+                continue
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid)
+            ended.append(f"ended pid {pid}, left running by an earlier launch ({path.parent})")
+    return ended
+
+
+def _is_task(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()  # empty once it is a zombie
+    except OSError:  # gone, or not ours to read
+        return False
+    return SUBMITIT_TASK in command
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + GONE_WAIT_S
+    while time.monotonic() < deadline and _is_task(pid):
+        time.sleep(0.05)
