@@ -27,9 +27,9 @@ def algorithm_class(config: Config) -> Any:
 
 
 def policy_arguments(config: Config, layout: ObservationLayout) -> tuple[Any, dict[str, Any]]:
-    """(policy name or class, policy_kwargs) for SB3: `flat` is SB3's own MultiInputPolicy (the control);
-    the others put an extractor in front of the ppo.net_arch heads, shared by actor and critic
-    when policy.share_extractor (one forward and backward instead of two)."""
+    """(policy name or class, policy_kwargs) for SB3: `flat` is SB3's own MultiInputPolicy (the
+    control); the others put an extractor in front of the ppo.net_arch heads, shared by actor and
+    critic when policy.share_extractor (one forward and backward instead of two)."""
     settings = config.policy
     kwargs: dict[str, Any] = {"net_arch": list(config.ppo.net_arch)}
     if settings.extractor == "flat":
