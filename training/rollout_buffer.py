@@ -30,6 +30,7 @@ class FewCopiesDictRolloutBuffer(DictRolloutBuffer):
             return
         super().reset()
         self._allocated = True
+        self._minibatches: dict[tuple[str, int], torch.Tensor] = {}  # see _gather
 
     def add(  # type: ignore[override]
         self,
@@ -89,14 +90,11 @@ class FewCopiesDictRolloutBuffer(DictRolloutBuffer):
         """Rows `picked` of one observation key. On CPU they land in one of two arrays reused
         for every minibatch: PPO's update is done with a minibatch (backward and step) before it
         asks for the next, and the alternate slot keeps the one before intact as well."""
-        if torch.device(self.device).type != "cpu":
+        if self.device.type != "cpu":
             return source.index_select(0, picked).to(self.device)
-        slots = getattr(self, "_minibatches", None)
-        if slots is None:
-            slots = self._minibatches = {}
         shape = (batch_size, *source.shape[1:])
-        kept = slots.get((key, slot))
+        kept = self._minibatches.get((key, slot))
         if kept is None or kept.shape != shape or kept.dtype != source.dtype:
-            kept = slots[(key, slot)] = torch.empty(shape, dtype=source.dtype)
+            kept = self._minibatches[(key, slot)] = torch.empty(shape, dtype=source.dtype)
         destination = kept[: len(picked)]
         return torch.index_select(source, 0, picked, out=destination)

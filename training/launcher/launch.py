@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import sys
 import time
 from collections import deque
@@ -30,7 +28,7 @@ from core.errors import UserError
 from core.hardware import threads
 from training.job import Job
 from training.launcher import slurm_queue
-from training.launcher.orphans import end_orphans
+from training.launcher.orphans import end_orphans, kill_recorded_task
 from training.launcher.profile import ClusterProfile
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
 from training.run_files import RunFiles
@@ -422,12 +420,8 @@ def _stop(handle: Any, settings: LaunchSettings, progress: Path, since: float) -
     while handle.state == "RUNNING" and time.time() < deadline:
         time.sleep(0.1)
     # A task stopped (SIGSTOP) or busy may outlive its controller's cancel: kill it by the pid
-    # its own heartbeat recorded on this host, so no orphan goes on writing into its folder.
-    recorded = _read_json(progress) or {}
-    mine = float(recorded.get("updated", 0.0)) >= since  # this attempt's, not an earlier one's
-    if mine and recorded.get("host") == socket.gethostname() and recorded.get("pid"):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(int(recorded["pid"]), signal.SIGKILL)
+    # its own heartbeat recorded (this attempt's), so no orphan goes on writing into its folder.
+    kill_recorded_task(progress, since)
 
 
 def _read_progress(status: JobStatus, attempt: _Attempt) -> float:

@@ -18,21 +18,30 @@ SUBMITIT_TASK = b"submitit.core._submit"  # how submitit starts a task, locally 
 
 
 def end_orphans(progress_files: list[Path]) -> list[str]:
-    """SIGKILL every live task on this host that wrote one of these progress files (each job
-    records its own pid and host there); return a line per process ended. A pid is only
-    trusted while its command line is a submitit task, so a reused pid is never killed."""
+    """SIGKILL every live task on this host that wrote one of these progress files; return a
+    line per process ended."""
     ended = []
-    host = socket.gethostname()
     for path in progress_files:
-        with contextlib.suppress(OSError, ValueError):
-            recorded = json.loads(path.read_text())
-            pid = int(recorded.get("pid") or 0)
-            if recorded.get("host") != host or pid in (0, os.getpid()) or not _is_task(pid):
-                continue
-            os.kill(pid, signal.SIGKILL)
-            _wait_gone(pid)
+        pid = kill_recorded_task(path)
+        if pid is not None:
             ended.append(f"ended pid {pid}, left running by an earlier launch ({path.parent})")
     return ended
+
+
+def kill_recorded_task(progress: Path, since: float = 0.0) -> int | None:
+    """SIGKILL the task whose pid and host its progress file records (each job writes its own
+    there), if that record is from `since` on, on this host, and the pid is still a submitit
+    task (a reused pid is never killed); wait until it is gone. Return the pid killed."""
+    with contextlib.suppress(OSError, ValueError):
+        recorded = json.loads(progress.read_text())
+        pid = int(recorded.get("pid") or 0)
+        fresh = float(recorded.get("updated", 0.0)) >= since
+        here = recorded.get("host") == socket.gethostname()
+        if fresh and here and pid not in (0, os.getpid()) and _is_task(pid):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid)
+            return pid
+    return None
 
 
 def _is_task(pid: int) -> bool:
