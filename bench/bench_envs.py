@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.config import load_config
     from core.envs.make import make_env, make_vec_env
     from core.features.build import feature_store
+    from core.features.resolved import with_inferred
 
     with tempfile.TemporaryDirectory(prefix="bench-envs-") as workdir:
         config = load_config(
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("building the feature store ...", end="", flush=True)
         store, _ = feature_store(config)
+        config = with_inferred(config, store.meta)  # look-backs in bars, as the store resolved
         env = make_env(config, store)
         obs_bytes = sum(space.shape[0] * 4 for space in env.observation_space.spaces.values())
         print(

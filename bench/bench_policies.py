@@ -389,7 +389,7 @@ def target_arm(
     target.trained += target._running()
     if target.best_state is not None:
         model.policy.load_state_dict(target.best_state)
-    rules = ExecutionRules.from_config(settings.env, store.bar_ns)
+    rules = ExecutionRules.from_config(settings.env, store.bar_ns, len(store.assets))
     return {
         "reached": target.reached,  # threshold -> [training seconds, steps] when first reached
         "best_validation_sharpe": float(target.best),

@@ -15,10 +15,19 @@ from typing import Annotated, Any, Literal
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.errors import UserError
 from core.suggest import did_you_mean
+from core.units import span_ns
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "default.yaml"
@@ -31,6 +40,25 @@ Bps = Annotated[float, Field(ge=0, le=1000)]
 # Checked without pandas: this module loads before the thread limits are set.
 TIMEFRAME_PATTERN = re.compile(r"[1-9][0-9]*(min|h|d|D)")
 Months = Annotated[int, Field(ge=1, le=120)]
+
+
+def bars_or_span(minimum: int) -> Any:
+    """A look-back or horizon: a number of bars (at least `minimum`), a span of time (30d, 2w,
+    12h, 90min) or auto; core.features.windows turns the last two into bars for the data."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < minimum:
+                raise ValueError(f"expected at least {minimum} bars (or a span such as 30d)")
+            return value
+        if isinstance(value, str) and (value.strip() == "auto" or span_ns(value) is not None):
+            return value.strip()
+        raise ValueError(
+            f"expected a number of bars (at least {minimum}), a span of time such as 30d, 2w, "
+            "12h or 90min, or auto"
+        )
+
+    return Annotated[int | str, BeforeValidator(check)]
 
 
 class Section(BaseModel):
@@ -72,7 +100,7 @@ class DataConfig(Section):
 
 class FeaturesConfig(Section):
     timeframes: Annotated[list[str], Field(min_length=1)] | Auto
-    return_horizons: Annotated[list[PositiveInt], Field(min_length=1)]
+    return_horizons: Annotated[list[bars_or_span(1)], Field(min_length=1)] | Auto
     indicators: list[Literal["rsi", "macd", "atr", "bollinger", "realised_vol", "volume_z", "time"]]
     rsi_period: Annotated[int, Field(ge=2, le=10_000)]
     macd_periods: Annotated[
@@ -81,19 +109,19 @@ class FeaturesConfig(Section):
     atr_period: Annotated[int, Field(ge=1, le=10_000)]
     bollinger_period: Annotated[int, Field(ge=2, le=10_000)]
     bollinger_width: Annotated[float, Field(gt=0, le=10)]
-    volatility_window: Annotated[int, Field(ge=2, le=10_000)]
-    volume_window: Annotated[int, Field(ge=2, le=10_000)]
+    volatility_window: bars_or_span(2)
+    volume_window: bars_or_span(2)
     normalisation: Literal["rolling", "expanding"]
-    normalisation_window: Annotated[int, Field(ge=10)]
+    normalisation_window: bars_or_span(10)
     clip: Annotated[float, Field(gt=0)]
 
 
 class EnvConfig(Section):
     window: Annotated[int, Field(ge=1, le=4096)]
-    episode_bars: Annotated[int, Field(ge=2)]
+    episode_bars: bars_or_span(2)
     long_only: bool
     max_leverage: Annotated[float, Field(gt=0, le=100)]
-    min_trade: Annotated[float, Field(ge=0, lt=1)]
+    min_trade: Annotated[float, Field(ge=0, lt=1)] | Auto
     fee_bps: Bps
     half_spread_bps: Bps
     slippage_bps: Bps
@@ -259,13 +287,15 @@ class TrainingConfig(Section):
 
 class EvaluationConfig(Section):
     periods_per_year: Annotated[float, Field(gt=0)] | Auto
-    ma_fast_bars: PositiveInt
-    ma_slow_bars: PositiveInt
+    ma_fast_bars: bars_or_span(1)
+    ma_slow_bars: bars_or_span(2)
     significance: Annotated[float, Field(gt=0.5, lt=1)]
 
     @model_validator(mode="after")
     def _fast_below_slow(self) -> EvaluationConfig:
-        if self.ma_fast_bars >= self.ma_slow_bars:
+        # Spans and auto are compared once resolved for the data (core.features.windows).
+        numbers = isinstance(self.ma_fast_bars, int) and isinstance(self.ma_slow_bars, int)
+        if numbers and self.ma_fast_bars >= self.ma_slow_bars:
             raise ValueError(
                 f"evaluation.ma_fast_bars ({self.ma_fast_bars}) must be below "
                 f"evaluation.ma_slow_bars ({self.ma_slow_bars})"

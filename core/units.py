@@ -5,6 +5,8 @@ Standard library only: the planner and the thread limits import it before numpy 
 
 from __future__ import annotations
 
+import re
+
 SECOND_NS = 1_000_000_000
 MINUTE_NS = 60 * SECOND_NS
 HOUR_NS = 60 * MINUTE_NS
@@ -15,6 +17,19 @@ MONTH_NS = YEAR_NS // 12
 GIB = 2**30
 
 _DURATION_UNITS = (("d", DAY_NS), ("h", HOUR_NS), ("min", MINUTE_NS), ("s", SECOND_NS))
+# A span of time in a config (30d, 2w, 12h, 90min): read here with a regular expression rather
+# than pandas' Timedelta, because config validation runs before numpy or pandas may load.
+SPAN_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(w|d|h|min)")
+_SPAN_UNITS = {"w": WEEK_NS, "d": DAY_NS, "h": HOUR_NS, "min": MINUTE_NS}
+
+
+def span_ns(text: str) -> int | None:
+    """'30d' -> nanoseconds; None when `text` is not a positive span (weeks to minutes)."""
+    match = SPAN_PATTERN.fullmatch(text.strip())
+    if match is None:
+        return None
+    ns = round(float(match.group(1)) * _SPAN_UNITS[match.group(2)])
+    return ns if ns > 0 else None
 
 
 def format_duration(ns: int) -> str:

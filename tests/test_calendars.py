@@ -30,6 +30,7 @@ from core.evaluation.judge import annualisation_of
 from core.features.build import open_store
 from core.features.matrix import auto_timeframes, feature_names, timeframe_labels
 from core.features.resolved import inferred_settings, with_inferred
+from core.features.windows import resolve_windows
 from core.hardware.planner import estimate_policy_shape
 from core.units import DAY_NS, HOUR_NS, MINUTE_NS, WEEK_NS, YEAR_NS
 from tests.helpers.datasets import bars
@@ -173,9 +174,18 @@ def test_forex_weekend_is_closed_not_missing(tmp_path: Path) -> None:
     assert len(market.timestamps) == len(forex_hours())
     reason = next(i for i in market.summary.inferred if i.key == "data.calendar").reason
     assert "open Sun 22:00-24:00, Mon-Thu 00:00-24:00, Fri 00:00-21:00 UTC" in reason
-    # What the issue reported: the old default expects the weekend's 49 bars.
-    with pytest.raises(UserError, match="49 bars in a row are missing"):
-        load_dataset(data_config("calendar=continuous"), folder)
+    # Forced 24/7, each weekend is a stretch every asset lacks: a closure, skipped and listed.
+    forced = load_dataset(data_config("calendar=continuous"), folder)
+    np.testing.assert_array_equal(forced.timestamps, market.timestamps)
+    closures = forced.summary.closures
+    assert closures.count == 6 and closures.bars == 6 * 49
+    assert (
+        closures.listed[0]
+        == "closed 2021-01-08 21:00 → 2021-01-10 22:00 UTC (49 bars, every asset)"
+    )
+    # missing_bars=fail still refuses them: nothing says the market was shut.
+    with pytest.raises(UserError, match="missing on the common timeline"):
+        load_dataset(data_config("calendar=continuous", "missing_bars=fail"), folder)
 
 
 def test_exchange_holidays_are_closed_and_hours_described(tmp_path: Path) -> None:
@@ -279,12 +289,16 @@ def test_mixed_spacing_names_the_inferred_bar(tmp_path: Path) -> None:
     assert "data.bar=30min" in str(caught.value)
 
 
-def test_long_hole_on_an_inferred_24_7_market_suggests_sessions(tmp_path: Path) -> None:
+def test_long_outage_on_a_24_7_market_is_a_closure(tmp_path: Path) -> None:
     hours = crypto_hours()
     write(tmp_path, {"BTC": on_times(hours.delete(range(300, 306)))})
-    with pytest.raises(UserError, match="6 bars in a row") as caught:
-        load_dataset(data_config(), tmp_path)
-    assert "set data.calendar=sessions" in str(caught.value)
+    market = load_dataset(data_config(), tmp_path)
+    assert market.summary.calendar == "continuous"
+    assert len(market.timestamps) == len(hours) - 6
+    assert market.summary.closures.count == 1 and market.summary.assets[0].filled == 0
+    # At the limit it is still a short stretch: filled flat, not skipped.
+    limit = load_dataset(data_config("ffill_limit=6"), tmp_path)
+    assert len(limit.timestamps) == len(hours) and limit.summary.assets[0].filled == 6
 
 
 @settings(max_examples=40)
@@ -361,8 +375,9 @@ def test_auto_timeframes_are_multiples_of_the_bar(bar: int, expected: list[str])
 
 
 def test_daily_bars_get_features_with_the_defaults() -> None:
-    names_ = feature_names(load_config().features, DAY_NS)
-    assert names_[0] == "1d_ret_1" and "7d_rsi" in names_
+    daily, _ = resolve_windows(load_config(), DAY_NS, 252.0)  # business days
+    names_ = feature_names(daily.features, DAY_NS)
+    assert names_[:3] == ["1d_ret_1", "1d_ret_4", "1d_ret_21"] and "7d_rsi" in names_
 
 
 def test_planner_estimates_auto_timeframes_as_hourly() -> None:
@@ -406,9 +421,21 @@ def test_store_records_and_a_run_reads_the_inferred_values(tmp_path: Path) -> No
     config = load_config(overrides=SMALL)
     store, _ = open_store(config, folder, tmp_path / "cache")
     resolved = {"bar": "1h", "calendar": "sessions", "timeframes": ["1h", "4h", "1d"]}
-    assert store.meta["resolved"] == resolved
+    assert {k: store.meta["resolved"][k] for k in resolved} == resolved
+    # Forex: 120 bars a week; the windows left on auto keep their hourly values.
+    assert store.meta["resolved"]["bars_per_year"] == pytest.approx(120 * 52.18, rel=0.01)
+    assert store.meta["resolved"]["windows"] == {
+        "features.volatility_window": 24,
+        "features.volume_window": 24,
+    }
     keys = [item["key"] for item in store.meta["inferred"]]
-    assert keys == ["data.bar", "data.calendar", "features.timeframes"]
+    assert keys == [
+        "data.bar",
+        "data.calendar",
+        "features.timeframes",
+        "features.volatility_window",
+        "features.volume_window",
+    ]
     assert store.feature_names[:2] == ["1h_ret_1", "1h_ret_4"] and "1d_rsi" in store.feature_names
     concrete = with_inferred(config, store.meta)
     assert (concrete.data.bar, concrete.data.calendar) == ("1h", "sessions")
@@ -423,7 +450,12 @@ def test_store_records_and_a_run_reads_the_inferred_values(tmp_path: Path) -> No
     assert run_config(files.root) == concrete
     # Settings given explicitly are not overwritten.
     explicit = load_config(overrides=[*SMALL, "data.calendar=sessions", "features.timeframes=[1h]"])
-    assert inferred_settings(explicit, store.meta) == {"data": {"bar": "1h"}}
+    assert inferred_settings(explicit, store.meta) == {
+        "data": {"bar": "1h"},
+        "features": {"volatility_window": 24, "volume_window": 24},
+        "env": {"episode_bars": 720},
+        "evaluation": {"ma_fast_bars": 24, "ma_slow_bars": 168},
+    }
 
 
 def test_default_sample_is_unchanged(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
 
 
 def rules_of(store: FeatureStore) -> ExecutionRules:
-    return ExecutionRules.from_config(CONFIG.env, store.bar_ns)
+    return ExecutionRules.from_config(CONFIG.env, store.bar_ns, len(store.assets))
 
 
 def test_rollout_matches_the_trading_env_step_by_step(store: FeatureStore) -> None:

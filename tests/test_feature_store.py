@@ -141,6 +141,7 @@ def test_store_matches_the_single_asset_computation(dataset: Path, tmp_path: Pat
     from core.data.load import load_dataset
     from core.features.matrix import asset_features
     from core.features.resample import Bars
+    from core.features.resolved import with_inferred
 
     config = small_config()
     store, _ = open_store(config, dataset, tmp_path / "cache", workers=2)
@@ -148,7 +149,7 @@ def test_store_matches_the_single_asset_computation(dataset: Path, tmp_path: Pat
     warmup = store.meta["warmup_bars"]
     for index in range(len(market.assets)):
         base = Bars(market.timestamps, market.ohlcv[index], market.bar_ns)
-        features, _ = asset_features(base, config.features)
+        features, _ = asset_features(base, with_inferred(config, store.meta).features)
         np.testing.assert_array_equal(store.features[index], features[warmup:])
     np.testing.assert_array_equal(store.timestamps, market.timestamps[warmup:])
 

@@ -11,7 +11,7 @@ from core.config import Config, FeaturesConfig, load_config
 from core.data.exogenous import ExogenousSeries, as_of
 from core.features.matrix import asset_features, feature_names, lookback_bars, raw_features
 from core.features.resample import Bars, last_closed, resample
-from tests.helpers.datasets import HOUR_NS, bars
+from tests.helpers.datasets import HOUR_NS, bars, hourly
 
 N_BARS = 2_400
 
@@ -25,14 +25,20 @@ def small_features(normalisation: str) -> FeaturesConfig:
             "features.return_horizons=[1,3]",
         ]
     )
-    return config.features
+    return hourly(config).features
+
+
+CLOSURE = slice(1_200, 1_230)  # 30 bars an exchange outage took: the timeline skips them
 
 
 @pytest.fixture(scope="module")
 def base() -> Bars:
-    frame = bars(N_BARS, n_assets=1, seed=3)["SYN01"]
+    """Hourly bars with a 30-hour closure inside: features across it must stay causal too."""
+    frame = bars(N_BARS + 30, n_assets=1, seed=3)["SYN01"]
+    frame = frame.drop(index=range(CLOSURE.start, CLOSURE.stop)).reset_index(drop=True)
     timestamps = frame["timestamp"].astype("int64").to_numpy()
     ohlcv = frame[["open", "high", "low", "close", "volume"]].to_numpy()
+    assert (np.diff(timestamps) == 31 * HOUR_NS).sum() == 1
     return Bars(timestamps, ohlcv, HOUR_NS)
 
 
@@ -117,6 +123,6 @@ def test_names_match_columns_and_lookback_covers_warmup(base: Bars) -> None:
 
 
 def test_default_config_names(default_config: Config) -> None:
-    names = feature_names(default_config.features, HOUR_NS)
+    names = feature_names(hourly(default_config).features, HOUR_NS)
     assert names[:3] == ["1h_ret_1", "1h_ret_4", "1h_ret_24"]
     assert "1d_rsi" in names and names[-1] == "weekday_cos"

@@ -19,6 +19,7 @@ from core.errors import UserError
 from core.evaluation.rollout import rollout
 from core.features.matrix import lookback_bars
 from core.folds import CONTRACT_GAP_BARS, MONTH_NS, YEAR_NS, Fold, check_length, coverage, split
+from tests.helpers.datasets import hourly as resolve_hourly
 from tests.helpers.stores import built_store, poisoned_copy, small_config
 from training.fold_view import folds_document, folds_table
 
@@ -96,8 +97,8 @@ def test_auto_gap_is_what_the_execution_contract_needs() -> None:
 
 
 def test_lookback_embargo_is_the_feature_lookback() -> None:
-    lookback = load_config(
-        overrides=["walk_forward.train_years=1", "walk_forward.embargo_bars=lookback"]
+    lookback = resolve_hourly(
+        load_config(overrides=["walk_forward.train_years=1", "walk_forward.embargo_bars=lookback"])
     )
     folds = split(hourly(3 * HOURS_PER_YEAR), HOUR_NS, lookback)
     expected = lookback_bars(lookback.features, HOUR_NS)

@@ -11,10 +11,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.config import Config, risk_profile_config
 from core.data.calendar import Inferred
-from core.data.load import DataSummary
+from core.data.load import ClosureSummary, DataSummary
+from core.envs.market import min_trade_inferred
+from core.envs.simulator import check_band
 from core.features.build import Progress as ProgressCallback
+from core.features.build import window_inferred
 from core.features.store import FeatureStore
+from core.features.windows import resolve_windows
 
 
 @contextlib.contextmanager
@@ -95,6 +100,39 @@ def inferred_lines(items: Iterable[Inferred | dict[str, str]]) -> list[str]:
     ]
 
 
+def run_inferred(
+    config: Config,
+    bar_ns: int,
+    bars_per_year: float,
+    n_assets: int,
+    sections: tuple[str, ...] = ("env", "evaluation"),
+) -> list[Inferred]:
+    """The `auto` (or span) settings a run resolves beside the store's: look-backs of `sections`
+    in bars and the no-trade band for this many assets."""
+    _, notes = resolve_windows(config, bar_ns, bars_per_year)
+    lines = [window_inferred(note) for note in notes if note.key.split(".")[0] in sections]
+    band = min_trade_inferred(config.env, n_assets)
+    return [*lines, *([band] if band else [])]
+
+
+def check_bands(config: Config, n_assets: int) -> None:
+    """Before any job: the no-trade band of the run and of every risk profile can open an
+    equal-weight position of this many assets."""
+    check_band(config.env, n_assets)
+    for name in config.ensemble.risk_profiles:
+        check_band(risk_profile_config(config, name).env, n_assets)
+
+
+def closure_lines(closures: ClosureSummary | dict[str, Any] | None) -> list[str]:
+    """The closures the timeline skips (from a summary, or its JSON in a store's meta.json)."""
+    if not closures:
+        return []
+    if isinstance(closures, dict):
+        closures = ClosureSummary(**closures)
+    head, *spans = closures.lines() or [""]
+    return [f"• {head}", *(f"    {line}" for line in spans)] if head else []
+
+
 def print_summary(
     summary: DataSummary, out: TextIO, also_inferred: Iterable[Inferred] = ()
 ) -> None:
@@ -103,6 +141,8 @@ def print_summary(
     console = _console(out)
     console.print(f"Dataset {summary.source}", highlight=False, soft_wrap=True)
     console.print(summary_table(summary))
+    for line in closure_lines(summary.closures):
+        console.print(line, highlight=False, soft_wrap=True)
     for line in inferred_lines([*summary.inferred, *also_inferred]):
         console.print(line, highlight=False, soft_wrap=True)
     for asset in summary.assets:
@@ -131,7 +171,9 @@ def store_document(store: FeatureStore, built: bool) -> dict[str, Any]:
     }
 
 
-def print_store(store: FeatureStore, built: bool, out: TextIO) -> None:
+def print_store(
+    store: FeatureStore, built: bool, out: TextIO, also_inferred: Iterable[Inferred] = ()
+) -> None:
     doc = store_document(store, built)
     how = f"built in {doc['build_seconds']:.1f} s" if built else "reused (inputs unchanged)"
     _console(out).print(
@@ -141,5 +183,7 @@ def print_store(store: FeatureStore, built: bool, out: TextIO) -> None:
         f"{doc['warmup_bars_dropped']:,} warm-up bars dropped",
         highlight=False,
     )
-    for line in inferred_lines(store.meta.get("inferred", [])):
+    summary = store.meta.get("summary") or {}
+    inferred = [*store.meta.get("inferred", []), *also_inferred]
+    for line in [*closure_lines(summary.get("closures")), *inferred_lines(inferred)]:
         _console(out).print(line, highlight=False, soft_wrap=True)

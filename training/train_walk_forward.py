@@ -298,15 +298,21 @@ def run(args: argparse.Namespace) -> int:
         resource_plan = plan(
             hardware, config, members, len(store.assets), store.feature_names, measured
         )
+    from core.features.resolved import with_inferred
     from core.folds import coverage, split
+    from training.data_view import check_bands, run_inferred
 
-    folds = split(store.timestamps, store.bar_ns, config)
+    check_bands(config, len(store.assets))  # a band that cannot work fails here, not in a job
+    also = run_inferred(
+        config, store.bar_ns, store.meta["resolved"]["bars_per_year"], len(store.assets)
+    )
+    folds = split(store.timestamps, store.bar_ns, with_inferred(config, store.meta))
     if args.dry_run:
         from training.fold_view import coverage_document, folds_document, folds_table
         from training.plan_view import plan_document, print_tables
 
         jobs = _jobs_line(config, len(folds), resource_plan)
-        tested = coverage(folds, store.timestamps, config)
+        tested = coverage(folds, store.timestamps, with_inferred(config, store.meta))
         if args.json:
             document = plan_document(hardware, resource_plan)
             document["data"] = store_document(store, built)
@@ -319,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
             }
             print(json.dumps(document, indent=2))
         else:
-            print_store(store, built, sys.stdout)
+            print_store(store, built, sys.stdout, also)
             print_tables(hardware, resource_plan, sys.stdout)
             _console().print(folds_table(folds, store.timestamps, store.bar_ns, tested))
             print(jobs)
@@ -341,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
             "the launcher's job pickles and logs folder",
             "pass --output (or set launcher.log_dir) a folder on a filesystem every node shares",
         )
-    print_store(store, built, sys.stdout)
+    print_store(store, built, sys.stdout, also)
     if args.tune:
         return _tune(args, config, hardware, store, folds, profile, measured)
     name = args.name or args.preset or "run"
@@ -743,20 +749,28 @@ def _generate_data(config: Config, folder: Path) -> int:
 
 
 def _check_data(config: Config, show_progress: bool) -> int:
+    from core.data.calendar import bars_per_year
     from core.data.load import load_dataset
     from core.data.source import dataset_path
     from core.features.matrix import inferred_timeframes, lookback_bars
+    from core.features.windows import resolve_windows
     from core.folds import check_length
-    from training.data_view import print_summary, progress_bar
+    from training.data_view import check_bands, print_summary, progress_bar, run_inferred
 
     dataset = dataset_path(config)
     with progress_bar(enabled=show_progress) as progress:
         report = (lambda done, total: progress("load bars", done, total)) if progress else None
         market = load_dataset(config.data, dataset, progress=report)
+    per_year = bars_per_year(market.timestamps, market.bar_ns, market.summary.calendar)
+    resolved, _ = resolve_windows(config, market.bar_ns, per_year)
     timeframes = inferred_timeframes(config.features, market.bar_ns)
-    print_summary(market.summary, sys.stdout, [timeframes] if timeframes else [])
-    warmup = lookback_bars(config.features, market.bar_ns)
-    check_length(market.timestamps, market.bar_ns, config, warmup)
+    windows = run_inferred(
+        config, market.bar_ns, per_year, len(market.assets), ("features", "env", "evaluation")
+    )
+    print_summary(market.summary, sys.stdout, [*([timeframes] if timeframes else []), *windows])
+    check_bands(config, len(market.assets))
+    warmup = lookback_bars(resolved.features, market.bar_ns)
+    check_length(market.timestamps, market.bar_ns, resolved, warmup)
     print(f"ok: {dataset} is valid and long enough for one walk-forward fold")
     return 0
 

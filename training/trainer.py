@@ -22,6 +22,7 @@ from core.envs.settings import Settings, settings_of
 from core.evaluation.judge import AGENT, annualisation_of, evaluate_window, score, track_metrics
 from core.evaluation.metrics import Annualisation, return_moments
 from core.evaluation.rollout import Track, rollout
+from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
 from training.callbacks import TrainingState, WalkForwardCallback
 from training.job import NO_HOOKS, Hooks, Job
@@ -76,9 +77,12 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
     import torch
 
     torch.set_num_threads(job.torch_threads)
-    run = run_config(job.run_dir)
-    config = risk_profile_config(run, job.risk_profile) if job.risk_profile is not None else run
     store = FeatureStore.attach(job.store_path)
+    # A risk profile may set a window as a span: resolve it for the store after the profile.
+    run = with_inferred(run_config(job.run_dir), store.meta)
+    config = run
+    if job.risk_profile is not None:
+        config = with_inferred(risk_profile_config(run, job.risk_profile), store.meta)
     annual = annualisation_of(store, config)
     model, state = yield from _train(job, config, run, store, annual, files, hooks)
     if hooks.phase:

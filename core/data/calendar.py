@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.data.timestamps import format_utc
 from core.errors import UserError
-from core.units import DAY_NS, WEEK_NS, format_duration
+from core.units import DAY_NS, WEEK_NS, YEAR_NS, format_duration
 
 MONDAY_NS = 4 * DAY_NS  # 1970-01-05 00:00 UTC, the first Monday after the epoch
 OPEN_SHARE = 0.5  # a slot of the week is normally open when it has a bar this often or more
@@ -49,6 +50,23 @@ class Inferred:
 
 
 @dataclass(frozen=True)
+class Closure:
+    """A stretch every asset lacks that the timeline skips: [start, end) in UTC ns, `bars` of
+    them normally open (a holiday's weekend slots are not counted)."""
+
+    start: int
+    end: int
+    bars: int
+
+    def line(self) -> str:
+        plural = "bar" if self.bars == 1 else "bars"
+        return (
+            f"closed {format_utc(self.start).removesuffix(' UTC')} → {format_utc(self.end)} "
+            f"({self.bars:,} {plural}, every asset)"
+        )
+
+
+@dataclass(frozen=True)
 class Timeline:
     """The bar open times every asset is aligned to."""
 
@@ -56,6 +74,7 @@ class Timeline:
     calendar: str  # continuous | sessions
     holes: int  # bars inside a session that no asset has (added, then handled per missing_bars)
     inferred: Inferred | None  # set when data.calendar was auto
+    closures: tuple[Closure, ...] = ()  # stretches no asset has, skipped like a weekend
 
 
 @dataclass(frozen=True)
@@ -121,23 +140,112 @@ def weekly(union: np.ndarray, start: int, end: int, bar_ns: int) -> Week | None:
     return Week(bar_ns, int((start - MONDAY_NS) % bar_ns), occurrences, present)
 
 
-def build_timeline(setting: str, union: np.ndarray, start: int, end: int, bar_ns: int) -> Timeline:
+def build_timeline(
+    setting: str,
+    union: np.ndarray,
+    start: int,
+    end: int,
+    bar_ns: int,
+    closure_after: int | None = None,
+) -> Timeline:
     """The timeline for `data.calendar` = setting (auto, continuous or sessions).
 
-    `union` holds the sorted bar open times that some asset has, between start and end."""
+    `union` holds the sorted bar open times that some asset has, between start and end.
+    `closure_after` (data.ffill_limit; None under missing_bars=fail): a stretch of normally open
+    bars that no asset has and that is longer than this is a closure, skipped like a weekend;
+    a shorter one stays on the timeline as missing bars."""
     week = weekly(union, start, end, bar_ns)
     inferred = None
     calendar = setting
     if setting == "auto":
         calendar, inferred = _infer_calendar(union, start, end, bar_ns, week)
+    on_grid = union[(union - start) % bar_ns == 0]
+    position = (on_grid - start) // bar_ns
+    missing = np.diff(position) - 1
+    breaks = np.flatnonzero(missing > 0)
     if calendar == "continuous":
+        skipped = breaks[:0]
+        if closure_after is not None:
+            skipped = breaks[missing[breaks] > closure_after]
+        counts = missing[skipped]
         # Integer arithmetic: np.arange(start, end + 1, step) computes its length in float64 and
         # drops the last bar at epoch-nanosecond magnitudes.
-        grid = start + np.arange((end - start) // bar_ns + 1, dtype=np.int64) * bar_ns
-        return Timeline(grid, calendar, 0, inferred)
-    holes = _holes(union, start, bar_ns, week) if week is not None else union[:0]
+        keep = np.ones((end - start) // bar_ns + 1, dtype=bool)
+        keep[_expand(position[skipped] + 1, counts)] = False
+        grid = start + np.flatnonzero(keep).astype(np.int64) * bar_ns
+        closures = tuple(
+            Closure(int(start + (p + 1) * bar_ns), int(start + (p + 1 + n) * bar_ns), int(n))
+            for p, n in zip(position[skipped].tolist(), counts.tolist(), strict=True)
+        )
+        return Timeline(grid, calendar, 0, inferred, closures)
+    if week is None:
+        return Timeline(union, calendar, 0, inferred)
+    holes, closures = _session_breaks(position, missing, breaks, start, bar_ns, week, closure_after)
     timestamps = np.union1d(union, holes) if holes.size else union
-    return Timeline(timestamps, calendar, int(holes.size), inferred)
+    return Timeline(timestamps, calendar, int(holes.size), inferred, closures)
+
+
+def _expand(first: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """first[i], first[i] + 1, ..., first[i] + counts[i] - 1 for every i, concatenated."""
+    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(first, counts) + within
+
+
+def _session_breaks(
+    position: np.ndarray,
+    missing: np.ndarray,
+    breaks: np.ndarray,
+    start: int,
+    bar_ns: int,
+    week: Week,
+    closure_after: int | None,
+) -> tuple[np.ndarray, tuple[Closure, ...]]:
+    """Holes (bar open times inside a session that no asset has) and closures (see the module
+    docstring): a break shorter than a day whose every missing slot is normally open is a hole,
+    unless it is longer than `closure_after`; any other break that skips normally open slots
+    (a holiday, a half-day) is a closure."""
+    if breaks.size == 0:
+        return position[:0], ()
+    counts = missing[breaks]
+    positions = _expand(position[breaks] + 1, counts)
+    slots = WEEK_NS // bar_ns
+    first = ((start - MONDAY_NS) // bar_ns) % slots
+    open_slot = week.open[(first + positions) % slots]
+    offsets = np.cumsum(counts) - counts
+    open_count = np.add.reduceat(open_slot.astype(np.int64), offsets)
+    inside = (open_count == counts) & (counts * bar_ns < DAY_NS)
+    hole = inside if closure_after is None else inside & (counts <= closure_after)
+    keep = np.repeat(hole, counts)
+    holes = start + positions[keep].astype(np.int64) * bar_ns
+    closures = []
+    for index in np.flatnonzero(~hole & (open_count > 0)).tolist():
+        mine = positions[offsets[index] : offsets[index] + counts[index]]
+        opened = mine[open_slot[offsets[index] : offsets[index] + counts[index]]]
+        closures.append(
+            Closure(
+                int(start + opened[0] * bar_ns),
+                int(start + (opened[-1] + 1) * bar_ns),
+                int(open_count[index]),
+            )
+        )
+    return holes, tuple(closures)
+
+
+def measured_bars_per_year(timestamps: np.ndarray, bar_ns: int) -> float:
+    """Bars present divided by the years from the first open to the last bar's close."""
+    if timestamps.ndim != 1 or timestamps.size == 0:
+        raise ValueError("sessions annualisation needs a non-empty 1-D array of bar open times")
+    if timestamps.size > 1 and not np.all(np.diff(timestamps) > 0):
+        raise ValueError("bar open times must be strictly increasing")
+    span_years = (int(timestamps[-1]) + bar_ns - int(timestamps[0])) / YEAR_NS
+    return timestamps.size / span_years
+
+
+def bars_per_year(timestamps: np.ndarray, bar_ns: int, calendar: str) -> float:
+    """A 24/7 calendar has YEAR / bar bars a year whatever its closures; sessions count theirs."""
+    if calendar == "continuous":
+        return YEAR_NS / bar_ns
+    return measured_bars_per_year(np.asarray(timestamps, dtype=np.int64), bar_ns)
 
 
 def infer_calendar(timestamps: np.ndarray, bar_ns: int) -> tuple[str, Inferred]:
@@ -172,29 +280,6 @@ def _infer_calendar(
         "means continuous)"
     )
     return calendar, Inferred("data.calendar", calendar, reason, f"data.calendar={other}")
-
-
-def _holes(union: np.ndarray, start: int, bar_ns: int, week: Week) -> np.ndarray:
-    """Bar open times inside a session that no asset has (see the module docstring)."""
-    on_grid = union[(union - start) % bar_ns == 0]
-    if on_grid.size < 2:
-        return union[:0]
-    position = (on_grid - start) // bar_ns
-    missing = np.diff(position) - 1
-    candidate = np.flatnonzero((missing > 0) & (missing * bar_ns < DAY_NS))
-    if candidate.size == 0:
-        return union[:0]
-    counts = missing[candidate]
-    gap = np.repeat(np.arange(candidate.size), counts)
-    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    positions = position[candidate][gap] + 1 + within
-    slots = WEEK_NS // bar_ns
-    first = ((start - MONDAY_NS) // bar_ns) % slots
-    open_slot = week.open[(first + positions) % slots]
-    # A break is a hole only if every one of its missing slots is normally open.
-    whole = np.minimum.reduceat(open_slot, np.cumsum(counts) - counts)
-    keep = whole[gap]
-    return start + positions[keep].astype(np.int64) * bar_ns
 
 
 def describe_sessions(week: Week) -> str:

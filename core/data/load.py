@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
-from core.data.calendar import Inferred, build_timeline, infer_bar
+from core.data.calendar import Closure, Inferred, build_timeline, infer_bar
 from core.data.timestamps import (
     UNNAMED_FIRST_COLUMN,
     find_timestamp_column,
@@ -31,6 +31,7 @@ from core.units import format_duration
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 FORMAT_KEYS = ("data.timestamp_format", "data.timezone")
+CLOSURES_LISTED = 20  # closures named one by one in the summary (all are counted)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,44 @@ class AssetReport:
 
 
 @dataclass
+class ClosureSummary:
+    """Stretches no asset has that the timeline skips (holidays, outages), for the summary."""
+
+    count: int = 0
+    bars: int = 0  # normally open bars skipped, over every closure
+    longest: str = ""  # the longest closure's line
+    listed: list[str] = field(default_factory=list)  # the first CLOSURES_LISTED, in time order
+
+    @classmethod
+    def of(cls, closures: Sequence[Closure]) -> ClosureSummary:
+        if not closures:
+            return cls()
+        longest = max(closures, key=lambda c: (c.bars, c.end - c.start))
+        return cls(
+            count=len(closures),
+            bars=sum(c.bars for c in closures),
+            longest=longest.line(),
+            listed=[c.line() for c in closures[:CLOSURES_LISTED]],
+        )
+
+    def lines(self, first: int = 5) -> list[str]:
+        """What the data summary prints: how many, the longest, then the `first` few."""
+        if not self.count:
+            return []
+        what = "1 closure" if self.count == 1 else f"{self.count:,} closures"
+        head = (
+            f"{what}: the timeline skips {self.bars:,} normally open bars that every asset lacks "
+            f"(holidays, outages), as it skips a weekend; the longest: {self.longest}"
+        )
+        if self.count == 1:
+            return [head]
+        shown = self.listed[:first]
+        more = self.count - len(shown)
+        tail = [f"... and {more:,} more (the store's meta.json lists the first {len(self.listed)})"]
+        return [head, *shown, *(tail if more > 0 else [])]
+
+
+@dataclass
 class DataSummary:
     source: str
     bar: str
@@ -69,6 +108,7 @@ class DataSummary:
     assets: list[AssetReport]
     holes: int = 0  # sessions: bars inside a session that no asset has (then per missing_bars)
     inferred: list[Inferred] = field(default_factory=list)  # the `auto` settings, as chosen
+    closures: ClosureSummary = field(default_factory=ClosureSummary)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -321,8 +361,10 @@ def align(
             f"{early.file.name} ends {format_utc(end)}\n  fix: keep assets that share a period"
         )
     union = np.unique(np.concatenate([a.timestamps for a in loaded]))
+    # missing_bars=fail refuses every stretch a market normally trades, even one no asset has.
+    closure_after = None if config.missing_bars == "fail" else config.ffill_limit
     built = build_timeline(
-        config.calendar, union[(union >= start) & (union <= end)], start, end, bar_ns
+        config.calendar, union[(union >= start) & (union <= end)], start, end, bar_ns, closure_after
     )
     timeline = built.timestamps
     reports = [_report(a, start, end) for a in loaded]
@@ -335,7 +377,7 @@ def align(
         for report, mask in zip(reports, present, strict=True):
             report.missing_dropped = int((~mask).sum())
     else:
-        _check_fill_limit(loaded, timeline, present, config.ffill_limit, built.inferred)
+        _check_fill_limit(loaded, timeline, present, config.ffill_limit)
         for report, mask in zip(reports, present, strict=True):
             report.filled = int((~mask).sum())
     timeline = timeline[keep]
@@ -357,6 +399,7 @@ def align(
         assets=reports,
         holes=built.holes,
         inferred=[*inferred, *([built.inferred] if built.inferred else [])],
+        closures=ClosureSummary.of(built.closures),
     )
     return MarketData(tuple(a.file.name for a in loaded), timeline, ohlcv, bar_ns, summary)
 
@@ -394,7 +437,6 @@ def _check_fill_limit(
     timeline: np.ndarray,
     present: np.ndarray,
     limit: int,
-    calendar: Inferred | None = None,
 ) -> None:
     positions = np.arange(len(timeline))
     for asset, mask in zip(loaded, present, strict=True):
@@ -405,17 +447,12 @@ def _check_fill_limit(
         if run.max() > limit:
             end = int(np.argmax(run))
             begin = end - int(run[end]) + 1
-            closes = ""
-            if calendar is not None and calendar.value == "continuous":
-                closes = (
-                    ";\n  or, if the market closes at these times, set data.calendar=sessions "
-                    f"(inferred continuous: {calendar.reason})"
-                )
             raise UserError(
                 f"{asset.file.path}: {int(run[end]):,} bars in a row are missing from "
-                f"{format_utc(int(timeline[max(begin, 0)]))} (data.ffill_limit is {limit})\n"
-                "  fix: raise data.ffill_limit, or set data.missing_bars=drop to remove those bars"
-                f"{closes}"
+                f"{format_utc(int(timeline[max(begin, 0)]))} (data.ffill_limit is {limit}) while "
+                "other assets trade (a stretch every asset lacks would be a closure, skipped)\n"
+                "  fix: raise data.ffill_limit, set data.missing_bars=drop to remove those bars "
+                "from every asset, or leave this asset out"
             )
 
 

@@ -18,11 +18,36 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.config import EnvConfig
+from core.data.calendar import Inferred
 from core.units import YEAR_NS
 
 REBALANCE, STOP, TAKE_PROFIT, LIQUIDATION = range(4)
 REASONS = ("rebalance", "stop", "take_profit", "liquidation")
 BPS = 1e-4
+# env.min_trade: auto. 0.2 (0.01 let agents churn away 35 %/y in costs), but at most this share of
+# an equal-weight position, so a portfolio of any size can open one.
+MIN_TRADE_DEFAULT = 0.2
+MIN_TRADE_EQUAL_WEIGHT_SHARE = 0.8
+
+
+def min_trade_of(env: EnvConfig, n_assets: int) -> float:
+    """The no-trade band in weight: env.min_trade, or its `auto` value for this portfolio."""
+    if env.min_trade != "auto":
+        return float(env.min_trade)
+    return min(MIN_TRADE_DEFAULT, MIN_TRADE_EQUAL_WEIGHT_SHARE * env.max_leverage / n_assets)
+
+
+def min_trade_inferred(env: EnvConfig, n_assets: int) -> Inferred | None:
+    """What env.min_trade: auto chose, for the data summary (None when it was set)."""
+    if env.min_trade != "auto":
+        return None
+    return Inferred(
+        "env.min_trade",
+        f"{min_trade_of(env, n_assets):.4g}",
+        f"{MIN_TRADE_DEFAULT:g}, at most {100 * MIN_TRADE_EQUAL_WEIGHT_SHARE:.0f} % of an equal-weight "
+        f"position (env.max_leverage {env.max_leverage:g} / {n_assets} asset(s))",
+        "env.min_trade=<weight>",
+    )
 
 
 @dataclass(frozen=True)
@@ -41,11 +66,11 @@ class ExecutionRules:
         return self.stop_loss is not None or self.take_profit is not None
 
     @classmethod
-    def from_config(cls, env: EnvConfig, bar_ns: int) -> ExecutionRules:
+    def from_config(cls, env: EnvConfig, bar_ns: int, n_assets: int) -> ExecutionRules:
         return cls(
             long_only=env.long_only,
             max_leverage=env.max_leverage,
-            min_trade=env.min_trade,
+            min_trade=min_trade_of(env, n_assets),
             cost_rate=(env.fee_bps + env.half_spread_bps + env.slippage_bps) * BPS,
             stop_loss=env.stop_loss,
             take_profit=env.take_profit,

@@ -21,11 +21,20 @@ import numpy as np
 
 from core.bar_range import BarRange
 from core.config import EnvConfig
-from core.envs.market import LIQUIDATION, REASONS, ExecutionRules, Portfolio, Receipts, step
+from core.envs.market import (
+    LIQUIDATION,
+    REASONS,
+    ExecutionRules,
+    Portfolio,
+    Receipts,
+    min_trade_of,
+    step,
+)
 from core.envs.reward import RewardRules, TradeCounter, rewards
 from core.envs.settings import Settings
 from core.errors import UserError
 from core.features.store import FeatureStore
+from core.features.windows import window_bars
 
 OPEN, HIGH, LOW, CLOSE = range(4)
 REASON_NAMES = np.asarray(REASONS)
@@ -127,7 +136,7 @@ class Simulator:
         env = settings.env
         self.store, self.settings, self.bars, self.n_envs = store, settings, bars, n_envs
         self.window = env.window
-        self.episode_bars = env.episode_bars
+        self.episode_bars = window_bars("env", "episode_bars", env.episode_bars, store.meta)
         features = np.asarray(store.features)  # [asset, time, feature], memory-mapped
         self.n_assets, n_time, self.n_features = features.shape
         check_range(bars, n_time, self.window)
@@ -144,7 +153,7 @@ class Simulator:
             writeable=False,
         )
         check_band(env, self.n_assets)
-        self.execution = ExecutionRules.from_config(env, self.bar_ns)
+        self.execution = ExecutionRules.from_config(env, self.bar_ns, self.n_assets)
         self.reward_rules = RewardRules.from_config(settings.reward, self.bar_ns)
         counters = dict.fromkeys([*settings.timeframes, *self.reward_rules.band_timeframes])
         self.counter = TradeCounter(n_envs, list(counters), self.bar_ns)
@@ -293,10 +302,12 @@ def check_band(env: EnvConfig, n_assets: int) -> None:
     """The no-trade band must let an equal-weight position open, or buy-and-hold (and any agent
     that spreads its capital) would never trade and the baselines would judge nothing."""
     equal_weight = env.max_leverage / n_assets
-    if env.min_trade >= equal_weight:
+    band = min_trade_of(env, n_assets)
+    if band >= equal_weight:
         raise UserError(
-            f"env.min_trade = {env.min_trade:g} is not below an equal-weight position "
+            f"env.min_trade = {band:g} is not below an equal-weight position "
             f"(env.max_leverage {env.max_leverage:g} / {n_assets} assets = {equal_weight:.4g}): "
             "changes that small are skipped, so an equal-weight portfolio could never open\n"
-            f"  fix: set env.min_trade below {equal_weight:.4g} (e.g. {equal_weight / 2:.3g})"
+            f"  fix: set env.min_trade below {equal_weight:.4g} (e.g. {equal_weight / 2:.3g}) or "
+            "to auto (80 % of an equal-weight position at most)"
         )

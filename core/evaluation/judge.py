@@ -18,6 +18,7 @@ from core.evaluation.baselines import buy_and_hold, cash, ma_crossover, random_p
 from core.evaluation.metrics import Annualisation
 from core.evaluation.rollout import Policy, Track, rollout
 from core.features.store import FeatureStore
+from core.features.windows import window_bars
 
 AGENT = "agent"
 
@@ -58,15 +59,18 @@ def evaluate_window(
 ) -> dict[str, Track]:
     """Tracks of the agent and the baselines (cash, buy_and_hold, random, ma_crossover)."""
     tracks = rollout(store, settings, bars, {AGENT: agent})
-    rules = ExecutionRules.from_config(settings.env, store.bar_ns)
     n_assets = len(store.assets)
+    rules = ExecutionRules.from_config(settings.env, store.bar_ns, n_assets)
     turnover = float(tracks[AGENT].turnover.mean()) if len(tracks[AGENT].turnover) else 0.0
     baselines = {
         "cash": cash(n_assets),
         "buy_and_hold": buy_and_hold(n_assets, rules),
         "random": random_policy(n_assets, rules, turnover, seed),
         "ma_crossover": ma_crossover(
-            store, rules, config.evaluation.ma_fast_bars, config.evaluation.ma_slow_bars
+            store,
+            rules,
+            window_bars("evaluation", "ma_fast_bars", config.evaluation.ma_fast_bars, store.meta),
+            window_bars("evaluation", "ma_slow_bars", config.evaluation.ma_slow_bars, store.meta),
         ),
     }
     tracks.update(rollout(store, settings, bars, baselines))

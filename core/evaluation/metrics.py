@@ -23,6 +23,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from core.data.calendar import measured_bars_per_year
 from core.units import YEAR_NS, format_duration
 
 EULER_GAMMA = 0.5772156649015329
@@ -67,21 +68,11 @@ def annualisation(
     if calendar == "continuous":
         ppy = YEAR_NS / bar_ns
         return Annualisation(ppy, f"{_count(ppy)} bars/year: {bars} bars, 24/7 calendar")
-    ppy = _measured_bars_per_year(np.asarray(timestamps, dtype=np.int64), bar_ns)
+    ppy = measured_bars_per_year(np.asarray(timestamps, dtype=np.int64), bar_ns)
     measured = f"{round(ppy):,}"  # an estimate: decimals would claim precision it lacks
     return Annualisation(
         ppy, f"{measured} bars/year: {bars} bars, exchange sessions (measured from the data)"
     )
-
-
-def _measured_bars_per_year(timestamps: np.ndarray, bar_ns: int) -> float:
-    """Bars present divided by the years from the first open to the last bar's close."""
-    if timestamps.ndim != 1 or timestamps.size == 0:
-        raise ValueError("sessions annualisation needs a non-empty 1-D array of bar open times")
-    if timestamps.size > 1 and not np.all(np.diff(timestamps) > 0):
-        raise ValueError("bar open times must be strictly increasing")
-    span_years = (int(timestamps[-1]) + bar_ns - int(timestamps[0])) / YEAR_NS
-    return timestamps.size / span_years
 
 
 def _count(value: float) -> str:

@@ -28,7 +28,9 @@ class Track:
     """One strategy's bars over a window; every array is aligned with `timestamp`."""
 
     bar: np.ndarray  # index of the bar traded through
-    timestamp: np.ndarray  # UTC ns close of that bar
+    # UTC ns open time of that bar: the row of the user's file whose move the return is (a
+    # daily Friday's return is stamped Friday, not Saturday 00:00, the instant it closed)
+    timestamp: np.ndarray
     returns: np.ndarray  # simple equity return over the bar (-1 at bankruptcy, then 0)
     turnover: np.ndarray  # traded notional / equity at the open
     cost: np.ndarray  # costs paid / equity at the start of the bar
@@ -69,7 +71,7 @@ def rollout(
                 actions[k] = np.asarray(policies[name](rows, sim.weights[k : k + 1], t)).reshape(-1)
         equity_before = sim.equity
         out = sim.step(actions)
-        bar[i], timestamp[i] = out.bar[0], out.close_ns[0]
+        bar[i], timestamp[i] = out.bar[0], sim.timestamps[out.bar[0]]
         before = np.where(alive, equity_before, 1.0)  # the dead hold nothing: avoid 0 / 0
         columns["returns"][i] = np.where(alive, np.maximum(out.equity / before - 1.0, -1.0), 0.0)
         columns["turnover"][i] = np.where(alive, out.turnover, 0.0)

@@ -25,6 +25,7 @@ import numpy as np
 
 from core.atomic import publish_dir, remove_dir, replacing_path
 from core.config import Config
+from core.data.calendar import Inferred, bars_per_year
 from core.data.exogenous import ExogenousSeries, as_of, changes, load_exogenous
 from core.data.load import MarketData, discover, load_dataset
 from core.data.source import dataset_path, repo_path
@@ -40,6 +41,7 @@ from core.features.matrix import (
 )
 from core.features.resample import Bars
 from core.features.store import STORE_FORMAT, FeatureStore, read_meta
+from core.features.windows import Resolved, resolve_windows
 from core.units import format_duration
 
 PARALLEL_MIN_BARS = (
@@ -155,6 +157,10 @@ def _build(
     started = time.perf_counter()
     on_load = (lambda done, total: progress("load bars", done, total)) if progress else None
     market = load_dataset(config.data, dataset, progress=on_load)
+    per_year = bars_per_year(market.timestamps, market.bar_ns, market.summary.calendar)
+    given = config
+    config, windows = resolve_windows(config, market.bar_ns, per_year)
+    windows = [w for w in windows if w.key.startswith("features.")]  # what this store depends on
     exogenous, exogenous_names = _exogenous_matrix(config, market)
     names = feature_names(config.features, market.bar_ns, exogenous_names)
     n_assets, n_bars = len(market.assets), len(market.timestamps)
@@ -188,7 +194,11 @@ def _build(
     for name in ("features_full", "bars_full", "timestamps_full", "exogenous_full"):
         (scratch / f"{name}.npy").unlink(missing_ok=True)
     timeframes = inferred_timeframes(config.features, market.bar_ns)
-    inferred = [*market.summary.inferred, *([timeframes] if timeframes else [])]
+    inferred = [
+        *market.summary.inferred,
+        *([timeframes] if timeframes else []),
+        *map(window_inferred, windows),
+    ]
     meta = {
         "format": STORE_FORMAT,
         "hash": digest,
@@ -202,8 +212,8 @@ def _build(
         "last": format_utc(int(market.timestamps[-1])),
         "dataset": str(dataset),
         "config": {
-            "data": config.data.model_dump(mode="json"),
-            "features": config.features.model_dump(mode="json"),
+            "data": given.data.model_dump(mode="json"),
+            "features": given.features.model_dump(mode="json"),
         },
         # The values the store was built with, `auto` settings as inferred from the data:
         # what annualisation, trade counters and a run's config read (core.features.resolved).
@@ -211,6 +221,8 @@ def _build(
             "bar": format_duration(market.bar_ns),
             "calendar": market.summary.calendar,
             "timeframes": timeframe_labels(config.features, market.bar_ns),
+            "bars_per_year": per_year,  # what turns spans and auto look-backs into bars
+            "windows": {w.key: getattr(config.features, w.key.split(".")[1]) for w in windows},
         },
         "inferred": [asdict(item) for item in inferred],
         "summary": market.summary.to_json(),
@@ -218,6 +230,16 @@ def _build(
         "build_seconds": round(time.perf_counter() - started, 3),
     }
     (scratch / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def window_inferred(window: Resolved) -> Inferred:
+    """A look-back resolved from a span or auto, as a line of the data summary."""
+    return Inferred(
+        window.key,
+        window.bars,
+        f"{window.given}: {window.reason}",
+        f"{window.key}=<bars or a span such as 30d>",
+    )
 
 
 def _save_trimmed(scratch: Path, name: str, full: np.ndarray, warmup: int) -> None:

@@ -1,9 +1,11 @@
 """A config with its `auto` data and feature settings replaced by what a store's build inferred.
 
 `data.bar`, `data.calendar` and `features.timeframes` may be `auto`: the store's build reads the
-data and records the values it used under `meta["resolved"]`. Code that needs the values (trade
-counters, annualisation, a run's saved config) asks here, so a store and the settings used with
-it cannot disagree. Light: pydantic config only, no numpy or pandas.
+data and records the values it used under `meta["resolved"]`, with the calendar's bars per year.
+Look-backs and horizons given as spans or `auto` (core.features.windows) are resolved from those
+here, for every section (features, env, evaluation). Code that needs the values (trade counters,
+annualisation, a run's saved config) asks here, so a store and the settings used with it cannot
+disagree. Light: pydantic config only, no numpy or pandas.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.config import Config
+from core.features.windows import window_settings
 
 INFERABLE = (("data", "bar"), ("data", "calendar"), ("features", "timeframes"))
 
@@ -24,6 +27,11 @@ def inferred_settings(config: Config, meta: Mapping[str, Any]) -> dict[str, dict
     for section, key in INFERABLE:
         if getattr(getattr(config, section), key) == "auto" and key in resolved:
             settings.setdefault(section, {})[key] = resolved[key]
+    if "bars_per_year" in resolved:
+        for section, values in window_settings(
+            config, int(meta["bar_ns"]), float(resolved["bars_per_year"])
+        ).items():
+            settings.setdefault(section, {}).update(values)
     return settings
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from core.errors import UserError
 
-STORE_FORMAT = 2  # 2: meta.json holds the resolved bar, calendar and timeframes
+STORE_FORMAT = 3  # 2: meta.json holds the resolved bar, calendar and timeframes; 3: bars per
+# year and the look-backs in bars (spans and auto resolved), closures in the summary
 ARRAYS = ("features", "prices", "timestamps")
 
 

@@ -33,6 +33,7 @@ AUTO_ENVS_PER_WORKER = 1  # SB3's SubprocVecEnv holds one env per process
 BATCH_N_STEPS = 128
 MAX_AUTO_BATCH_ENVS = 1024
 AUTO_TIMEFRAMES_ESTIMATE = ("1h", "4h", "1d")  # features.timeframes: auto on hourly bars
+AUTO_HORIZONS_ESTIMATE = 3  # features.return_horizons: auto = [1, 4, 24] on hourly bars
 MAX_AUTO_TORCH_THREADS = 8
 # With the batch env the learner process also steps the envs, so it may use a few more threads.
 MAX_AUTO_BATCH_TORCH_THREADS = 16
@@ -113,7 +114,8 @@ def estimate_policy_shape(
         layout = layout_from_names(assets, window, list(feature_names))
     else:
         features = config.features
-        per_timeframe = len(features.return_horizons) + sum(
+        horizons = features.return_horizons
+        per_timeframe = (AUTO_HORIZONS_ESTIMATE if horizons == "auto" else len(horizons)) + sum(
             INDICATOR_COLUMNS.get(name, 0) for name in features.indicators
         )
         # timeframes: auto depends on the data's bar: estimate with the hourly choice; the

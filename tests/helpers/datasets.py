@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.config import Config
 from core.data.synthetic import generate
+from core.features.windows import resolve_windows
+from core.units import YEAR_NS
 
 HOUR_NS = 3_600 * 1_000_000_000
 
@@ -22,3 +25,8 @@ def write_csv(folder: Path, frames: dict[str, pd.DataFrame], **to_csv: object) -
     for name, frame in frames.items():
         frame.to_csv(folder / f"{name}.csv", index=False, **to_csv)
     return folder
+
+
+def hourly(config: Config) -> Config:
+    """`config` with its look-backs in bars as a 24/7 hourly store resolves them (the sample's)."""
+    return resolve_windows(config, HOUR_NS, YEAR_NS / HOUR_NS)[0]
