@@ -248,6 +248,7 @@ def benchmark(
     from core.config import load_config
     from core.data.source import dataset_path
     from core.features.build import feature_store
+    from core.features.resolved import with_inferred
 
     build_workers = len(os.sched_getaffinity(0))
     cache = workdir / "cache"
@@ -260,7 +261,8 @@ def benchmark(
     naive_args = (
         str(dataset),
         config.data.model_dump(mode="json"),
-        config.features.model_dump(mode="json"),
+        # the look-backs in bars, as the store resolved them for this data
+        with_inferred(config, store.meta).features.model_dump(mode="json"),
     )
     print(
         f"default dataset: {dataset.name} ({len(store.assets)} assets × "

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.config import load_config
     from core.features.build import feature_store
+    from core.features.resolved import with_inferred
     from core.folds import split
     from core.hardware.machine import detect, load_profile
     from core.hardware.planner import plan
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config([REPO / "config" / "presets" / f"{args.preset}.yaml"], overrides)
     machine = detect()
     store, _ = feature_store(config, workers=machine.usable_cpus)
-    folds = split(store.timestamps, store.bar_ns, config)[:1]
+    folds = split(store.timestamps, store.bar_ns, with_inferred(config, store.meta))[:1]
     shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
     resources = plan(machine, config, **shape)
     usable = machine.usable_cpus

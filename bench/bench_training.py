@@ -160,11 +160,12 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     from core.evaluation.judge import annualisation_of
     from core.evaluation.metrics import sharpe
     from core.evaluation.rollout import rollout
+    from core.features.resolved import with_inferred
     from core.features.store import FeatureStore
 
     settings = TARGET_SETTINGS if args.task == "target" else THROUGHPUT_SETTINGS
-    config = load_config(overrides=settings)
     store = FeatureStore.attach(args.store)
+    config = with_inferred(load_config(overrides=settings), store.meta)  # look-backs in bars
     n_time = len(store.timestamps)
     train = (config.env.window - 1, int(n_time * 0.75))
     validation = (int(n_time * 0.75) + 48, n_time)
