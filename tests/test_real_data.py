@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.config import load_config
+from core.data.calendar import build_timeline
 from core.data.load import load_dataset
 from core.envs.market import min_trade_of
 from core.errors import UserError
@@ -277,3 +280,34 @@ def test_a_band_that_cannot_work_is_refused_before_any_job(tmp_path: Path) -> No
         assert done.returncode != 0, flag
         assert "Traceback" not in done.stderr
         assert "env.min_trade = 0.2 is not below an equal-weight position" in done.stderr, flag
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.tuples(st.integers(1, 2_400), st.integers(1, 60)), max_size=6),
+    limit=st.integers(1, 8),
+)
+def test_stretches_longer_than_the_limit_are_skipped_the_rest_kept(
+    gaps: list[tuple[int, int]], limit: int
+) -> None:
+    """A 24/7 grid with stretches no asset has: exactly those longer than data.ffill_limit leave
+    the timeline, each as one closure of its length; the short ones stay, to be filled."""
+    grid = pd.Timestamp("2021-01-04", tz="UTC").value + np.arange(2_500, dtype=np.int64) * HOUR_NS
+    removed = np.zeros(len(grid), dtype=bool)
+    for start, length in gaps:
+        removed[start : min(start + length, len(grid) - 1)] = True
+    edges = np.diff(np.concatenate([[0], removed.astype(np.int8), [0]]))
+    runs = list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+    long_runs = [(a, b) for a, b in runs if b - a > limit]
+    skipped = np.zeros(len(grid), dtype=bool)
+    for a, b in long_runs:
+        skipped[a:b] = True
+    union = grid[~removed]
+    timeline = build_timeline("continuous", union, int(grid[0]), int(grid[-1]), HOUR_NS, limit)
+    np.testing.assert_array_equal(timeline.timestamps, grid[~skipped])
+    assert [(c.start, c.end, c.bars) for c in timeline.closures] == [
+        (int(grid[a]), int(grid[b]), int(b - a)) for a, b in long_runs
+    ]
+    # missing_bars=fail (no closure limit) keeps every bar of the grid.
+    strict = build_timeline("continuous", union, int(grid[0]), int(grid[-1]), HOUR_NS, None)
+    np.testing.assert_array_equal(strict.timestamps, grid)

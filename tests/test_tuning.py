@@ -158,6 +158,9 @@ def test_two_workers_share_one_budget_and_write_the_sweeps_results(tmp_path: Pat
     assert trial_files and not [
         p for p in trial_files if p.name in ("test_tracks.npz", "result.json")
     ]
+    # A sweep keeps its trials' numbers, not their weights: no checkpoint is left behind.
+    assert [p for p in trial_files if p.suffix == ".zip"] == []
+    assert all(p.name == "state.json" for p in trial_files if p.parent.name == "checkpoints")
 
 
 @pytest.mark.slow

@@ -157,6 +157,14 @@ class RunFiles:
     def job(self, fold: int, member: int) -> JobFiles:
         return JobFiles(self.fold(fold) / f"member_{member:02d}")
 
+    def job_folders(self) -> list[JobFiles]:
+        """Every job folder on disk (member × fold), in fold and member order."""
+        return [JobFiles(p) for p in sorted(self.folds.glob("fold_*/member_*")) if p.is_dir()]
+
+    def checkpoint_files(self) -> list[Path]:
+        """Every checkpoint any job of this run folder saved."""
+        return [p for job in self.job_folders() for p in sorted(job.checkpoints.glob("*.zip"))]
+
     @property
     def launcher(self) -> Path:
         """submitit's pickles and logs (launcher.log_dir: auto)."""

@@ -100,7 +100,7 @@ class Objective:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             raise
         finally:
-            for leftover in folder.glob("fold_*/member_*/checkpoints/*.zip"):
+            for leftover in RunFiles(folder).checkpoint_files():
                 leftover.unlink()  # a sweep keeps its trials' numbers, not their weights
         sharpes = [e["sharpe"] for e in instances]
         combine = np.median if self.config.tuning.aggregate == "median" else np.mean
