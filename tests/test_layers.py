@@ -160,3 +160,25 @@ def test_light_modules_stay_light(module: str, forbidden: tuple[str, ...]) -> No
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_a_screen() -> None:
+    """Long functions hide several jobs; each project function fits in 80 lines."""
+    long = []
+    for name, path in project_modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{name}.{node.name}: {lines} lines")
+    assert not long
+
+
+def test_the_command_line_only_parses() -> None:
+    """The CLI module parses and dispatches; the pipeline runs (training.pipeline)."""
+    cli = REPO_ROOT / "training" / "train_walk_forward.py"
+    assert len(cli.read_text().splitlines()) < 300
+    assert "training.pipeline" in imports_of(cli, set(project_modules()))

@@ -1,4 +1,4 @@
-"""argparse value types shared by the command-line scripts."""
+"""argparse value types and flag checks shared by the command-line scripts."""
 
 from __future__ import annotations
 
@@ -14,3 +14,27 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def flag_problem(args: argparse.Namespace) -> str | None:
+    """Flags that do not go together, said the way argparse says a usage error."""
+    if args.json and not args.dry_run:
+        return "--json only applies to --dry-run"
+    tune_only = [flag for flag, given in (("--n-trials", args.n_trials), ("--storage",
+                 args.storage), ("--study-name", args.study_name), ("--workers",
+                 args.workers != 1), ("--then-train", args.then_train)) if given]  # fmt: skip
+    if tune_only and not args.tune:
+        return f"{', '.join(tune_only)} only apply to --tune"
+    if args.autotune and args.resume:
+        return "--autotune does not apply to --resume: a resumed run keeps its plan"
+    if args.tune and args.resume:
+        return (
+            "--tune does not take --resume: join the study again with --tune --study-name NAME "
+            "--storage URL"
+        )
+    if args.resume and (args.config or args.set or args.preset or args.data or args.dry_run):
+        return (
+            "--resume continues a run with its own saved config: drop --config, "
+            "--set, --preset, --data and --dry-run (--cluster and --cluster-profile may change)"
+        )
+    return None

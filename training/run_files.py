@@ -231,3 +231,23 @@ class RunFiles:
     @property
     def report(self) -> Path:
         return self.root / "report.md"
+
+
+def checked_run_files(run_dir: Path) -> RunFiles:
+    """The files of a training run folder that --resume can continue, or a clear refusal."""
+    from core.errors import UserError
+
+    files = RunFiles(run_dir)
+    if not files.config.exists():
+        raise UserError(
+            f"{run_dir} is not a Ploutos run folder (no {files.config.name})\n"
+            "  fix: pass the folder the run printed, e.g. --resume runs/20261122-101500-quick"
+        )
+    if files.tuning.exists():
+        raise UserError(
+            f"{run_dir} is a sweep's folder (--tune): --resume continues training runs only\n"
+            "  fix: to add trials to a study, start it with --storage postgresql://... and join it "
+            "again with --tune --study-name NAME --storage URL; to train its best params, pass "
+            f"--config {files.best_params}"
+        )
+    return files

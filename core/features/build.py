@@ -193,19 +193,37 @@ def _build(
     del full
     for name in ("features_full", "bars_full", "timestamps_full", "exogenous_full"):
         (scratch / f"{name}.npy").unlink(missing_ok=True)
+    meta = _meta(given, config, market, windows, names, digest, dataset, warmup)
+    meta["build_seconds"] = round(time.perf_counter() - started, 3)
+    (scratch / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _meta(
+    given: Config,
+    config: Config,
+    market: MarketData,
+    windows: list[Resolved],
+    names: list[str],
+    digest: str,
+    dataset: Path,
+    warmup: int,
+) -> dict[str, Any]:
+    """meta.json: what the store holds and the values it was built with (`given`: the config as
+    asked, `config`: with its look-backs in bars), `auto` settings as inferred from the data."""
+    per_year = bars_per_year(market.timestamps, market.bar_ns, market.summary.calendar)
     timeframes = inferred_timeframes(config.features, market.bar_ns)
     inferred = [
         *market.summary.inferred,
         *([timeframes] if timeframes else []),
         *map(window_inferred, windows),
     ]
-    meta = {
+    return {
         "format": STORE_FORMAT,
         "hash": digest,
         "assets": list(market.assets),
         "feature_names": names,
         "bar_ns": market.bar_ns,
-        "bars": n_bars - warmup,
+        "bars": len(market.timestamps) - warmup,
         "warmup_bars": warmup,
         "lookback_bars": lookback_bars(config.features, market.bar_ns),
         "first": format_utc(int(market.timestamps[warmup])),
@@ -227,9 +245,7 @@ def _build(
         "inferred": [asdict(item) for item in inferred],
         "summary": market.summary.to_json(),
         "versions": {p: _version(p) for p in ("numpy", "pandas", "ta-lib", "pyarrow")},
-        "build_seconds": round(time.perf_counter() - started, 3),
     }
-    (scratch / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
 def window_inferred(window: Resolved) -> Inferred:

@@ -1,0 +1,335 @@
+"""One command's chain: config, machine and plan, feature store and folds, then train and report.
+
+`prepare` does the shared part once per command (the plan is made before numpy loads, so the
+thread limits reach every process, then again with the store's exact shape and any autotune
+probe); `train_new`, `resume`, `dry_run` and the sweep (training.sweep) run on what it prepared.
+The command line (training/train_walk_forward.py) only parses flags and dispatches to these.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.hardware import threads
+
+if TYPE_CHECKING:
+    import argparse
+
+    from core.config import Config
+    from core.data.calendar import Inferred
+    from core.features.store import FeatureStore
+    from core.folds import Fold
+    from core.hardware.machine import Hardware
+    from core.hardware.planner import Plan
+    from training.job import Job
+    from training.launcher.profile import ClusterProfile
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+PRESETS = CONFIG_DIR / "presets"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every training command starts from, made once."""
+
+    config: Config
+    hardware: Hardware  # the machine planned for (a SLURM task's allocation on a cluster)
+    profile: ClusterProfile | None
+    store: FeatureStore
+    built: bool  # the store was built by this command
+    folds: list[Fold]
+    plan: Plan
+    measured: Any  # the autotune probe the plan used, or None
+    inferred: list[Inferred]  # the run's `auto` values beside the store's (look-backs, band)
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    """The config the flags describe: preset and --config files, then the dedicated flags, then
+    --set (which wins)."""
+    from core.config import load_config
+
+    overrides = []
+    flags = (
+        ("ensemble.size", args.ensemble),
+        ("data.path", None if args.data is None else _yaml_string(args.data)),
+        ("ppo.total_timesteps", args.timesteps),
+        ("tuning.n_trials", args.n_trials),
+        ("walk_forward.max_folds", args.folds),
+        ("hardware.vec_env", args.vec_env),
+    )
+    overrides += [f"{key}={value}" for key, value in flags if value is not None]
+    overrides += launcher_overrides(args)
+    overrides += args.set  # --set wins over the dedicated flags
+    files = ([PRESETS / f"{args.preset}.yaml"] if args.preset else []) + list(args.config)
+    return load_config(files, overrides)
+
+
+def launcher_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = []
+    if args.cluster is not None:
+        overrides.append(f"launcher.cluster={args.cluster}")
+    if args.cluster_profile is not None:
+        overrides.append(f"launcher.cluster_profile={_yaml_string(args.cluster_profile)}")
+    return overrides
+
+
+def machine(args: argparse.Namespace, config: Config) -> tuple[Any, Hardware, Hardware]:
+    """Cluster profile, the machine to plan for, and this one; the thread limits are exported
+    from a config-only plan before anything loads numpy."""
+    from core.hardware.machine import detect, load_profile
+    from core.hardware.planner import plan
+    from training.launcher.profile import cluster_profile
+
+    profile = cluster_profile(config)
+    detected = load_profile(args.hardware) if args.hardware else detect()
+    # A SLURM task is planned for its allocation, one member per task, not for this login node.
+    hardware = profile.allocation() if profile else detected
+    if not args.hardware:
+        estimate = plan(hardware, config, 1 if profile else None)
+        # Children inherit these; numpy and torch must not be loaded in this process yet.
+        too_late = threads.export_thread_limits(estimate.blas_threads)
+        if too_late:
+            print(f"warning: thread limits set after {', '.join(too_late)} loaded", file=sys.stderr)
+    return profile, hardware, detected
+
+
+def store_of(args: argparse.Namespace, config: Config, detected: Hardware) -> tuple[Any, bool]:
+    import os
+
+    from core.features.build import feature_store
+    from training.data_view import progress_bar
+
+    # A described machine (--hardware) is planned for, but the features are built here.
+    workers = len(os.sched_getaffinity(0)) if args.hardware else detected.usable_cpus
+    with progress_bar(enabled=not args.no_progress and not args.json) as progress:
+        return feature_store(config, workers=workers, progress=progress)
+
+
+def prepare(
+    args: argparse.Namespace,
+    config: Config,
+    profile: ClusterProfile | None,
+    hardware: Hardware,
+    detected: Hardware,
+) -> Prepared:
+    """Store, folds and the plan (with the store's exact shape and any autotune probe), once."""
+    from core.features.resolved import with_inferred
+    from core.folds import split
+    from training.data_view import check_bands, run_inferred
+    from training.planning import plan_for_store
+
+    store, built = store_of(args, config, detected)
+    check_bands(config, len(store.assets))  # a band that cannot work fails here, not in a job
+    inferred = run_inferred(
+        config, store.bar_ns, store.meta["resolved"]["bars_per_year"], len(store.assets)
+    )
+    folds = split(store.timestamps, store.bar_ns, with_inferred(config, store.meta))
+    members = 1 if profile else None
+    resource_plan, measured = plan_for_store(args, config, hardware, store, profile, members)
+    return Prepared(
+        config, hardware, profile, store, built, folds, resource_plan, measured, inferred
+    )
+
+
+def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
+    """The plan, the folds and the jobs, as tables or one JSON object; nothing is written."""
+    from core.features.resolved import with_inferred
+    from core.folds import coverage
+    from training.data_view import store_document
+    from training.fold_view import coverage_document, folds_document, folds_table
+    from training.plan_view import plan_document, print_tables
+
+    config, store, folds = prepared.config, prepared.store, prepared.folds
+    jobs = jobs_line(config, len(folds), prepared.plan)
+    tested = coverage(folds, store.timestamps, with_inferred(config, store.meta))
+    if args.json:
+        document = plan_document(prepared.hardware, prepared.plan)
+        document["data"] = store_document(store, prepared.built)
+        document["folds"] = folds_document(folds, store.timestamps, store.bar_ns)
+        document["coverage"] = coverage_document(tested, store.timestamps)
+        document["jobs"] = {
+            "count": len(folds) * config.ensemble.size,
+            "timesteps_each": config.ppo.total_timesteps,
+            "summary": jobs,
+        }
+        print(json.dumps(document, indent=2))
+        return 0
+    print_store(prepared)
+    print_tables(prepared.hardware, prepared.plan, sys.stdout)
+    console().print(folds_table(folds, store.timestamps, store.bar_ns, tested))
+    print(jobs)
+    return 0
+
+
+def print_store(prepared: Prepared) -> None:
+    from training.data_view import print_store
+
+    print_store(prepared.store, prepared.built, sys.stdout, prepared.inferred)
+
+
+def check_shared(prepared: Prepared, args: argparse.Namespace) -> None:
+    """On SLURM the store and the launcher's folder must be on a filesystem every node sees."""
+    if not prepared.profile:
+        return
+    from training.launcher.profile import check_shared
+    from training.launcher.settings import log_root
+
+    check_shared(
+        prepared.store.path,
+        "the feature store",
+        "set data.cache_dir to a folder on a filesystem every node shares",
+    )
+    check_shared(
+        log_root(prepared.config, prepared.profile) or Path(args.output),
+        "the launcher's job pickles and logs folder",
+        "pass --output (or set launcher.log_dir) a folder on a filesystem every node shares",
+    )
+
+
+def train_new(prepared: Prepared, args: argparse.Namespace) -> int:
+    """A new run folder, its jobs through the launcher, then the report."""
+    from training.run_folder import create_run
+
+    name = args.name or args.preset or "run"
+    run_dir, jobs = create_run(
+        Path(args.output),
+        name,
+        prepared.config,
+        prepared.plan,
+        prepared.hardware.to_json(),
+        prepared.store,
+        prepared.folds,
+        command_argv(),
+    )
+    line = jobs_line(prepared.config, len(prepared.folds), prepared.plan)
+    print(f"Run folder {run_dir} ({line})", flush=True)
+    return train_and_report(
+        run_dir, jobs, prepared.config, prepared.plan, prepared.profile, not args.no_progress
+    )
+
+
+def resume(run_dir: Path, args: argparse.Namespace) -> int:
+    """Finish a run folder: its own config, its saved plan when this is the machine it was made
+    for (else a new plan with its store's shape, said so), finished jobs skipped."""
+    from core.config import load_config
+    from core.hardware.machine import detect
+    from core.hardware.planner import plan
+    from training.launcher.profile import cluster_profile
+    from training.planning import replan, saved_plan
+    from training.run_files import checked_run_files
+
+    files = checked_run_files(run_dir)
+    config = load_config([files.config], launcher_overrides(args))
+    profile = cluster_profile(config)
+    hardware = profile.allocation() if profile else detect()
+    kept = saved_plan(files, hardware)
+    estimate = kept or plan(hardware, config, 1 if profile else None)  # before numpy loads
+    threads.export_thread_limits(estimate.blas_threads)
+    from training.run_folder import load_run
+
+    jobs = load_run(run_dir)
+    if kept is not None:
+        resource_plan, why = kept, f"it keeps its plan ({files.plan.name}: this machine)"
+    else:
+        resource_plan, why = replan(files, config, hardware, profile)
+        threads.export_thread_limits(resource_plan.blas_threads)
+    done = sum(job.files.result.exists() for job in jobs)
+    print(f"Resuming {run_dir}: {done} of {len(jobs)} job(s) already finished; {why}", flush=True)
+    return train_and_report(run_dir, jobs, config, resource_plan, profile, not args.no_progress)
+
+
+def train_and_report(
+    run_dir: Path,
+    jobs: list[Job],
+    config: Config,
+    resource_plan: Plan,
+    profile: ClusterProfile | None,
+    show_progress: bool,
+) -> int:
+    """Launch the jobs, record failures, then the post-run chain and the printed summary."""
+    from training.launcher.board import JobBoard
+    from training.launcher.launch import launch
+    from training.launcher.settings import launch_settings
+
+    settings = launch_settings(config, resource_plan, run_dir, profile)
+    title = f"{len(jobs)} job(s) on {settings.cluster}"
+    try:
+        with JobBoard(title, live=show_progress and sys.stderr.isatty()) as board:
+            outcome = launch(jobs, settings, board)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the run's jobs were cancelled; continue with --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return 130
+    return _report(run_dir, jobs, config, outcome.failures)
+
+
+def _report(run_dir: Path, jobs: list[Job], config: Config, failures: dict[str, str]) -> int:
+    from core.atomic import write_json
+    from training.ensemble import aggregate_run
+    from training.report import build_report, print_summary
+    from training.run_files import RunFiles
+
+    files = RunFiles(run_dir)
+    if failures:
+        write_json(files.failures, failures)
+    elif files.failures.exists():
+        files.failures.unlink()
+    if len(failures) == len(jobs):
+        print(f"error: every job failed; see {files.failures}", file=sys.stderr)
+        return 1
+    print("Combining the members into the ensemble's test tracks", flush=True)
+    aggregate_run(run_dir)
+    if config.ensemble.mode == "fedavg":
+        from training.fedavg.fuse import fuse_run
+
+        print("Testing each fold's fused model (its best round on validation)", flush=True)
+        fuse_run(run_dir)
+    summary = build_report(run_dir)
+    print_summary(summary, run_dir, sys.stdout)
+    if failures:
+        print(
+            f"error: {len(failures)} of {len(jobs)} job(s) failed after every retry "
+            f"(launcher.max_retries={config.launcher.max_retries}): "
+            + "; ".join(failures)
+            + f". The report covers the others. Retry them with --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def jobs_line(config: Config, n_folds: int, resource_plan: Plan) -> str:
+    members = config.ensemble.size
+    count = n_folds * members
+    how = {
+        "local": f"up to {resource_plan.members_concurrent} at once on this machine",
+        "slurm": "as one SLURM job array",
+        "debug": "one after another in this process (debug)",
+    }[config.launcher.cluster]
+    return (
+        f"{n_folds} fold(s) x {members} member(s) = {count} job(s) of "
+        f"{config.ppo.total_timesteps:,} PPO steps each, run {how}"
+    )
+
+
+def command_argv() -> list[str]:
+    """The command line as typed, for the run folder's command.txt."""
+    return sys.argv if sys.argv and sys.argv[0] else ["train_walk_forward.py"]
+
+
+def console() -> Any:
+    """rich is imported late: the thread limits are set before anything loads numpy."""
+    from rich.console import Console
+
+    return Console(width=max(100, Console().width), soft_wrap=False)
+
+
+def _yaml_string(text: str) -> str:
+    """Quote a path for `--set` so YAML reads it as a string whatever it looks like."""
+    return json.dumps(text)

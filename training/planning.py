@@ -1,0 +1,162 @@
+"""The plan a command trains with: made once from the store's exact shape and the cached autotune
+probe (or a fresh one with --autotune), or, on --resume, the run's own plan.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+    from core.config import Config
+    from core.features.store import FeatureStore
+    from core.hardware.machine import Hardware
+    from core.hardware.planner import Plan
+    from training.launcher.profile import ClusterProfile
+    from training.run_files import RunFiles
+
+
+def plan_for_store(
+    args: argparse.Namespace,
+    config: Config,
+    hardware: Hardware,
+    store: FeatureStore,
+    profile: ClusterProfile | None,
+    members: int | None,
+) -> tuple[Plan, Any]:
+    """The plan with the store's shape, then with the autotune probe if there is one."""
+    from core.hardware.planner import plan
+
+    shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
+    resource_plan = plan(hardware, config, members, **shape)
+    measured = measurements(args, config, hardware, store, bool(profile), resource_plan)
+    if measured is not None:
+        resource_plan = plan(hardware, config, members, **shape, autotune=measured)
+    return resource_plan, measured
+
+
+def measurements(
+    args: argparse.Namespace,
+    config: Config,
+    hardware: Hardware,
+    store: FeatureStore,
+    cluster: bool,
+    rule: Plan,
+) -> Any:
+    """The cached --autotune probe for this machine, config and observation (None if there is
+    none); with --autotune, a fresh probe first."""
+    from core.errors import UserError
+
+    if args.hardware or cluster:
+        if args.autotune:
+            raise UserError(
+                "--autotune times training on this machine, but the plan is for "
+                + ("--hardware " + str(args.hardware) if args.hardware else "a SLURM allocation")
+                + "\n  fix: run --autotune on the machine itself (on SLURM: inside a job on a "
+                "node of the partition), or drop --autotune"
+            )
+        return None
+    if not args.autotune:
+        return cached_probe(config, hardware, store)
+    if config.hardware.vec_env != "batch" or rule.device != "cpu":
+        raise UserError(
+            "--autotune times CPU learners with the batch env, but this plan has "
+            f"hardware.vec_env={config.hardware.vec_env}, device {rule.device}\n"
+            "  fix: drop --autotune, or set hardware.vec_env=batch and hardware.device=cpu"
+        )
+    return _fresh_probe(config, hardware, store, rule)
+
+
+def _fresh_probe(config: Config, hardware: Hardware, store: FeatureStore, rule: Plan) -> Any:
+    from core.hardware.autotune import load_autotune, save_autotune
+    from training.autotune import probe
+
+    path, key, machine = _probe_identity(config, hardware, store)
+    cpus = max(1, hardware.usable_cpus // rule.members_concurrent)
+    print(
+        f"Autotune: timing PPO training ({config.policy.extractor}) for a few settings, "
+        f"{cpus} CPU(s) per member; seconds each",
+        flush=True,
+    )
+
+    def report(candidate: Any, steps_per_s: float) -> None:
+        print(
+            f"  {candidate.torch_threads} torch thread(s), n_envs {candidate.n_envs} x n_steps "
+            f"{candidate.n_steps}, batch {candidate.batch_size}: {steps_per_s:,.0f} env-steps/s",
+            flush=True,
+        )
+
+    save_autotune(path, probe(config, store, rule, cpus, key, machine, report))
+    print(f"Autotune: cached in {path}; plans on this machine use it from now on")
+    return load_autotune(path)
+
+
+def _probe_identity(
+    config: Config, hardware: Hardware, store: FeatureStore
+) -> tuple[Path, str, str]:
+    from core.hardware.autotune import autotune_key, cache_file, machine_name
+    from core.hardware.planner import estimate_policy_shape
+
+    machine = machine_name(hardware.usable_cpus)
+    shape = estimate_policy_shape(config, len(store.assets), store.feature_names)
+    key = autotune_key(config, machine, shape.obs_dim, len(store.assets))
+    return cache_file(config, key), key, machine
+
+
+def cached_probe(config: Config, hardware: Hardware, store: FeatureStore) -> Any:
+    from core.hardware.autotune import load_autotune
+
+    return load_autotune(_probe_identity(config, hardware, store)[0])
+
+
+def saved_plan(files: RunFiles, hardware: Hardware) -> Plan | None:
+    """The run's plan.json when this is the machine it was made for (same usable CPUs and GPUs):
+    a resumed run keeps its plan. JSON only, so the thread limits can follow it before numpy."""
+    if not files.plan.exists():
+        return None
+    saved = json.loads(files.plan.read_text())
+    made_for = saved["hardware"]
+    if made_for.get("usable_cpus") != hardware.usable_cpus:
+        return None
+    if len(made_for.get("gpus", [])) != len(hardware.gpus):
+        return None
+    return plan_from_json(saved["plan"])
+
+
+def replan(
+    files: RunFiles, config: Config, hardware: Hardware, profile: ClusterProfile | None
+) -> tuple[Plan, str]:
+    """A resumed run on another machine: planned again with its store's exact shape (and this
+    machine's autotune probe); returns the plan and a sentence saying why."""
+    from core.features.store import FeatureStore
+    from core.hardware.planner import plan
+
+    store = FeatureStore.attach(json.loads(files.jobs.read_text())["store"])
+    shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
+    measured = None if profile else cached_probe(config, hardware, store)
+    resource_plan = plan(hardware, config, 1 if profile else None, **shape, autotune=measured)
+    saved = json.loads(files.plan.read_text())["hardware"] if files.plan.exists() else None
+    was = (
+        f"made for {saved.get('usable_cpus')} CPU(s) and {len(saved.get('gpus', []))} GPU(s)"
+        if saved
+        else "missing"
+    )
+    now = f"{hardware.usable_cpus} CPU(s) and {len(hardware.gpus)} GPU(s)"
+    return (
+        resource_plan,
+        f"planned again with its store's shape ({files.plan.name} {was}; {now} here)",
+    )
+
+
+def plan_from_json(document: dict[str, Any]) -> Plan:
+    """A Plan as `Plan.to_json` wrote it."""
+    from core.hardware.planner import Decision, Plan
+
+    values = {f.name: document[f.name] for f in fields(Plan) if f.name in document}
+    for name in ("gpu_assignment", "reasons", "notes"):
+        values[name] = tuple(values.get(name, ()))
+    values["decisions"] = {k: Decision(**v) for k, v in values.get("decisions", {}).items()}
+    return Plan(**values)
