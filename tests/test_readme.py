@@ -1,4 +1,4 @@
-"""README's Python examples import what they say from where they say it."""
+"""The Python examples of README and docs/ import what they say from where they say it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-BLOCKS = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), re.S)
+PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+BLOCKS = [
+    block for page in PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+]
 IMPORTS = [
     (match.group(1), name.strip())
     for block in BLOCKS
