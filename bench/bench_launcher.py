@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
 def _arm(
     arm: str, folder: Path, config: Any, resources: Any, store: Any, folds: list
 ) -> Callable[[], None]:
-    from training.launcher.launch import launch
     from training.launcher.settings import launch_settings
     from training.launcher.task import Placement
+    from training.members import launch_members
     from training.run_folder import create_run
     from training.sequential import run_jobs
 
@@ -151,7 +151,7 @@ def _arm(
         raise SystemExit(f"unknown arm {arm!r}: sequential, planned or all_at_once")
 
     def run() -> None:
-        outcome = launch(jobs, settings, lambda statuses, event: None)
+        outcome = launch_members(jobs, settings, lambda statuses, event: None)
         if outcome.failures:
             raise SystemExit(f"{arm}: jobs failed: {outcome.failures}")
 

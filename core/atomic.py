@@ -49,6 +49,15 @@ def write_json(path: Path, document: Any) -> None:
         handle.write("\n")
 
 
+def read_json(path: Path) -> Any:
+    """What `write_json` wrote, or None when the file is missing or unreadable (a writer that
+    died before its rename leaves the previous version, never half a file)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_text(path: Path, text: str) -> None:
     with replacing(path, "w") as handle:
         handle.write(text)

@@ -28,8 +28,8 @@ from training.fedavg.average import average, sync_weights
 from training.fedavg.barrier import RoundBarrier, clear_left, mark_left, read_state
 from training.fedavg.fuse import fuse_run
 from training.fedavg.member import fresh_optimizer, round_ends
-from training.launcher.launch import launch
 from training.launcher.settings import launch_settings
+from training.members import launch_members
 from training.report import build_report
 from training.run_files import FedAvgFiles, RunFiles
 
@@ -218,7 +218,9 @@ def test_after_a_sync_every_member_holds_the_numpy_average_of_what_they_wrote(
     run = small_run(
         tmp_path, 3, 4096, *FEDAVG, "launcher.cluster=debug", f"ensemble.sync_weighting={weighting}"
     )
-    outcome = launch(run.jobs, launch_settings(run.config, run.plan, run.run_dir, None), _quiet)
+    outcome = launch_members(
+        run.jobs, launch_settings(run.config, run.plan, run.run_dir, None), _quiet
+    )
     assert not outcome.failures
     fed = RunFiles(run.run_dir).fedavg(0)
     assert fed.rounds() == [1, 2]
@@ -296,7 +298,7 @@ def test_a_killed_member_leaves_and_the_others_finish_their_rounds(tmp_path: Pat
     victim = run.jobs[1]
     killer = Interference(lambda: kill(wait_for_steps(victim, 2048)["pid"], signal.SIGKILL))
     started = time.time()
-    outcome = launch(run.jobs, settings, _quiet)
+    outcome = launch_members(run.jobs, settings, _quiet)
     killer.join()
     assert list(outcome.failures) == [victim.name]
     assert time.time() - started < 120, "the others waited out the barrier timeout"

@@ -16,7 +16,7 @@ from core.errors import UserError
 from tests.conftest import machine
 from tests.helpers.launch import Interference, kill, small_run, wait_for_steps
 from training.ensemble import aggregate_run
-from training.launcher.launch import LaunchSettings, Outcome, launch
+from training.launcher.launch import LaunchSettings, Outcome
 from training.launcher.profile import (
     ClusterProfile,
     check_shared,
@@ -24,6 +24,7 @@ from training.launcher.profile import (
     sbatch_options,
 )
 from training.launcher.settings import launch_settings, local_slots
+from training.members import MemberRun, launch_members
 from training.report import build_report
 from training.run_files import RunFiles
 
@@ -86,7 +87,7 @@ def settings_for(run, **changes) -> LaunchSettings:
 
 def run_launch(run, settings: LaunchSettings) -> tuple[Outcome, list[str]]:
     events: list[str] = []
-    outcome = launch(run.jobs, settings, lambda statuses, event: events.append(event or ""))
+    outcome = launch_members(run.jobs, settings, lambda statuses, event: events.append(event or ""))
     return outcome, [e for e in events if e]
 
 
@@ -175,7 +176,7 @@ def test_debug_mode_reports_an_error_without_a_debugger(tmp_path: Path) -> None:
     broken = [replace(job, store_path=str(tmp_path / "no-store")) for job in run.jobs]
     settings = settings_for(run, cluster="debug", max_retries=2)
     events: list[str] = []
-    outcome = launch(broken, settings, lambda statuses, event: events.append(event or ""))
+    outcome = launch_members(broken, settings, lambda statuses, event: events.append(event or ""))
     assert [s.state for s in outcome.statuses] == ["failed"]
     assert "no-store" in outcome.statuses[0].error
     assert outcome.statuses[0].attempts == 1  # a user's mistake is not retried
@@ -227,16 +228,29 @@ def test_a_job_error_is_its_exception_and_a_user_error_is_not_retried(tmp_path: 
 
     from submitit.core.utils import cloudpickle_dump
 
-    from training.launcher.launch import USER_ERROR, _read_outcome
+    from training.launcher.launch import _read_outcome
+    from training.launcher.task import Placement, TrainTask
+    from training.launcher.workload import user_error_of
 
+    # A crash is the traceback's last line (and the indented ones after it), to be retried.
     try:
-        raise UserError("the store is gone\n  fix: rebuild it")
-    except UserError:
+        raise RuntimeError("out of luck\n  at step 3")
+    except RuntimeError:
         text = traceback.format_exc()
-    cloudpickle_dump(("error", text), tmp_path / "result.pkl")
-    outcome, error = _read_outcome(tmp_path / "result.pkl")
-    assert outcome == "error" and error.startswith(USER_ERROR)
-    assert error.endswith("the store is gone\n  fix: rebuild it")
+    cloudpickle_dump(("error", text), tmp_path / "crash.pkl")
+    assert _read_outcome(tmp_path / "crash.pkl") == (
+        "error",
+        "RuntimeError: out of luck\n  at step 3",
+        False,
+    )
+    # A user's mistake crosses the process boundary as a result, not as text to match.
+    run = small_run(tmp_path, members=1, timesteps=2048)
+    broken = MemberRun(replace(run.jobs[0], store_path=str(tmp_path / "no-store")))
+    result = TrainTask()(broken, Placement(heartbeat_s=60))
+    assert user_error_of(result) is not None and "no-store" in user_error_of(result)
+    cloudpickle_dump(("success", result), tmp_path / "result.pkl")
+    outcome, error, mistake = _read_outcome(tmp_path / "result.pkl")
+    assert outcome == "error" and mistake and "no-store" in error
 
 
 @pytest.mark.slow

@@ -182,3 +182,17 @@ def test_the_command_line_only_parses() -> None:
     cli = REPO_ROOT / "training" / "train_walk_forward.py"
     assert len(cli.read_text().splitlines()) < 300
     assert "training.pipeline" in imports_of(cli, set(project_modules()))
+
+
+def test_the_launcher_knows_no_workload() -> None:
+    """Members, sweep workers and groups are the launcher's workloads; it imports none of them."""
+    graph = import_graph()
+    workloads = ("training.trainer", "training.fedavg", "training.tuning", "training.members")
+    wrong = [
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.startswith("training.launcher")
+        for target in targets
+        if target.startswith(workloads)
+    ]
+    assert not wrong

@@ -24,9 +24,10 @@ from tests.conftest import ENTRY, PYTHON, REPO_ROOT
 from tests.helpers.datasets import write_csv
 from tests.helpers.launch import Interference, small_run, wait_for_steps
 from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learnable_config
-from training.launcher.launch import JobStatus, launch
+from training.launcher.launch import JobStatus
 from training.launcher.profile import cluster_profile
 from training.launcher.settings import launch_settings
+from training.members import launch_members
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"
@@ -110,7 +111,7 @@ def test_requeue_resumes_to_the_same_steps_and_a_killed_member_is_reported(
 
     thread = Interference(interfere)
     started = time.time()
-    outcome = launch(run.jobs, settings, listen)
+    outcome = launch_members(run.jobs, settings, listen)
     thread.join()
     first, second = outcome.statuses
     assert second.state == "failed" and "without a result" in second.error, second
@@ -133,7 +134,7 @@ def test_a_profile_sbatch_refuses_is_one_clear_message(slurm: None, shared: Path
     )
     settings = launch_settings(run.config, run.plan, run.run_dir, cluster_profile(run.config))
     with pytest.raises(UserError) as error:
-        launch(run.jobs, settings, lambda statuses, event: None)
+        launch_members(run.jobs, settings, lambda statuses, event: None)
     message = str(error.value)
     assert "sbatch refused" in message and "partition" in message.lower()
     assert "fix: check the cluster profile wrong" in message

@@ -8,18 +8,17 @@ members they used; a fold whose members did not change is not walked again.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.atomic import replacing, write_json
+from core.atomic import read_json, replacing, write_json
 from core.envs.settings import settings_of
 from core.evaluation.judge import evaluate_window
 from core.evaluation.rollout import Policy
 from training.callbacks import TrainingState
-from training.job import Job
+from training.job import Job, jobs_by_fold
 from training.models import agent_policy, load_model, recurrent
 from training.run_files import RunFiles
 from training.run_folder import load_run, run_config, run_store
@@ -30,10 +29,7 @@ def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
     """Write every fold's ensemble tracks; return {fold: members used}."""
     files = RunFiles(run_dir)
     config = run_config(run_dir)
-    by_fold: dict[int, list[Job]] = {}
-    for job in load_run(run_dir):
-        if job.files.result.exists():
-            by_fold.setdefault(job.fold.index, []).append(job)
+    by_fold = jobs_by_fold([job for job in load_run(run_dir) if job.files.result.exists()])
     store = None
     used = {}
     for index, members in sorted(by_fold.items()):
@@ -41,7 +37,7 @@ def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
         used[index] = names
         wanted = {"members": names, "aggregate": config.ensemble.aggregate}
         record = files.ensemble_members(index)
-        if files.ensemble_tracks(index).exists() and _read_json(record) == wanted:
+        if files.ensemble_tracks(index).exists() and read_json(record) == wanted:
             continue
         if len(members) == 1:  # the ensemble of one member is that member: reuse its walk
             with replacing(files.ensemble_tracks(index)) as handle:
@@ -100,10 +96,3 @@ def _best_model(job: Job, select: str) -> Any:
     best = state.best_checkpoint if select == "best" else None
     name = best or state.last_checkpoint
     return load_model(run_config(job.run_dir), files.checkpoints / str(name))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

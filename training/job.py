@@ -53,6 +53,14 @@ class Job:
         return cls(**{**data, "fold": Fold(**{**fold, **parts})})
 
 
+def jobs_by_fold(jobs: list[Job]) -> dict[int, list[Job]]:
+    """{fold index: its jobs in member order}, folds in order."""
+    folds: dict[int, list[Job]] = {}
+    for job in sorted(jobs, key=lambda j: (j.fold.index, j.member)):
+        folds.setdefault(job.fold.index, []).append(job)
+    return folds
+
+
 class Preemption(Protocol):
     """A request to stop (SLURM's USR2 before the limit), honoured at a safe point: after PPO's
     update, once the checkpoint of that moment is committed."""

@@ -252,14 +252,14 @@ def train_and_report(
 ) -> int:
     """Launch the jobs, record failures, then the post-run chain and the printed summary."""
     from training.launcher.board import JobBoard
-    from training.launcher.launch import launch
     from training.launcher.settings import launch_settings
+    from training.members import launch_members
 
     settings = launch_settings(config, resource_plan, run_dir, profile)
     title = f"{len(jobs)} job(s) on {settings.cluster}"
     try:
         with JobBoard(title, live=show_progress and sys.stderr.isatty()) as board:
-            outcome = launch(jobs, settings, board)
+            outcome = launch_members(jobs, settings, board)
     except KeyboardInterrupt:
         print(
             f"interrupted: the run's jobs were cancelled; continue with --resume {run_dir}",

@@ -27,7 +27,8 @@ from core.evaluation.judge import AGENT, annualisation_of
 from core.evaluation.metrics import Annualisation
 from core.folds import coverage
 from training.fold_view import coverage_document
-from training.job import Job
+from training.job import Job, jobs_by_fold
+from training.records import read_fused_record, read_job_result
 from training.run_files import RunFiles
 from training.run_folder import load_run, run_config, run_store
 from training.tracks import SERIES, load_tracks
@@ -180,9 +181,7 @@ def _fold_results(files: RunFiles, jobs: list[Job], fused: bool = False) -> list
     """Folds with at least one finished member, from the ensemble tracks `training.ensemble`
     wrote (fedavg: the agent is the fused model, `training.fedavg.fuse` tested it); folds whose
     every member failed are left out (the coverage says so)."""
-    by_fold: dict[int, list[Job]] = {}
-    for job in jobs:
-        by_fold.setdefault(job.fold.index, []).append(job)
+    by_fold = jobs_by_fold(jobs)
     results = []
     for index in sorted(by_fold):
         finished = [job for job in by_fold[index] if job.files.result.exists()]
@@ -194,7 +193,7 @@ def _fold_results(files: RunFiles, jobs: list[Job], fused: bool = False) -> list
                 f"  fix: finish the run with --resume {files.root}"
             )
         ensemble = load_tracks(files.ensemble_tracks(index))
-        members = [json.loads(job.files.result.read_text()) for job in finished]
+        members = [read_job_result(job.files) for job in finished]
         record = None
         agent = ensemble
         if fused:
@@ -204,7 +203,7 @@ def _fold_results(files: RunFiles, jobs: list[Job], fused: bool = False) -> list
                     f"  fix: finish the run with --resume {files.root}"
                 )
             agent = load_tracks(files.fused_tracks(index))
-            record = json.loads(files.fused_record(index).read_text())
+            record = read_fused_record(files, index)
         columns: dict[str, Any] = {"timestamp": ensemble["timestamp"]}
         for name in STRATEGIES:
             for series in SERIES:

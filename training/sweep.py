@@ -100,7 +100,7 @@ def _run_workers(
     live = not args.no_progress and sys.stderr.isatty()
     try:
         with JobBoard(f"sweep {study_name}", live=live) as board:
-            return launch(team, settings, board), study, files  # type: ignore[arg-type]
+            return launch(team, settings, board), study, files
     except KeyboardInterrupt:
         print(f"interrupted: the sweep's workers were cancelled ({run_dir})", file=sys.stderr)
         return None, study, files

@@ -7,7 +7,6 @@ that finds `result.json` is done; one that finds a checkpoint state resumes from
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from core.atomic import write_json
 from core.bar_range import BarRange
 from core.config import Config, risk_profile_config
 from core.envs.settings import Settings, settings_of
@@ -27,6 +25,7 @@ from core.features.store import FeatureStore
 from training.callbacks import TrainingState, WalkForwardCallback
 from training.job import NO_HOOKS, Hooks, Job
 from training.models import agent_policy, load_model, new_model, store_layout
+from training.records import JobResult, read_job_result, write_job_result
 from training.run_files import JobFiles, RunFiles
 from training.run_folder import fold_seed, run_config
 from training.tracks import save_tracks
@@ -70,7 +69,7 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
     in ensemble.mode independent), so one process can train a whole fold in turns (debug mode)."""
     files = job.files
     if files.result.exists():
-        result = json.loads(files.result.read_text())
+        result = read_job_result(files)
         if hooks.advance:
             hooks.advance(result["timesteps"])
         return result
@@ -93,7 +92,7 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
     )
     result = _result(job, annual, state, tracks)
     save_tracks(files.tracks, tracks)
-    write_json(files.result, result)
+    write_job_result(files, result)
     return result
 
 
@@ -249,7 +248,7 @@ def _best_model(model: Any, files: JobFiles, state: TrainingState, job: Job) -> 
 
 def _result(
     job: Job, annual: Annualisation, state: TrainingState, tracks: dict[str, Track]
-) -> dict[str, Any]:
+) -> JobResult:
     best = max(state.evaluations, key=lambda e: e["score"], default=None)
     return {
         "fold": job.fold.index,

@@ -7,18 +7,18 @@ validated here. A fold whose rounds and choice did not change is not tested agai
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from core.atomic import replacing, write_json
+from core.atomic import read_json, replacing, write_json
 from core.envs.settings import settings_of
 from core.evaluation.judge import annualisation_of, evaluate_window
 from training.callbacks import TrainingState
 from training.fedavg.barrier import RoundBarrier
 from training.fedavg.member import load_state
 from training.job import Job
+from training.records import FusedRecord, FusedRound, write_fused_record
 from training.run_files import RunFiles
 from training.run_folder import load_run, run_config, run_store
 from training.tracks import save_tracks
@@ -44,7 +44,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
         template = None
         validations = []
         for closed in closed_rounds:
-            validation = _read_json(fed.validation(closed.round))
+            validation = read_json(fed.validation(closed.round))
             if validation is None:
                 store = store or run_store(run_dir)
                 annual = annual or annualisation_of(store, config)
@@ -62,15 +62,15 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
             if config.training.select == "best"
             else len(closed_rounds) - 1
         )
-        record = {
-            "best_round": closed_rounds[best].round,
-            "rounds": [
-                asdict(closed) | {"validation": validation}
+        record = FusedRecord(
+            best_round=closed_rounds[best].round,
+            rounds=[
+                FusedRound(**asdict(closed), validation=validation)
                 for closed, validation in zip(closed_rounds, validations, strict=True)
             ],
-        }
+        )
         records[index] = record
-        if files.fused_tracks(index).exists() and _read_json(files.fused_record(index)) == record:
+        if files.fused_tracks(index).exists() and read_json(files.fused_record(index)) == record:
             continue
         store = store or run_store(run_dir)
         template = template or _template(members[0])
@@ -84,7 +84,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
             store, settings_of(config), first.fold.test, agent_policy(template), config, first.seed
         )
         save_tracks(files.fused_tracks(index), tracks)
-        write_json(files.fused_record(index), record)
+        write_fused_record(files, index, record)
     return records
 
 
@@ -94,10 +94,3 @@ def _template(job: Job) -> Any:
 
     state = TrainingState.load(job.files.state)
     return load_model(run_config(job.run_dir), job.files.checkpoints / str(state.last_checkpoint))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

@@ -1,7 +1,9 @@
 """What runs inside a job's process: placement, a heartbeat, and preemption at a safe point.
 
-submitit pickles a `TrainTask` with a `Job` (paths and small numbers) and a `Placement`, and calls
-it in the job's process (a local child, a SLURM array task, or this process in debug mode).
+submitit pickles a `TrainTask` with a workload (training.launcher.workload: a member's `Job`, a
+sweep worker, ...) and a `Placement`, and calls it in the job's process (a local child, a SLURM
+array task, or this process in debug mode). A UserError raised by the workload comes back as a
+structured result (`user_error_result`), so the launcher knows a mistake without reading text.
 On SLURM's USR2 the task does not save in the middle of a PPO update: it lets training reach the
 next rollout boundary, commits the checkpoint of that moment, then hands over to submitit's
 handler, which calls `checkpoint()` and requeues the job; the requeued job resumes from it.
@@ -16,17 +18,16 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import submitit
 
 from core.atomic import write_json
+from core.errors import UserError
 from core.hardware import threads
-from training.job import Hooks, Job
+from training.job import Hooks
+from training.launcher.workload import Workload, user_error_result
 from training.run_files import JobFiles
-
-if TYPE_CHECKING:
-    from training.tuning.worker import TuneWorker
 
 HEARTBEATS_PER_DEADLINE = 6  # a job writes its progress this many times per launcher.dead_after_s
 
@@ -44,7 +45,7 @@ class TrainTask(submitit.helpers.Checkpointable):
     """Train one job. Checkpointable: on requeue submitit pickles `checkpoint()`'s submission,
     the same task and job, which resumes from the committed checkpoint."""
 
-    def __call__(self, job: Job | TuneWorker, placement: Placement) -> dict[str, Any]:
+    def __call__(self, job: Workload, placement: Placement) -> dict[str, Any]:
         if placement.cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, placement.cpus)
         # The launcher exported the thread variables before this process started; numpy is
@@ -60,12 +61,11 @@ class TrainTask(submitit.helpers.Checkpointable):
                 phase=preemption.phase,
                 preemption=preemption,
             )
-            if isinstance(job, Job):
-                from training.trainer import run_job
-
-                result = run_job(job, hooks)
-            else:  # a sweep worker
+            try:
                 result = job.run(hooks)
+            except UserError as mistake:  # the user's to fix: returned, never retried
+                progress.phase("failed")
+                return user_error_result(str(mistake))
             progress.phase("done")
             return result
 

@@ -12,12 +12,12 @@ here and enqueued again with its values.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.atomic import read_json
 from training.job import Hooks
 from training.run_files import JobFiles, RunFiles
 
@@ -125,7 +125,7 @@ def _retry_orphans(study: Any, storage: Any, files: RunFiles, dead_after_s: floa
         owner = trial.user_attrs.get("worker")
         if owner is None:
             continue
-        beat = _read_json(files.tuning_worker(int(owner)).progress) or {}
+        beat = read_json(files.tuning_worker(int(owner)).progress) or {}
         alive = beat.get("pid") == trial.user_attrs.get("pid") and (
             now - float(beat.get("updated", 0.0)) < dead_after_s
         )
@@ -146,10 +146,3 @@ def _retry_orphans(study: Any, storage: Any, files: RunFiles, dead_after_s: floa
                     "retries": trial.user_attrs.get("retries", 0) + 1,
                 },
             )
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
