@@ -26,6 +26,8 @@ from pydantic import (
 )
 
 from core.errors import UserError
+from core.features.registry import NAMES as INDICATOR_NAMES
+from core.policies.registry import EXTRACTORS
 from core.suggest import did_you_mean
 from core.units import span_ns
 
@@ -101,7 +103,7 @@ class DataConfig(Section):
 class FeaturesConfig(Section):
     timeframes: Annotated[list[str], Field(min_length=1)] | Auto
     return_horizons: Annotated[list[bars_or_span(1)], Field(min_length=1)] | Auto
-    indicators: list[Literal["rsi", "macd", "atr", "bollinger", "realised_vol", "volume_z", "time"]]
+    indicators: list[Literal[INDICATOR_NAMES]]  # type: ignore[valid-type]  # the registry's names
     rsi_period: Annotated[int, Field(ge=2, le=10_000)]
     macd_periods: Annotated[
         list[Annotated[int, Field(ge=2, le=10_000)]], Field(min_length=3, max_length=3)
@@ -158,7 +160,7 @@ class RewardConfig(Section):
 
 
 class PolicyConfig(Section):
-    extractor: Literal["flat", "shared_asset", "multi_timeframe_cnn", "lstm"]
+    extractor: Literal[tuple(EXTRACTORS)]  # type: ignore[valid-type]  # the registry's names
     share_extractor: bool
     channels: Annotated[int, Field(ge=1, le=4096)]
     patch: Annotated[int, Field(ge=1, le=4096)]

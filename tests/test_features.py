@@ -126,3 +126,19 @@ def test_default_config_names(default_config: Config) -> None:
     names = feature_names(hourly(default_config).features, HOUR_NS)
     assert names[:3] == ["1h_ret_1", "1h_ret_4", "1h_ret_24"]
     assert "1d_rsi" in names and names[-1] == "weekday_cos"
+
+
+def test_every_registered_indicator_has_its_columns_and_look_back(base: Bars) -> None:
+    """The registry is the one list: each entry computes exactly the columns it declares."""
+    from core.features.indicators import timeframe_indicators
+    from core.features.registry import INDICATORS
+
+    for name, spec in INDICATORS.items():
+        config = hourly(
+            load_config(overrides=[f"features.indicators=[{name}]", "features.return_horizons=[1]"])
+        ).features
+        columns = timeframe_indicators(base.ohlcv, config)
+        assert list(columns) == ["ret_1", *spec.columns], name
+        # The warm-up the registry declares covers the bars the indicator needs.
+        first = max(int(np.argmax(np.isfinite(columns[c]))) for c in spec.columns)
+        assert 0 < first <= spec.lookback(config), name

@@ -18,6 +18,8 @@ CORE_RANKS = {
     "core.suggest": 0,
     "core.bar_range": 0,
     "core.atomic": 0,
+    "core.features.registry": 0,  # stdlib-only lists the config validates against
+    "core.policies.registry": 0,
     "core.config": 1,
     "core.policies": 2,
     "core.data": 2,

@@ -28,6 +28,7 @@ from core.hardware.planner import MIN_MINIBATCHES, estimate_policy_shape, plan
 from core.policies.build import algorithm_class, policy_arguments
 from core.policies.layout import ObservationLayout, layout_from_names
 from core.policies.multi_timeframe_cnn import MultiTimeframeCNN, branch_bars
+from core.policies.registry import EXTRACTORS as REGISTERED
 from core.policies.shared_asset import SharedAssetExtractor
 from core.policies.size import policy_parameters
 from tests.conftest import PYTHON, REPO_ROOT
@@ -36,7 +37,7 @@ from training.autotune import batch_options, grid, thread_options
 from training.models import agent_policy, load_model, new_model, store_layout
 from training.rollout_buffer import FewCopiesDictRolloutBuffer
 
-EXTRACTORS = ["flat", "shared_asset", "multi_timeframe_cnn", "lstm"]
+EXTRACTORS = list(REGISTERED)  # every extractor the registry offers is counted and built
 DEFAULT_LAYOUT = ObservationLayout(4, 32, (10, 10, 10), (1, 4, 24), 4)
 
 

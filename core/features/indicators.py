@@ -7,38 +7,31 @@ Scale-free forms (ratios to price, %B, z-scores) keep assets of any price compar
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import talib
 
 from core.config import FeaturesConfig
 from core.errors import UserError
+from core.features.registry import INDICATORS
 
 
 def indicator_columns(config: FeaturesConfig) -> list[str]:
     """Column names `timeframe_indicators` returns, in order (without the timeframe prefix)."""
-    names = [f"ret_{h}" for h in config.return_horizons]
     chosen = set(config.indicators)
-    names += ["rsi"] if "rsi" in chosen else []
-    names += ["macd", "macd_hist"] if "macd" in chosen else []
-    names += ["atr"] if "atr" in chosen else []
-    names += ["bb_pctb"] if "bollinger" in chosen else []
-    names += ["rvol"] if "realised_vol" in chosen else []
-    names += ["volume_z"] if "volume_z" in chosen else []
+    names = [f"ret_{h}" for h in config.return_horizons]
+    for name, spec in INDICATORS.items():  # registry order, whatever order the config lists
+        if name in chosen:
+            names += spec.columns
     return names
 
 
 def indicator_lookback(config: FeaturesConfig) -> int:
-    """Bars of a timeframe before every indicator has a value."""
-    _, slow, signal = config.macd_periods
-    return max(
-        max(config.return_horizons),
-        config.rsi_period + 1,
-        slow + signal,
-        config.atr_period + 1,
-        config.bollinger_period,
-        config.volatility_window + 1,
-        config.volume_window,
-    )
+    """Bars of a timeframe before every indicator has a value (every registered one, chosen or
+    not: the warm-up, and so the stored rows, do not move when the list changes)."""
+    return max(max(config.return_horizons), *(i.lookback(config) for i in INDICATORS.values()))
 
 
 def check_periods(config: FeaturesConfig) -> None:
@@ -51,39 +44,74 @@ def check_periods(config: FeaturesConfig) -> None:
 
 
 def timeframe_indicators(ohlcv: np.ndarray, config: FeaturesConfig) -> dict[str, np.ndarray]:
-    """float64 [n, 5] bars -> {column: float64 [n]}; NaN until an indicator has enough bars."""
-    high, low, close, volume = (np.ascontiguousarray(ohlcv[:, i]) for i in range(1, 5))
-    log_close = np.log(close)
+    """float64 [n, 5] bars -> {column: float64 [n]}; NaN until an indicator has enough bars.
+    Columns come in `indicator_columns` order: the return horizons, then the registry's."""
+    bars = Ohlcv(*(np.ascontiguousarray(ohlcv[:, i]) for i in range(1, 5)))
     columns: dict[str, np.ndarray] = {}
     for horizon in config.return_horizons:
-        columns[f"ret_{horizon}"] = _lagged_difference(log_close, horizon)
+        columns[f"ret_{horizon}"] = _lagged_difference(bars.log_close, horizon)
     chosen = set(config.indicators)
-    if "rsi" in chosen:
-        columns["rsi"] = talib.RSI(close, timeperiod=config.rsi_period)
-    if "macd" in chosen:
-        fast, slow, signal = config.macd_periods
-        line, _, histogram = talib.MACD(
-            close, fastperiod=fast, slowperiod=slow, signalperiod=signal
-        )
-        columns["macd"] = line / close
-        columns["macd_hist"] = histogram / close
-    if "atr" in chosen:
-        columns["atr"] = talib.ATR(high, low, close, timeperiod=config.atr_period) / close
-    if "bollinger" in chosen:
-        width = config.bollinger_width
-        upper, _, lower = talib.BBANDS(
-            close, timeperiod=config.bollinger_period, nbdevup=width, nbdevdn=width
-        )
-        columns["bb_pctb"] = _ratio(close - lower, upper - lower, flat=0.5)
-    if "realised_vol" in chosen:
-        one_bar = _lagged_difference(log_close, 1)
-        columns["rvol"] = talib.STDDEV(one_bar, timeperiod=config.volatility_window)
-    if "volume_z" in chosen:
-        log_volume = np.log1p(volume)
-        mean = talib.SMA(log_volume, timeperiod=config.volume_window)
-        spread = talib.STDDEV(log_volume, timeperiod=config.volume_window)
-        columns["volume_z"] = _ratio(log_volume - mean, spread, flat=0.0)
+    for name, spec in INDICATORS.items():  # registry order, whatever order the config lists
+        if name in chosen:
+            values = COMPUTE[name](bars, config)
+            columns.update(zip(spec.columns, values, strict=True))
     return columns
+
+
+@dataclass(frozen=True)
+class Ohlcv:
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    @property
+    def log_close(self) -> np.ndarray:
+        return np.log(self.close)
+
+
+def _rsi(bars: Ohlcv, config: FeaturesConfig) -> list[np.ndarray]:
+    return [talib.RSI(bars.close, timeperiod=config.rsi_period)]
+
+
+def _macd(bars: Ohlcv, config: FeaturesConfig) -> list[np.ndarray]:
+    fast, slow, signal = config.macd_periods
+    line, _, histogram = talib.MACD(
+        bars.close, fastperiod=fast, slowperiod=slow, signalperiod=signal
+    )
+    return [line / bars.close, histogram / bars.close]
+
+
+def _atr(bars: Ohlcv, config: FeaturesConfig) -> list[np.ndarray]:
+    atr = talib.ATR(bars.high, bars.low, bars.close, timeperiod=config.atr_period)
+    return [atr / bars.close]
+
+
+def _bollinger(bars: Ohlcv, config: FeaturesConfig) -> list[np.ndarray]:
+    width = config.bollinger_width
+    upper, _, lower = talib.BBANDS(
+        bars.close, timeperiod=config.bollinger_period, nbdevup=width, nbdevdn=width
+    )
+    return [_ratio(bars.close - lower, upper - lower, flat=0.5)]
+
+
+def _realised_vol(bars: Ohlcv, config: FeaturesConfig) -> list[np.ndarray]:
+    one_bar = _lagged_difference(bars.log_close, 1)
+    return [talib.STDDEV(one_bar, timeperiod=config.volatility_window)]
+
+
+def _volume_z(bars: Ohlcv, config: FeaturesConfig) -> list[np.ndarray]:
+    log_volume = np.log1p(bars.volume)
+    mean = talib.SMA(log_volume, timeperiod=config.volume_window)
+    spread = talib.STDDEV(log_volume, timeperiod=config.volume_window)
+    return [_ratio(log_volume - mean, spread, flat=0.0)]
+
+
+# Each registered indicator's function is `_<name>` above: looked up once, so a registry entry
+# without its function fails at import, not in a job.
+COMPUTE: dict[str, Callable[[Ohlcv, FeaturesConfig], list[np.ndarray]]] = {
+    name: globals()[f"_{name}"] for name in INDICATORS
+}
 
 
 def _lagged_difference(values: np.ndarray, lag: int) -> np.ndarray:

@@ -24,10 +24,10 @@ from core.features.indicators import (
     indicator_lookback,
     timeframe_indicators,
 )
+from core.features.registry import TIME_COLUMNS
 from core.features.resample import Bars, last_closed, resample
 from core.units import DAY_NS, HOUR_NS, MINUTE_NS, WEEK_NS, format_duration
 
-TIME_COLUMNS = ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")
 # features.timeframes: auto picks from these: the first two that are whole multiples of the base
 # bar holding at least AUTO_MIN_RATIO base bars (fewer makes a higher bar that says little new).
 # Buckets are fixed to the epoch in UTC (core.features.resample), so on sessions data a 1d bar is

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from core.config import Config
 from core.errors import UserError
+from core.features.registry import INDICATORS
+from core.features.registry import TIME_COLUMNS as TIME_COLUMN_NAMES
 from core.hardware.autotune import Autotune
 from core.hardware.machine import Hardware
 from core.policies.layout import layout_from_names
@@ -38,16 +40,9 @@ MAX_AUTO_TORCH_THREADS = 8
 # With the batch env the learner process also steps the envs, so it may use a few more threads.
 MAX_AUTO_BATCH_TORCH_THREADS = 16
 CUDA_CONTEXT_GB = 0.5
-# Feature columns each indicator adds per timeframe; "time" is added once (hour and weekday, sin/cos).
-INDICATOR_COLUMNS = {
-    "rsi": 1,
-    "macd": 2,
-    "atr": 1,
-    "bollinger": 1,
-    "realised_vol": 1,
-    "volume_z": 1,
-}
-TIME_COLUMNS = 4
+# Feature columns each indicator adds per timeframe, from the registry; "time" is added once.
+INDICATOR_COLUMNS = {name: len(spec.columns) for name, spec in INDICATORS.items()}
+TIME_COLUMNS = len(TIME_COLUMN_NAMES)
 
 
 @dataclass(frozen=True)

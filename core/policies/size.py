@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from core.config import PolicyConfig
 from core.policies.layout import ObservationLayout
+from core.policies.registry import EXTRACTORS
 
 
 def _linear(inputs: int, outputs: int) -> int:
@@ -22,37 +23,52 @@ def _lstm(inputs: int, hidden: int, layers: int) -> int:
     return first + (layers - 1) * (4 * hidden * (2 * hidden) + 8 * hidden)
 
 
-def extractor_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
-    """(parameters, features_dim) of the features extractor."""
-    if settings.extractor == "flat":
-        return 0, layout.obs_dim
-    embedded = layout.n_assets * settings.embedding + layout.portfolio_dim
-    if settings.extractor == "multi_timeframe_cnn":
-        widths = list(layout.timeframe_columns)
-        widths[0] += layout.shared_columns
-        lengths = [(layout.window - 1) // multiple + 1 for multiple in layout.timeframe_multiples]
-        convs = sum(
-            _conv(width, settings.channels, min(settings.kernel, length))
-            for width, length in zip(widths, lengths, strict=True)
-        )
-        fuse = _linear(2 * settings.channels * len(widths), settings.embedding)
-        return convs + fuse, embedded
+def flat_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
+    """SB3's flat input: no parameters, every observation number feeds the heads."""
+    return 0, layout.obs_dim
+
+
+def multi_timeframe_cnn_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
+    widths = list(layout.timeframe_columns)
+    widths[0] += layout.shared_columns
+    lengths = [(layout.window - 1) // multiple + 1 for multiple in layout.timeframe_multiples]
+    convs = sum(
+        _conv(width, settings.channels, min(settings.kernel, length))
+        for width, length in zip(widths, lengths, strict=True)
+    )
+    fuse = _linear(2 * settings.channels * len(widths), settings.embedding)
+    return convs + fuse, _embedded(settings, layout)
+
+
+def shared_asset_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
     patch = min(settings.patch, layout.window)
     positions = layout.window // patch
     params = _linear(patch * layout.n_features, settings.channels) + _linear(
         settings.channels * positions, settings.embedding
     )
-    return params, embedded + layout.n_assets * layout.n_features  # + each asset's newest row
+    # + each asset's newest row beside its embedding
+    return params, _embedded(settings, layout) + layout.n_assets * layout.n_features
+
+
+def _embedded(settings: PolicyConfig, layout: ObservationLayout) -> int:
+    return layout.n_assets * settings.embedding + layout.portfolio_dim
+
+
+def extractor_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
+    """(parameters, features_dim) of the features extractor the registry names."""
+    counter = globals()[EXTRACTORS[settings.extractor].size]
+    return counter(settings, layout)
 
 
 def policy_parameters(
     settings: PolicyConfig, net_arch: list[int], layout: ObservationLayout
 ) -> int:
     """Every trainable parameter of the actor-critic policy SB3 builds for these settings."""
+    spec = EXTRACTORS[settings.extractor]
     extractor, features = extractor_size(settings, layout)
-    shared = settings.share_extractor or settings.extractor == "flat"
+    shared = settings.share_extractor or spec.extractor is None
     total = extractor * (1 if shared else 2)
-    if settings.extractor == "lstm":
+    if spec.recurrent:
         # RecurrentPPO's defaults: an actor LSTM and a separate critic LSTM
         total += 2 * _lstm(features, settings.lstm_hidden, settings.lstm_layers)
         features = settings.lstm_hidden
