@@ -1,7 +1,7 @@
 """Autotune: does the planner's choice reach the best measured training speed on this machine?
 
 Grid-searches the space `--autotune` probes (torch threads x (n_envs, n_steps) x batch size, see
-training/autotune.py) with real PPO training on the batch env over the default observation, then
+training/member/autotune.py) with real PPO training on the batch env over the default observation, then
 prints the env-steps/s of three choices, all read from that grid, as a share of the grid's best:
   rules:    the planner without a probe (its baseline);
   autotune: the planner with the probe's cache (the probe is run here first, as --autotune does);
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.hardware.autotune import Candidate
     from core.hardware.machine import detect
     from core.hardware.planner import plan
-    from training.autotune import ENV_COUNTS, grid, measure, probe
+    from training.member.autotune import ENV_COUNTS, grid, measure, probe
 
     overrides = [f"policy.extractor={args.extractor}"] if args.extractor else []
     overrides += args.set

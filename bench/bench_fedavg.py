@@ -108,8 +108,8 @@ def _measure(run_dir: Path, arm: str, wall: float, target: float) -> dict[str, A
     import numpy as np
 
     from core.evaluation import metrics
-    from training.run_folder import load_run
-    from training.tracks import load_tracks
+    from training.run.folder import load_run
+    from training.run.tracks import load_tracks
 
     summary = json.loads((run_dir / "metrics.json").read_text())
     jobs = load_run(run_dir)

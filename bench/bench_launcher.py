@@ -137,9 +137,9 @@ def _arm(
 ) -> Callable[[], None]:
     from training.launcher.settings import launch_settings
     from training.launcher.task import Placement
-    from training.members import launch_members
-    from training.run_folder import create_run
-    from training.sequential import run_jobs
+    from training.member.sequential import run_jobs
+    from training.member.workload import launch_members
+    from training.run.folder import create_run
 
     run_dir, jobs = create_run(folder, arm, config, resources, {}, store, folds, ["bench"])
     if arm == "sequential":

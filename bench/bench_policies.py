@@ -277,7 +277,7 @@ def build_model(args: argparse.Namespace, config: Any, store: Any, train: tuple[
     from core.hardware.machine import detect
     from core.hardware.planner import plan
     from core.policies.build import algorithm_class
-    from training.models import ppo_arguments, store_layout
+    from training.member.models import ppo_arguments, store_layout
 
     resources = plan(
         detect(), config, n_assets=len(store.assets), feature_names=store.feature_names
@@ -344,7 +344,7 @@ def target_arm(
     from core.evaluation.judge import annualisation_of
     from core.evaluation.metrics import sharpe
     from core.evaluation.rollout import rollout
-    from training.models import agent_policy
+    from training.member.models import agent_policy
 
     annual = annualisation_of(store, config)
     settings = settings_of(config)

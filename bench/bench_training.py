@@ -236,7 +236,7 @@ def _planned(config: Any, store: Any, train: tuple[int, int]) -> tuple[Any, str]
     from core.envs.make import make_vec_env
     from core.hardware.machine import detect
     from core.hardware.planner import plan
-    from training.models import ppo_arguments, store_layout
+    from training.member.models import ppo_arguments, store_layout
 
     resources = plan(
         detect(), config, n_assets=len(store.assets), feature_names=store.feature_names

@@ -41,7 +41,7 @@ from core.data.providers.binance import (
     utc_now,
 )
 from core.errors import UserError
-from training.cli_args import positive_int
+from training.commands.flags import positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,8 +34,8 @@ from core.features.windows import resolve_windows
 from core.hardware.planner import estimate_policy_shape
 from core.units import DAY_NS, HOUR_NS, MINUTE_NS, WEEK_NS, YEAR_NS
 from tests.helpers.datasets import bars
-from training.run_files import RunFiles
-from training.run_folder import _inferred_yaml, run_config
+from training.run.files import RunFiles
+from training.run.folder import _inferred_yaml, run_config
 
 MONDAY = pd.Timestamp("2021-01-04", tz="UTC")  # weeks below start on this Monday
 

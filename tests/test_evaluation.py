@@ -22,8 +22,8 @@ from core.evaluation.baselines import (
 from core.evaluation.rollout import rollout
 from core.features.store import FeatureStore
 from tests.helpers.stores import built_store, small_config
-from training.callbacks import TrainingState, commit_state
-from training.run_files import JobFiles
+from training.member.callbacks import TrainingState, commit_state
+from training.run.files import JobFiles
 
 CONFIG = small_config("env.window=4")
 

@@ -22,16 +22,16 @@ from core.errors import UserError
 from core.hardware.planner import plan
 from tests.conftest import machine
 from tests.helpers.launch import Interference, kill, small_run, wait_for_steps
-from training.callbacks import TrainingState
-from training.ensemble import aggregate_run
 from training.fedavg.average import average, sync_weights
 from training.fedavg.barrier import RoundBarrier, clear_left, mark_left, read_state
-from training.fedavg.fuse import fuse_run
-from training.fedavg.member import fresh_optimizer, round_ends
 from training.launcher.settings import launch_settings
-from training.members import launch_members
-from training.report import build_report
-from training.run_files import FedAvgFiles, RunFiles
+from training.member.callbacks import TrainingState
+from training.member.rounds import fresh_optimizer, round_ends
+from training.member.workload import launch_members
+from training.post.ensemble import aggregate_run
+from training.post.fuse import fuse_run
+from training.post.report import build_report
+from training.run.files import FedAvgFiles, RunFiles
 
 REPO = Path(__file__).resolve().parents[1]
 FEDAVG = ("ensemble.mode=fedavg", "ensemble.sync_steps=2048")

@@ -21,7 +21,7 @@ from core.features.matrix import lookback_bars
 from core.folds import CONTRACT_GAP_BARS, MONTH_NS, YEAR_NS, Fold, check_length, coverage, split
 from tests.helpers.datasets import hourly as resolve_hourly
 from tests.helpers.stores import built_store, poisoned_copy, small_config
-from training.fold_view import folds_document, folds_table
+from training.views.folds import folds_document, folds_table
 
 HOUR_NS = 3_600 * 1_000_000_000
 DAY_NS = 24 * HOUR_NS

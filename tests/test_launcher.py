@@ -15,7 +15,6 @@ from core.atomic import write_json
 from core.errors import UserError
 from tests.conftest import machine
 from tests.helpers.launch import Interference, kill, small_run, wait_for_steps
-from training.ensemble import aggregate_run
 from training.launcher.launch import LaunchSettings, Outcome
 from training.launcher.profile import (
     ClusterProfile,
@@ -24,9 +23,10 @@ from training.launcher.profile import (
     sbatch_options,
 )
 from training.launcher.settings import launch_settings, local_slots
-from training.members import MemberRun, launch_members
-from training.report import build_report
-from training.run_files import RunFiles
+from training.member.workload import MemberRun, launch_members
+from training.post.ensemble import aggregate_run
+from training.post.report import build_report
+from training.run.files import RunFiles
 
 
 def test_slots_pin_disjoint_cpus_and_hand_out_gpus(default_config) -> None:
@@ -189,7 +189,7 @@ def test_the_ensemble_action_is_the_mean_or_median_of_what_members_predict(tmp_p
 
     from core.envs.make import make_env
     from tests.helpers.walk_forward import ar1_frames, learnable_config, store_of
-    from training.ensemble import ensemble_policy
+    from training.post.ensemble import ensemble_policy
 
     config = learnable_config()
     store = store_of(tmp_path, ar1_frames(600, 3, 0.3, seed=1), config)
@@ -207,7 +207,7 @@ def test_the_ensemble_action_is_the_mean_or_median_of_what_members_predict(tmp_p
 def test_debug_mode_trains_members_with_their_risk_profiles(tmp_path: Path) -> None:
     import numpy as np
 
-    from training.tracks import load_tracks
+    from training.run.tracks import load_tracks
 
     profiles = "ensemble.risk_profiles={calm: {env: {max_leverage: 0.5}}, bold: {}}"
     run = small_run(tmp_path, 2, 2048, profiles)
@@ -287,9 +287,9 @@ def test_the_board_counts_jobs_and_caps_steps_at_each_jobs_total(tmp_path: Path)
 
     from core.bar_range import BarRange
     from core.folds import Fold
-    from training.job import Job
     from training.launcher.board import JobBoard
     from training.launcher.launch import JobStatus
+    from training.run.job import Job
 
     part = BarRange(0, 10)
     fold = Fold(index=0, train=part, validation=part, test=part, embargo_bars=0)

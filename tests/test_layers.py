@@ -31,6 +31,21 @@ CORE_RANKS = {
 }
 
 
+# training/'s families, ranked the same way: a family imports its own and lower ranks only.
+TRAINING_RANKS = {
+    "training": 0,  # the package's docstring
+    "training.run": 0,  # run folder: files, folder, job, records, tracks
+    "training.views": 0,  # tables and JSON for --dry-run and the data checks
+    "training.fedavg": 1,  # averaging and the file barrier
+    "training.launcher": 1,  # backends, the launch loop, the job's process
+    "training.member": 2,  # one member's training, and the member as a workload
+    "training.tuning": 3,  # sweeps
+    "training.post": 3,  # ensemble walk, fused model, results, report, plots
+    "training.commands": 4,  # flags, the pipeline, planning, sweep and data commands
+    "training.train_walk_forward": 5,  # the command line
+}
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(REPO_ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -70,6 +85,32 @@ def family(module: str) -> str:
         for prefix in sorted(CORE_RANKS, key=len, reverse=True)
         if module == prefix or module.startswith(prefix + ".")
     )
+
+
+def training_family(module: str) -> str:
+    return next(
+        prefix
+        for prefix in sorted(TRAINING_RANKS, key=len, reverse=True)
+        if module == prefix or module.startswith(prefix + ".")
+    )
+
+
+def test_training_imports_only_go_down() -> None:
+    graph = import_graph()
+    wrong = [
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module.startswith("training")
+        for target in targets
+        if target.startswith("training")
+        and TRAINING_RANKS[training_family(target)] > TRAINING_RANKS[training_family(module)]
+    ]
+    assert not wrong
+
+
+def test_every_training_module_has_a_family() -> None:
+    modules = [m for m in project_modules() if m.startswith("training.")]
+    assert all(training_family(m) != "training" for m in modules)
 
 
 def test_core_never_imports_training() -> None:
@@ -146,7 +187,7 @@ def test_every_module_is_in_a_known_family() -> None:
         # Small shared types: importable from anywhere without a heavy dependency.
         ("core.bar_range", ("numpy", "pydantic")),
         ("core.envs.settings", ("numpy", "pandas", "torch")),
-        ("training.run_files", ("numpy", "pandas", "torch")),
+        ("training.run.files", ("numpy", "pandas", "torch")),
         # SubprocVecEnv workers import the env, never the data or feature pipeline.
         ("core.envs.trading_env", ("talib", "core.data.load", "core.features.build")),
     ],
@@ -180,16 +221,21 @@ def test_no_function_is_longer_than_a_screen() -> None:
 
 
 def test_the_command_line_only_parses() -> None:
-    """The CLI module parses and dispatches; the pipeline runs (training.pipeline)."""
+    """The CLI module parses and dispatches; the pipeline runs (training.commands.pipeline)."""
     cli = REPO_ROOT / "training" / "train_walk_forward.py"
     assert len(cli.read_text().splitlines()) < 300
-    assert "training.pipeline" in imports_of(cli, set(project_modules()))
+    assert "training.commands.pipeline" in imports_of(cli, set(project_modules()))
 
 
 def test_the_launcher_knows_no_workload() -> None:
     """Members, sweep workers and groups are the launcher's workloads; it imports none of them."""
     graph = import_graph()
-    workloads = ("training.trainer", "training.fedavg", "training.tuning", "training.members")
+    workloads = (
+        "training.member.trainer",
+        "training.fedavg",
+        "training.tuning",
+        "training.member.workload",
+    )
     wrong = [
         f"{module} -> {target}"
         for module, targets in graph.items()

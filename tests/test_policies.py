@@ -33,9 +33,9 @@ from core.policies.shared_asset import SharedAssetExtractor
 from core.policies.size import policy_parameters
 from tests.conftest import PYTHON, REPO_ROOT
 from tests.helpers.stores import built_store
-from training.autotune import batch_options, grid, thread_options
-from training.models import agent_policy, load_model, new_model, store_layout
-from training.rollout_buffer import FewCopiesDictRolloutBuffer
+from training.member.autotune import batch_options, grid, thread_options
+from training.member.models import agent_policy, load_model, new_model, store_layout
+from training.member.rollout_buffer import FewCopiesDictRolloutBuffer
 
 EXTRACTORS = list(REGISTERED)  # every extractor the registry offers is counted and built
 DEFAULT_LAYOUT = ObservationLayout(4, 32, (10, 10, 10), (1, 4, 24), 4)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from training.report import cost_lines
-from training.results import cost_dominated
+from training.post.report import cost_lines
+from training.post.results import cost_dominated
 
 
 def strategy(gross: float, cost: float) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
 Only the standard library and `core.hardware.threads` are imported before the plan exists: the thread
 variables must be in the environment before numpy or torch load, here and in every child
-(training.pipeline sets them first).
+(training.commands.pipeline sets them first).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from training.cli_args import flag_problem, positive_int
+from training.commands.flags import flag_problem, positive_int
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 HARDWARE_PROFILES = CONFIG_DIR / "hardware"
@@ -239,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch a parsed command line to the pipeline."""
-    from training import data_commands, pipeline
+    from training.commands import data as data_commands
+    from training.commands import pipeline
 
     if args.resume:
         return pipeline.resume(Path(args.resume), args)
@@ -263,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline.check_shared(prepared, args)
     pipeline.print_store(prepared)
     if args.tune:
-        from training.sweep import tune
+        from training.commands.sweep import tune
 
         return tune(prepared, args)
     return pipeline.train_new(prepared, args)

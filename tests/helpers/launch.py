@@ -18,8 +18,8 @@ from core.folds import split
 from core.hardware.machine import detect
 from core.hardware.planner import Plan, plan
 from tests.helpers.walk_forward import ar1_frames, bars_needed, learnable_config, store_of
-from training.job import Job
-from training.run_folder import create_run
+from training.run.folder import create_run
+from training.run.job import Job
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from core.folds import split
 from core.hardware.machine import detect
 from core.hardware.planner import plan
 from tests.helpers.datasets import write_csv
-from training.ensemble import aggregate_run
-from training.report import build_report
-from training.run_folder import create_run
-from training.sequential import run_jobs
+from training.member.sequential import run_jobs
+from training.post.ensemble import aggregate_run
+from training.post.report import build_report
+from training.run.folder import create_run
 
 # One return feature per asset and a two-bar window (the training benchmark's time-to-target
 # set-up): a policy that reads it learns in seconds.

@@ -26,7 +26,7 @@ import numpy as np
 
 from core.atomic import fsync_dir, replacing, write_json
 from training.fedavg.average import State, average, sync_weights
-from training.run_files import FedAvgFiles
+from training.run.files import FedAvgFiles
 
 SCORE = "__score__"
 TIMESTEPS = "__timesteps__"

@@ -17,7 +17,6 @@ from typing import Any
 from submitit.core.utils import pickle_load
 
 from core.atomic import read_json
-from training.job import Hooks
 from training.launcher.backends import Backend, LocalBackend, backend_for
 from training.launcher.orphans import end_orphans
 from training.launcher.status import (
@@ -31,6 +30,7 @@ from training.launcher.status import (
 )
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
 from training.launcher.workload import LaunchListener, Stepwise, user_error_of
+from training.run.job import Hooks
 
 __all__ = ["JobStatus", "LaunchSettings", "Outcome", "Tell", "launch"]
 

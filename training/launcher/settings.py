@@ -10,7 +10,7 @@ from core.hardware.planner import Plan
 from training.launcher.launch import LaunchSettings
 from training.launcher.profile import ClusterProfile, check_shared
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement
-from training.run_files import RunFiles
+from training.run.files import RunFiles
 
 DEFAULT_ARRAY_PARALLELISM = 256  # submitit's: the cluster's scheduler is the gate on SLURM
 

@@ -25,9 +25,9 @@ import submitit
 from core.atomic import write_json
 from core.errors import UserError
 from core.hardware import threads
-from training.job import Hooks
 from training.launcher.workload import Workload, user_error_result
-from training.run_files import JobFiles
+from training.run.files import JobFiles
+from training.run.job import Hooks
 
 HEARTBEATS_PER_DEADLINE = 6  # a job writes its progress this many times per launcher.dead_after_s
 

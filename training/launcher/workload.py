@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any, Protocol, runtime_checkable
 
-from training.job import Hooks
-from training.run_files import JobFiles
+from training.run.files import JobFiles
+from training.run.job import Hooks
 
 USER_ERROR = "user_error"  # the key of the result a job returns for a user's mistake
 

@@ -19,9 +19,9 @@ import numpy as np
 
 from core.atomic import write_text
 from core.config import dump_config
-from training.job import Hooks, Job
-from training.run_files import RunFiles
-from training.run_folder import load_run
+from training.run.files import RunFiles
+from training.run.folder import load_run
+from training.run.job import Hooks, Job
 from training.tuning.space import suggest, trial_config
 
 COUNTED = (
@@ -41,7 +41,7 @@ class Diverged(Exception):
 
 class Objective:
     def __init__(self, run_dir: str, n_trials: int, worker: int, hooks: Hooks) -> None:
-        from training.run_folder import run_config
+        from training.run.folder import run_config
 
         self.files = RunFiles(Path(run_dir))
         self.config = run_config(run_dir)
@@ -51,7 +51,7 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         import optuna
 
-        from training.trainer import train_only
+        from training.member.trainer import train_only
 
         trial.set_user_attr("worker", self.worker)
         trial.set_user_attr("pid", os.getpid())

@@ -15,7 +15,7 @@ import yaml
 
 from core.atomic import replacing, write_json, write_text
 from core.evaluation import metrics
-from training.run_files import RunFiles
+from training.run.files import RunFiles
 
 
 def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[str, Any]:

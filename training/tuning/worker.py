@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import read_json
-from training.job import Hooks
-from training.run_files import JobFiles, RunFiles
+from training.run.files import JobFiles, RunFiles
+from training.run.job import Hooks
 
 WAIT_S = 2.0  # a worker whose study has only running trials left looks again this often
 MAX_FAILURES_IN_A_ROW = 3  # a worker whose trials keep failing stops: failures use no budget
@@ -60,7 +60,7 @@ def run_worker(worker: TuneWorker, hooks: Hooks) -> dict[str, Any]:
     import optuna
 
     from core.atomic import write_json
-    from training.run_folder import run_config
+    from training.run.folder import run_config
     from training.tuning.objective import Objective
     from training.tuning.study import open_storage, open_study
 

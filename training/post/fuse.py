@@ -14,14 +14,14 @@ from typing import Any
 from core.atomic import read_json, replacing, write_json
 from core.envs.settings import settings_of
 from core.evaluation.judge import annualisation_of, evaluate_window
-from training.callbacks import TrainingState
 from training.fedavg.barrier import RoundBarrier
-from training.fedavg.member import load_state
-from training.job import Job
-from training.records import FusedRecord, FusedRound, write_fused_record
-from training.run_files import RunFiles
-from training.run_folder import load_run, run_config, run_store
-from training.tracks import save_tracks
+from training.member.callbacks import TrainingState
+from training.member.rounds import load_state
+from training.run.files import RunFiles
+from training.run.folder import load_run, run_config, run_store
+from training.run.job import Job
+from training.run.records import FusedRecord, FusedRound, write_fused_record
+from training.run.tracks import save_tracks
 
 
 def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
@@ -50,7 +50,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
                 annual = annual or annualisation_of(store, config)
                 template = template or _template(members[0])
                 load_state(template, barrier.fused(closed))
-                from training.trainer import validation_metrics
+                from training.member.trainer import validation_metrics
 
                 validation = validation_metrics(
                     template, store, settings_of(config), members[0].fold.validation, annual, config
@@ -77,7 +77,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
         load_state(template, barrier.fused(closed_rounds[best]))
         with replacing(files.fused_model(index)) as handle:
             template.save(handle)
-        from training.models import agent_policy
+        from training.member.models import agent_policy
 
         first = members[0]
         tracks = evaluate_window(
@@ -90,7 +90,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
 
 def _template(job: Job) -> Any:
     """A member's model: the network the fused weights are loaded into and saved with."""
-    from training.models import load_model
+    from training.member.models import load_model
 
     state = TrainingState.load(job.files.state)
     return load_model(run_config(job.run_dir), job.files.checkpoints / str(state.last_checkpoint))

@@ -42,7 +42,7 @@ def ppo_arguments(
         "policy_kwargs": policy_kwargs,
     }
     if not is_recurrent(config):  # RecurrentPPO keeps its own buffer (it stores LSTM states)
-        from training.rollout_buffer import FewCopiesDictRolloutBuffer
+        from training.member.rollout_buffer import FewCopiesDictRolloutBuffer
 
         arguments["rollout_buffer_class"] = FewCopiesDictRolloutBuffer
     return arguments
@@ -67,8 +67,15 @@ def new_model(
 
 
 def load_model(config: Config, path: Path, device: str = "cpu", env: Any = None) -> Any:
-    """A checkpoint of this run (its algorithm follows policy.extractor)."""
-    return algorithm_class(config).load(path, env=env, device=device)
+    """A checkpoint of this run (its algorithm follows policy.extractor). The rollout buffer's
+    class comes from here, not from the file: checkpoints saved before it moved
+    (training/rollout_buffer.py) load as well."""
+    custom = {}
+    if not is_recurrent(config):
+        from training.member.rollout_buffer import FewCopiesDictRolloutBuffer
+
+        custom["rollout_buffer_class"] = FewCopiesDictRolloutBuffer
+    return algorithm_class(config).load(path, env=env, device=device, custom_objects=custom)
 
 
 def recurrent(model: Any) -> bool:

@@ -53,7 +53,7 @@ def check_data(config: Config, show_progress: bool) -> int:
     from core.features.matrix import inferred_timeframes, lookback_bars
     from core.features.windows import resolve_windows
     from core.folds import check_length
-    from training.data_view import check_bands, print_summary, progress_bar, run_inferred
+    from training.views.data import check_bands, print_summary, progress_bar, run_inferred
 
     dataset = dataset_path(config)
     with progress_bar(enabled=show_progress) as progress:

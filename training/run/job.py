@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from core.bar_range import BarRange
 from core.folds import Fold
-from training.run_files import JobFiles, RunFiles
+from training.run.files import JobFiles, RunFiles
 
 
 @dataclass(frozen=True)

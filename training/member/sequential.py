@@ -17,8 +17,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from training.job import Hooks, Job
-from training.trainer import run_job
+from training.member.trainer import run_job
+from training.run.job import Hooks, Job
 
 
 def run_jobs(jobs: list[Job], show_progress: bool) -> list[dict[str, Any]]:

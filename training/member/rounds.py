@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from core.atomic import write_json
-from training.callbacks import TrainingState, WalkForwardCallback
 from training.fedavg.average import State
 from training.fedavg.barrier import RoundBarrier
-from training.job import Hooks, Job
+from training.member.callbacks import TrainingState, WalkForwardCallback
+from training.run.job import Hooks, Job
 
 ROUND_SEED_STRIDE = 7919  # round r of a member is seeded seed + r * stride (a prime: no overlap
 # with the next member's seed + 1 for any realistic round count)

@@ -8,19 +8,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.pipeline import Prepared, command_argv, jobs_line, train_and_report
+from training.commands.pipeline import Prepared, command_argv, jobs_line, train_and_report
 
 if TYPE_CHECKING:
     import argparse
 
     from core.config import Config
-    from training.run_files import RunFiles
+    from training.run.files import RunFiles
 
 
 def tune(prepared: Prepared, args: argparse.Namespace) -> int:
     """A run folder whose jobs are one trial's members (folds x seeds), the workers, the results."""
     from core.hardware.planner import plan
-    from training.run_folder import create_run
+    from training.run.folder import create_run
 
     seeds = prepared.config.tuning.seeds_per_trial
     config = prepared.config.model_copy(
@@ -68,7 +68,7 @@ def _run_workers(
     from training.launcher.board import JobBoard
     from training.launcher.launch import launch
     from training.launcher.settings import launch_settings
-    from training.run_files import RunFiles
+    from training.run.files import RunFiles
     from training.tuning.space import check_space
     from training.tuning.study import open_storage, open_study
     from training.tuning.worker import TuneWorker
@@ -141,9 +141,9 @@ def train_best(
     from core.bar_range import BarRange
     from core.config import load_config
     from core.hardware.planner import plan
-    from training.planning import cached_probe
-    from training.run_files import RunFiles
-    from training.run_folder import create_run
+    from training.commands.planning import cached_probe
+    from training.run.files import RunFiles
+    from training.run.folder import create_run
     from training.tuning.space import overrides
 
     best, chosen, store = summary["best"], prepared.config, prepared.store

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from core.hardware.machine import Hardware
     from core.hardware.planner import Plan
     from training.launcher.profile import ClusterProfile
-    from training.run_files import RunFiles
+    from training.run.files import RunFiles
 
 
 def plan_for_store(
@@ -72,7 +72,7 @@ def measurements(
 
 def _fresh_probe(config: Config, hardware: Hardware, store: FeatureStore, rule: Plan) -> Any:
     from core.hardware.autotune import load_autotune, save_autotune
-    from training.autotune import probe
+    from training.member.autotune import probe
 
     path, key, machine = _probe_identity(config, hardware, store)
     cpus = max(1, hardware.usable_cpus // rule.members_concurrent)

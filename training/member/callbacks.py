@@ -24,8 +24,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from core.atomic import replacing, write_json
 from core.config import TrainingConfig
-from training.job import Preemption
-from training.run_files import JobFiles
+from training.run.files import JobFiles
+from training.run.job import Preemption
 
 ENTROPY_BOOST = 1.5  # ent_coef grows by this factor per evaluation while entropy is too low
 ENT_COEF_START = 1e-3  # ...starting here when ent_coef is 0

@@ -17,12 +17,12 @@ from core.atomic import read_json, replacing, write_json
 from core.envs.settings import settings_of
 from core.evaluation.judge import evaluate_window
 from core.evaluation.rollout import Policy
-from training.callbacks import TrainingState
-from training.job import Job, jobs_by_fold
-from training.models import agent_policy, load_model, recurrent
-from training.run_files import RunFiles
-from training.run_folder import load_run, run_config, run_store
-from training.tracks import save_tracks
+from training.member.callbacks import TrainingState
+from training.member.models import agent_policy, load_model, recurrent
+from training.run.files import RunFiles
+from training.run.folder import load_run, run_config, run_store
+from training.run.job import Job, jobs_by_fold
+from training.run.tracks import save_tracks
 
 
 def aggregate_run(run_dir: Path) -> dict[int, list[int]]:

@@ -13,10 +13,10 @@ from rich.table import Table
 from core.atomic import write_text
 from core.config import Config
 from core.evaluation.judge import AGENT
-from training.plots import write_plots
-from training.results import FoldResult, RunResults, gather_results
-from training.run_files import RunFiles
-from training.run_folder import run_config
+from training.post.plots import write_plots
+from training.post.results import FoldResult, RunResults, gather_results
+from training.run.files import RunFiles
+from training.run.folder import run_config
 
 # (metric key, column title, format): "%" scales by 100.
 COLUMNS = (

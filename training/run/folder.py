@@ -28,8 +28,8 @@ from core.features.resolved import inferred_settings
 from core.features.store import FeatureStore, read_meta
 from core.folds import Fold
 from core.hardware.planner import Plan
-from training.job import Job
-from training.run_files import RunFiles
+from training.run.files import RunFiles
+from training.run.job import Job
 
 PACKAGES = ("numpy", "pandas", "torch", "stable-baselines3", "gymnasium", "ta-lib", "ploutos")
 FOLD_SEED_STRIDE = 1000  # member m of fold f is seeded base_seed + f * stride + m

@@ -22,13 +22,13 @@ from core.evaluation.metrics import Annualisation, return_moments
 from core.evaluation.rollout import Track, rollout
 from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
-from training.callbacks import TrainingState, WalkForwardCallback
-from training.job import NO_HOOKS, Hooks, Job
-from training.models import agent_policy, load_model, new_model, store_layout
-from training.records import JobResult, read_job_result, write_job_result
-from training.run_files import JobFiles, RunFiles
-from training.run_folder import fold_seed, run_config
-from training.tracks import save_tracks
+from training.member.callbacks import TrainingState, WalkForwardCallback
+from training.member.models import agent_policy, load_model, new_model, store_layout
+from training.run.files import JobFiles, RunFiles
+from training.run.folder import fold_seed, run_config
+from training.run.job import NO_HOOKS, Hooks, Job
+from training.run.records import JobResult, read_job_result, write_job_result
+from training.run.tracks import save_tracks
 
 EVALUATIONS_PER_FOLD = 10  # training.eval_every_steps and ensemble.sync_steps: auto
 NEVER = 2**62  # an evaluation or checkpoint interval no run reaches
@@ -184,7 +184,7 @@ def _train_rounds(
     hooks: Hooks,
 ) -> Generator[None, None, None]:
     from training.fedavg.barrier import RoundBarrier
-    from training.fedavg.member import round_ends, train_rounds
+    from training.member.rounds import round_ends, train_rounds
 
     ensemble = run.ensemble
     barrier = RoundBarrier(

@@ -14,12 +14,12 @@ import pandas as pd
 
 from core.atomic import replacing
 from core.evaluation.judge import AGENT
-from training.results import MEMBERS_ENSEMBLE
+from training.post.results import MEMBERS_ENSEMBLE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from training.results import FoldResult
+    from training.post.results import FoldResult
 
 LOG_SCALE_RATIO = 10.0  # largest / smallest equity beyond which the equity plot is logarithmic
 STYLES = {

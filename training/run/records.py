@@ -9,7 +9,7 @@ from typing import Any, TypedDict
 
 from core.atomic import write_json
 from core.errors import UserError
-from training.run_files import JobFiles, RunFiles
+from training.run.files import JobFiles, RunFiles
 
 
 class RoundsTaken(TypedDict):

@@ -21,7 +21,7 @@ from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
 from core.hardware.autotune import Autotune, Candidate, Measurement
 from core.hardware.planner import MIN_MINIBATCHES, MIN_N_STEPS, Plan
-from training.models import new_model, store_layout
+from training.member.models import new_model, store_layout
 
 ENV_COUNTS = (16, 32, 64, 128)
 BATCH_DIVISORS = (16, 8, 4)  # minibatches per epoch

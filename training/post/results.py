@@ -1,12 +1,12 @@
 """Gather a run's job results: per-fold and stitched out-of-sample metrics, saved beside the run.
 
 The agent of a fold is the ensemble: its members' actions combined on every bar and traded
-through the market model (`training.ensemble` walks it); each member is also judged alone, so
+through the market model (`training.post.ensemble` walks it); each member is also judged alone, so
 the report can show the spread. Test windows are stitched in fold order into one out-of-sample
 series, judged against the baselines on the same bars and costs. The Deflated Sharpe Ratio
 counts every checkpoint of every member evaluated on validation data as a trial, because each
 one was a candidate for the reported model. Members that failed are left out and listed.
-Rendering (report.md, plots) is `training.report`'s work.
+Rendering (report.md, plots) is `training.post.report`'s work.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from core.evaluation.baselines import BASELINES
 from core.evaluation.judge import AGENT, annualisation_of
 from core.evaluation.metrics import Annualisation
 from core.folds import coverage
-from training.fold_view import coverage_document
-from training.job import Job, jobs_by_fold
-from training.records import read_fused_record, read_job_result
-from training.run_files import RunFiles
-from training.run_folder import load_run, run_config, run_store
-from training.tracks import SERIES, load_tracks
+from training.run.files import RunFiles
+from training.run.folder import load_run, run_config, run_store
+from training.run.job import Job, jobs_by_fold
+from training.run.records import read_fused_record, read_job_result
+from training.run.tracks import SERIES, load_tracks
+from training.views.folds import coverage_document
 
 STRATEGIES = (AGENT, *BASELINES)
 # ensemble.mode fedavg: the agent is the fused model; these run beside it on the same bars.
@@ -178,8 +178,8 @@ def _fedavg_summary(
 
 
 def _fold_results(files: RunFiles, jobs: list[Job], fused: bool = False) -> list[FoldResult]:
-    """Folds with at least one finished member, from the ensemble tracks `training.ensemble`
-    wrote (fedavg: the agent is the fused model, `training.fedavg.fuse` tested it); folds whose
+    """Folds with at least one finished member, from the ensemble tracks `training.post.ensemble`
+    wrote (fedavg: the agent is the fused model, `training.post.fuse` tested it); folds whose
     every member failed are left out (the coverage says so)."""
     by_fold = jobs_by_fold(jobs)
     results = []

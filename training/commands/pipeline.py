@@ -2,7 +2,7 @@
 
 `prepare` does the shared part once per command (the plan is made before numpy loads, so the
 thread limits reach every process, then again with the store's exact shape and any autotune
-probe); `train_new`, `resume`, `dry_run` and the sweep (training.sweep) run on what it prepared.
+probe); `train_new`, `resume`, `dry_run` and the sweep (training.commands.sweep) run on what it prepared.
 The command line (training/train_walk_forward.py) only parses flags and dispatches to these.
 """
 
@@ -25,10 +25,10 @@ if TYPE_CHECKING:
     from core.folds import Fold
     from core.hardware.machine import Hardware
     from core.hardware.planner import Plan
-    from training.job import Job
     from training.launcher.profile import ClusterProfile
+    from training.run.job import Job
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 PRESETS = CONFIG_DIR / "presets"
 
 
@@ -101,7 +101,7 @@ def store_of(args: argparse.Namespace, config: Config, detected: Hardware) -> tu
     import os
 
     from core.features.build import feature_store
-    from training.data_view import progress_bar
+    from training.views.data import progress_bar
 
     # A described machine (--hardware) is planned for, but the features are built here.
     workers = len(os.sched_getaffinity(0)) if args.hardware else detected.usable_cpus
@@ -119,8 +119,8 @@ def prepare(
     """Store, folds and the plan (with the store's exact shape and any autotune probe), once."""
     from core.features.resolved import with_inferred
     from core.folds import split
-    from training.data_view import check_bands, run_inferred
-    from training.planning import plan_for_store
+    from training.commands.planning import plan_for_store
+    from training.views.data import check_bands, run_inferred
 
     store, built = store_of(args, config, detected)
     check_bands(config, len(store.assets))  # a band that cannot work fails here, not in a job
@@ -139,9 +139,9 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
     """The plan, the folds and the jobs, as tables or one JSON object; nothing is written."""
     from core.features.resolved import with_inferred
     from core.folds import coverage
-    from training.data_view import store_document
-    from training.fold_view import coverage_document, folds_document, folds_table
-    from training.plan_view import plan_document, print_tables
+    from training.views.data import store_document
+    from training.views.folds import coverage_document, folds_document, folds_table
+    from training.views.plan import plan_document, print_tables
 
     config, store, folds = prepared.config, prepared.store, prepared.folds
     jobs = jobs_line(config, len(folds), prepared.plan)
@@ -166,7 +166,7 @@ def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:
 
 
 def print_store(prepared: Prepared) -> None:
-    from training.data_view import print_store
+    from training.views.data import print_store
 
     print_store(prepared.store, prepared.built, sys.stdout, prepared.inferred)
 
@@ -192,7 +192,7 @@ def check_shared(prepared: Prepared, args: argparse.Namespace) -> None:
 
 def train_new(prepared: Prepared, args: argparse.Namespace) -> int:
     """A new run folder, its jobs through the launcher, then the report."""
-    from training.run_folder import create_run
+    from training.run.folder import create_run
 
     name = args.name or args.preset or "run"
     run_dir, jobs = create_run(
@@ -218,9 +218,9 @@ def resume(run_dir: Path, args: argparse.Namespace) -> int:
     from core.config import load_config
     from core.hardware.machine import detect
     from core.hardware.planner import plan
+    from training.commands.planning import replan, saved_plan
     from training.launcher.profile import cluster_profile
-    from training.planning import replan, saved_plan
-    from training.run_files import checked_run_files
+    from training.run.files import checked_run_files
 
     files = checked_run_files(run_dir)
     config = load_config([files.config], launcher_overrides(args))
@@ -229,7 +229,7 @@ def resume(run_dir: Path, args: argparse.Namespace) -> int:
     kept = saved_plan(files, hardware)
     estimate = kept or plan(hardware, config, 1 if profile else None)  # before numpy loads
     threads.export_thread_limits(estimate.blas_threads)
-    from training.run_folder import load_run
+    from training.run.folder import load_run
 
     jobs = load_run(run_dir)
     if kept is not None:
@@ -253,7 +253,7 @@ def train_and_report(
     """Launch the jobs, record failures, then the post-run chain and the printed summary."""
     from training.launcher.board import JobBoard
     from training.launcher.settings import launch_settings
-    from training.members import launch_members
+    from training.member.workload import launch_members
 
     settings = launch_settings(config, resource_plan, run_dir, profile)
     title = f"{len(jobs)} job(s) on {settings.cluster}"
@@ -271,9 +271,9 @@ def train_and_report(
 
 def _report(run_dir: Path, jobs: list[Job], config: Config, failures: dict[str, str]) -> int:
     from core.atomic import write_json
-    from training.ensemble import aggregate_run
-    from training.report import build_report, print_summary
-    from training.run_files import RunFiles
+    from training.post.ensemble import aggregate_run
+    from training.post.report import build_report, print_summary
+    from training.run.files import RunFiles
 
     files = RunFiles(run_dir)
     if failures:
@@ -286,7 +286,7 @@ def _report(run_dir: Path, jobs: list[Job], config: Config, failures: dict[str, 
     print("Combining the members into the ensemble's test tracks", flush=True)
     aggregate_run(run_dir)
     if config.ensemble.mode == "fedavg":
-        from training.fedavg.fuse import fuse_run
+        from training.post.fuse import fuse_run
 
         print("Testing each fold's fused model (its best round on validation)", flush=True)
         fuse_run(run_dir)

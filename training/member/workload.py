@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.job import NO_HOOKS, Hooks, Job
 from training.launcher.launch import LaunchSettings, Outcome, Tell, launch
-from training.run_files import JobFiles, RunFiles
+from training.run.files import JobFiles, RunFiles
+from training.run.job import NO_HOOKS, Hooks, Job
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,12 @@ class MemberRun:
         return self.job.fold.index
 
     def run(self, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
-        from training.trainer import run_job
+        from training.member.trainer import run_job
 
         return run_job(self.job, hooks)
 
     def steps(self, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[str, Any]]:
-        from training.trainer import job_steps
+        from training.member.trainer import job_steps
 
         return job_steps(self.job, hooks)
 

@@ -1,0 +1,1 @@
+"""Human views for --dry-run and the data checks: tables and JSON of data, plan and folds."""
