@@ -1,1 +1,3 @@
-"""Federated averaging across the members of a fold: file barriers, weight averages, the fused model."""
+"""Federated averaging across the members of a fold: weight averages and the file barrier where
+they meet (a member's side of the rounds is training.member.rounds; the fused model's test is
+training.post.fuse)."""

@@ -1,2 +1,3 @@
-"""Run a run's jobs through submitit: on this machine behind a concurrency gate, as a SLURM job
-array, or in this process (debug); watch them, retry failures, survive preemption."""
+"""Run workloads through submitit: on this machine behind a concurrency gate, as a SLURM job
+array, or in this process (debug); watch them, retry failures, survive preemption. It runs any
+workload (training.launcher.workload) and imports none."""
