@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.features.build import feature_store
     from core.features.resolved import with_inferred
     from core.folds import split
-    from core.hardware.machine import detect, load_profile
+    from core.hardware.machine import detect, load_machine_file
     from core.hardware.planner import plan
 
     overrides = [
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     if "planned" in results:
-        big = load_profile(args.project_hardware)
+        big = load_machine_file(args.project_hardware)
         big_plan = plan(big, config, 20, **shape)
         job_wall = results["planned"]["wall_s"] / (args.members / resources.members_concurrent)
         projected = big_plan.members_concurrent / job_wall * 3600

@@ -339,7 +339,7 @@ def target_arm(
 
     from core.bar_range import BarRange
     from core.envs.market import ExecutionRules
-    from core.envs.settings import settings_of
+    from core.envs.settings import env_settings
     from core.evaluation.baselines import buy_and_hold
     from core.evaluation.judge import annualisation_of
     from core.evaluation.metrics import sharpe
@@ -347,7 +347,7 @@ def target_arm(
     from training.member.models import agent_policy
 
     annual = annualisation_of(store, config)
-    settings = settings_of(config)
+    settings = env_settings(config)
 
     def window_sharpe(name: str, policy: Any) -> float:
         track = rollout(store, settings, BarRange(*windows[name]), {"p": policy})["p"]

@@ -156,7 +156,7 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
 
     from core.bar_range import BarRange
     from core.config import load_config
-    from core.envs.settings import settings_of
+    from core.envs.settings import env_settings
     from core.evaluation.judge import annualisation_of
     from core.evaluation.metrics import sharpe
     from core.evaluation.rollout import rollout
@@ -179,7 +179,7 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     annual = annualisation_of(store, config)
 
     def validation_sharpe() -> float:
-        track = rollout(store, settings_of(config), BarRange(*validation), {"m": policy})["m"]
+        track = rollout(store, env_settings(config), BarRange(*validation), {"m": policy})["m"]
         return sharpe(track.returns, annual.periods_per_year)
 
     if args.task == "throughput":

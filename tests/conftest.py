@@ -15,7 +15,7 @@ from core.hardware.gpus import Gpu
 from core.hardware.machine import Hardware
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PROFILES = sorted((REPO_ROOT / "config" / "hardware").glob("*.yaml"))
+MACHINE_FILES = sorted((REPO_ROOT / "config" / "hardware").glob("*.yaml"))
 ENTRY = REPO_ROOT / "training" / "train_walk_forward.py"
 PYTHON = sys.executable
 

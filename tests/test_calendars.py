@@ -24,7 +24,7 @@ from core.data.calendar import build_timeline, infer_bar
 from core.data.load import MarketData, load_dataset
 from core.data.source import sample_config
 from core.data.synthetic import generate_from_config, sample_name
-from core.envs.settings import settings_of
+from core.envs.settings import env_settings
 from core.errors import UserError
 from core.evaluation.judge import annualisation_of
 from core.features.build import open_store
@@ -439,7 +439,7 @@ def test_store_records_and_a_run_reads_the_inferred_values(tmp_path: Path) -> No
     assert store.feature_names[:2] == ["1h_ret_1", "1h_ret_4"] and "1d_rsi" in store.feature_names
     concrete = with_inferred(config, store.meta)
     assert (concrete.data.bar, concrete.data.calendar) == ("1h", "sessions")
-    assert settings_of(concrete).timeframes == ("1h", "4h", "1d")
+    assert env_settings(concrete).timeframes == ("1h", "4h", "1d")
     assert annualisation_of(store, config).periods_per_year < 0.75 * YEAR_NS / HOUR_NS
     # A run folder keeps the config as given and the inferred values beside it.
     files = RunFiles(tmp_path / "run")
@@ -448,7 +448,7 @@ def test_store_records_and_a_run_reads_the_inferred_values(tmp_path: Path) -> No
     assert run_config(files.root).data.calendar == "auto"
     files.inferred_config.write_text(_inferred_yaml(inferred_settings(config, store.meta)))
     assert run_config(files.root) == concrete
-    # Settings given explicitly are not overwritten.
+    # EnvSettings given explicitly are not overwritten.
     explicit = load_config(overrides=[*SMALL, "data.calendar=sessions", "features.timeframes=[1h]"])
     assert inferred_settings(explicit, store.meta) == {
         "data": {"bar": "1h"},

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ENTRY, PROFILES, PYTHON, REPO_ROOT
+from tests.conftest import ENTRY, MACHINE_FILES, PYTHON, REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def run_cli(*args: str, module: bool = False, cwd: Path = REPO_ROOT) -> subproce
     return subprocess.run([*command, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", MACHINE_FILES, ids=lambda p: p.stem)
 def test_dry_run_json_for_every_profile(path: Path) -> None:
     done = run_cli("--dry-run", "--json", "--hardware", str(path), "--ensemble", "20")
     assert done.returncode == 0, done.stderr

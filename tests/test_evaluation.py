@@ -11,7 +11,7 @@ import pytest
 from core.bar_range import BarRange
 from core.envs.make import make_env
 from core.envs.market import ExecutionRules
-from core.envs.settings import settings_of
+from core.envs.settings import env_settings
 from core.evaluation.baselines import (
     buy_and_hold,
     cash,
@@ -42,7 +42,7 @@ def test_rollout_matches_the_trading_env_step_by_step(store: FeatureStore) -> No
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (len(bars) - 1, len(store.assets)))
     replay = {"replay": lambda obs, weights, t: actions[t - bars.start][None]}
-    track = rollout(store, settings_of(CONFIG), bars, replay)["replay"]
+    track = rollout(store, env_settings(CONFIG), bars, replay)["replay"]
     env = make_env(CONFIG, store, fold=bars, episode_bars=len(bars))
     env.reset(options={"start": bars.start})
     equity = [CONFIG.env.initial_equity]
@@ -59,7 +59,7 @@ def test_cash_never_trades_and_buy_and_hold_buys_once(store: FeatureStore) -> No
     n = len(store.assets)
     tracks = rollout(
         store,
-        settings_of(CONFIG),
+        env_settings(CONFIG),
         BarRange(10, 300),
         {"cash": cash(n), "hold": buy_and_hold(n, rules_of(store))},
     )
@@ -94,7 +94,7 @@ def test_random_baseline_trades_about_as_much_as_asked(store: FeatureStore) -> N
     per_redraw = redraw_turnover(3, rules, np.random.default_rng(1))
     wanted = 0.2 * per_redraw  # a redraw on one bar in five
     policy = random_policy(3, rules, wanted, seed=2)
-    track = rollout(store, settings_of(CONFIG), BarRange(10, 418), {"random": policy})["random"]
+    track = rollout(store, env_settings(CONFIG), BarRange(10, 418), {"random": policy})["random"]
     assert track.turnover.mean() == pytest.approx(wanted, rel=0.35)
 
 

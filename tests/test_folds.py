@@ -14,7 +14,7 @@ from rich.console import Console
 
 from core.bar_range import BarRange
 from core.config import Config, load_config
-from core.envs.settings import settings_of
+from core.envs.settings import env_settings
 from core.errors import UserError
 from core.evaluation.rollout import rollout
 from core.features.matrix import lookback_bars
@@ -311,6 +311,6 @@ def test_no_reward_of_a_part_reads_a_bar_of_the_next(tmp_path: Path) -> None:
         for name, part in fold.parts().items():
             folder = tmp_path / f"{fold.index}-{name}"
             poisoned = poisoned_copy(store, folder, part.start, part.stop, 8)
-            track = rollout(poisoned, settings_of(cfg), part, {"noisy": noisy})["noisy"]
+            track = rollout(poisoned, env_settings(cfg), part, {"noisy": noisy})["noisy"]
             assert len(track.returns) == len(part) - 1
             assert np.isfinite(track.returns).all() and np.isfinite(track.rewards).all()

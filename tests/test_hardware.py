@@ -8,8 +8,8 @@ import pytest
 
 from core.errors import UserError
 from core.hardware import cgroups, slurm
-from core.hardware.machine import CpuLimits, _memory_limits, detect, load_profile
-from tests.conftest import PROFILES, run_snippet
+from core.hardware.machine import CpuLimits, _memory_limits, detect, load_machine_file
+from tests.conftest import MACHINE_FILES, run_snippet
 
 GIB = 2**30
 
@@ -147,12 +147,12 @@ EXPECTED_PROFILES = {
 
 
 def test_every_shipped_profile_is_covered() -> None:
-    assert {p.name for p in PROFILES} == set(EXPECTED_PROFILES)
+    assert {p.name for p in MACHINE_FILES} == set(EXPECTED_PROFILES)
 
 
-@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", MACHINE_FILES, ids=lambda p: p.stem)
 def test_profiles_combine_raw_limits(path: Path) -> None:
-    machine = load_profile(path)
+    machine = load_machine_file(path)
     usable, memory_gb, n_gpus = EXPECTED_PROFILES[path.name]
     assert machine.usable_cpus == usable
     assert machine.memory_gb == memory_gb
@@ -165,7 +165,7 @@ def test_bad_profile_names_the_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nlogical_cpu: 8\nmemory_gb: 4\n")
     with pytest.raises(UserError) as caught:
-        load_profile(path)
+        load_machine_file(path)
     message = str(caught.value)
     assert "bad.yaml" in message and "did you mean 'logical_cpus'" in message
 

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from core.config import Config, load_config
 from core.errors import UserError
 from core.hardware.gpus import Gpu
-from core.hardware.machine import Hardware, detect, load_profile
+from core.hardware.machine import Hardware, detect, load_machine_file
 from core.hardware.planner import MIN_MINIBATCHES, Plan, plan
-from tests.conftest import PROFILES, machine
+from tests.conftest import MACHINE_FILES, machine
 
 
 def assert_invariants(result: Plan, hw: Hardware, config: Config) -> None:
@@ -42,10 +42,10 @@ def assert_invariants(result: Plan, hw: Hardware, config: Config) -> None:
     assert set(result.decisions) >= {"device", "members_concurrent", "n_steps", "batch_size"}
 
 
-@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", MACHINE_FILES, ids=lambda p: p.stem)
 @pytest.mark.parametrize("ensemble", [1, 3, 20, 100])
 def test_shipped_profiles_give_valid_plans(path: Path, ensemble: int, default_config) -> None:
-    hw = load_profile(path)
+    hw = load_machine_file(path)
     assert_invariants(plan(hw, default_config, ensemble), hw, default_config)
 
 
@@ -55,7 +55,7 @@ def test_this_machine_gives_a_valid_plan(default_config) -> None:
 
 
 def test_256_core_server_is_filled_by_an_ensemble_of_20(default_config) -> None:
-    hw = load_profile(Path("config/hardware/server-256core-rtx3090.yaml"))
+    hw = load_machine_file(Path("config/hardware/server-256core-rtx3090.yaml"))
     result = plan(hw, default_config, 20)
     assert result.members_concurrent == 20
     assert result.threads_in_use >= 0.9 * hw.usable_cpus
@@ -65,14 +65,14 @@ def test_256_core_server_is_filled_by_an_ensemble_of_20(default_config) -> None:
 
 def test_idle_cpus_are_explained() -> None:
     config = load_config(overrides=["hardware.vec_env=subproc"])
-    hw = load_profile(Path("config/hardware/server-256core-rtx3090.yaml"))
+    hw = load_machine_file(Path("config/hardware/server-256core-rtx3090.yaml"))
     result = plan(hw, config, 1)
     assert result.env_workers == config.hardware.max_env_workers_per_member
     assert any("stay idle" in reason for reason in result.reasons)
 
 
 def test_batch_env_steps_in_the_learner(default_config) -> None:
-    hw = load_profile(Path("config/hardware/server-256core-rtx3090.yaml"))
+    hw = load_machine_file(Path("config/hardware/server-256core-rtx3090.yaml"))
     one = plan(hw, default_config, 1)
     assert (one.env_workers, one.n_envs, one.n_steps) == (0, 64, 128)
     assert one.torch_threads == 16 and any("stay idle" in reason for reason in one.reasons)
@@ -84,12 +84,12 @@ def test_batch_env_steps_in_the_learner(default_config) -> None:
 def test_worker_keys_need_the_subproc_env() -> None:
     config = load_config(overrides=["hardware.env_workers=4"])
     with pytest.raises(UserError, match=r"hardware\.vec_env=subproc"):
-        plan(load_profile(Path("config/hardware/laptop-4core.yaml")), config, 1)
+        plan(load_machine_file(Path("config/hardware/laptop-4core.yaml")), config, 1)
 
 
 def test_large_network_goes_to_the_gpu() -> None:
     config = load_config(overrides=["ppo.net_arch=[2048, 2048, 2048]"])
-    hw = load_profile(Path("config/hardware/h100-16core.yaml"))
+    hw = load_machine_file(Path("config/hardware/h100-16core.yaml"))
     result = plan(hw, config, 8)
     assert result.device == "cuda"
     assert result.decisions["device"].chosen == "auto"

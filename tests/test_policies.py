@@ -225,14 +225,14 @@ def test_every_extractor_trains_saves_and_walks_the_same_after_loading(
     tmp_path: Path, extractor: str
 ) -> None:
     from core.bar_range import BarRange
-    from core.envs.settings import settings_of
+    from core.envs.settings import env_settings
     from core.envs.vec_env import vec_env
     from core.evaluation.rollout import rollout
 
     store = built_store(tmp_path, n_bars=600, n_assets=2)
     n_time = len(store.timestamps)
     config = load_config(overrides=[f"policy.extractor={extractor}", "env.window=8"])
-    settings_ = settings_of(config.model_copy(update={"features": config.features.model_copy(
+    settings_ = env_settings(config.model_copy(update={"features": config.features.model_copy(
         update={"timeframes": ["1h", "4h"]})}))  # fmt: skip
     vec = vec_env(4, "batch", store, settings_, BarRange(7, n_time - 100), 0)
     model = new_model(config, vec, store_layout(store, config), 16, 32, seed=0, device="cpu")
@@ -252,12 +252,12 @@ def test_every_extractor_trains_saves_and_walks_the_same_after_loading(
 def test_a_recurrent_walk_carries_its_memory_from_bar_to_bar(tmp_path: Path) -> None:
     """The same observation gives another action once the LSTM has seen earlier bars."""
     from core.bar_range import BarRange
-    from core.envs.settings import settings_of
+    from core.envs.settings import env_settings
     from core.envs.vec_env import vec_env
 
     store = built_store(tmp_path, n_bars=500, n_assets=2)
     config = load_config(overrides=["policy.extractor=lstm", "env.window=4"])
-    settings_ = settings_of(config.model_copy(update={"features": config.features.model_copy(
+    settings_ = env_settings(config.model_copy(update={"features": config.features.model_copy(
         update={"timeframes": ["1h", "4h"]})}))  # fmt: skip
     vec = vec_env(2, "batch", store, settings_, BarRange(3, len(store.timestamps)), 0)
     model = new_model(config, vec, store_layout(store, config), 16, 16, seed=0, device="cpu")

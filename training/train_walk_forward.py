@@ -20,19 +20,19 @@ from collections.abc import Sequence
 from training.commands.flags import flag_problem, positive_int
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
-HARDWARE_PROFILES = CONFIG_DIR / "hardware"
+MACHINE_FILES = CONFIG_DIR / "hardware"
 PRESETS = CONFIG_DIR / "presets"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    profiles = ", ".join(sorted(p.name for p in HARDWARE_PROFILES.glob("*.yaml")))
+    machines = ", ".join(sorted(p.name for p in MACHINE_FILES.glob("*.yaml")))
     parser = argparse.ArgumentParser(
         prog="start_training.sh",
         description="Ploutos: fit PPO trading-agent training to this machine (or a described one).",
         epilog=(
             "start_training.sh also reads: PLOUTOS_VENV (environment folder, default .venv), "
             "PLOUTOS_SKIP_BOOTSTRAP=1 (use the current python as is). "
-            f"Shipped hardware profiles (config/hardware/): {profiles}."
+            f"Shipped hardware profiles (config/hardware/): {machines}."
         ),
     )
     for add in (_config_flags, _machine_flags, _run_flags, _data_flags, _sweep_flags, _other_flags):

@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
 from core.bar_range import BarRange
-from core.envs.settings import Settings
+from core.envs.settings import EnvSettings
 from core.envs.simulator import STATE_LIMIT, Simulator, StepOutput
 from core.features.store import FeatureStore
 
@@ -148,7 +148,7 @@ def step_infos(out: StepOutput) -> list[dict[str, Any]]:
 
 class BatchTradingEnv(VecEnv):
     def __init__(
-        self, store: FeatureStore, settings: Settings, bars: BarRange, n_envs: int
+        self, store: FeatureStore, settings: EnvSettings, bars: BarRange, n_envs: int
     ) -> None:
         self.sim = Simulator(store, settings, bars, n_envs)
         self.assets = store.assets

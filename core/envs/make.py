@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from core.bar_range import BarRange
 from core.config import Config, EnvConfig, RewardConfig, load_config, validate
-from core.envs.settings import Settings, settings_of
+from core.envs.settings import EnvSettings, env_settings
 from core.envs.trading_env import TradingEnv
 from core.envs.vec_env import VecKind, vec_env
 from core.features.build import feature_store
@@ -108,8 +108,10 @@ def make_vec_env(
 
 def _env_parts(
     config: Config | None, data: FeatureStore | str | Path | None, fold: Any, overrides: dict
-) -> tuple[FeatureStore, Settings, BarRange]:
+) -> tuple[FeatureStore, EnvSettings, BarRange]:
     config = resolve_config(config, overrides)
     store = resolve_store(config, data)
-    settings = settings_of(with_inferred(config, store.meta))  # `auto` keys as the store built them
+    settings = env_settings(
+        with_inferred(config, store.meta)
+    )  # `auto` keys as the store built them
     return store, settings, resolve_range(fold, store, config.env.window)

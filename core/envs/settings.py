@@ -8,7 +8,7 @@ from core.config import Config, EnvConfig, RewardConfig
 
 
 @dataclass(frozen=True)
-class Settings:
+class EnvSettings:
     """What an env needs besides the store: picklable and small."""
 
     env: EnvConfig
@@ -16,5 +16,5 @@ class Settings:
     timeframes: tuple[str, ...]  # trade counters over these trailing windows
 
 
-def settings_of(config: Config) -> Settings:
-    return Settings(config.env, config.reward, tuple(config.features.timeframes))
+def env_settings(config: Config) -> EnvSettings:
+    return EnvSettings(config.env, config.reward, tuple(config.features.timeframes))

@@ -31,7 +31,7 @@ from core.envs.market import (
     step,
 )
 from core.envs.reward import RewardRules, TradeCounter, rewards
-from core.envs.settings import Settings
+from core.envs.settings import EnvSettings
 from core.errors import UserError
 from core.features.store import FeatureStore
 from core.features.windows import window_bars
@@ -131,7 +131,7 @@ class StepOutput:
 
 class Simulator:
     def __init__(
-        self, store: FeatureStore, settings: Settings, bars: BarRange, n_envs: int
+        self, store: FeatureStore, settings: EnvSettings, bars: BarRange, n_envs: int
     ) -> None:
         env = settings.env
         self.store, self.settings, self.bars, self.n_envs = store, settings, bars, n_envs

@@ -28,7 +28,7 @@ from core.envs.batch_env import (
     observation_space,
     reset_info,
 )
-from core.envs.settings import Settings
+from core.envs.settings import EnvSettings
 from core.envs.simulator import Simulator
 from core.features.store import FeatureStore
 
@@ -39,7 +39,7 @@ class TradingEnv(gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 (gymnasium reads a class attribute)
 
     def __init__(
-        self, store: FeatureStore, settings: Settings, bars: BarRange, seed: int | None = None
+        self, store: FeatureStore, settings: EnvSettings, bars: BarRange, seed: int | None = None
     ) -> None:
         self.sim = Simulator(store, settings, bars, n_envs=1)
         self.observation_space = observation_space(self.sim)
@@ -84,7 +84,7 @@ class EnvFactory:
     """Builds a TradingEnv in a worker process from the store's path: nothing large is pickled."""
 
     store_path: str
-    settings: Settings
+    settings: EnvSettings
     bars: BarRange
     seed: int | None = None
 

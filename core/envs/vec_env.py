@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from core.bar_range import BarRange
 from core.envs.batch_env import BatchTradingEnv
-from core.envs.settings import Settings
+from core.envs.settings import EnvSettings
 from core.envs.trading_env import EnvFactory, TradingEnv
 from core.features.store import FeatureStore
 from core.hardware.threads import ThreadLimitedFactory
@@ -29,7 +29,7 @@ def vec_env(
     n_envs: int,
     kind: VecKind,
     store: FeatureStore,
-    settings: Settings,
+    settings: EnvSettings,
     bars: BarRange,
     seed: int | None = 0,
 ) -> VecEnv:

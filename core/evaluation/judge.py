@@ -12,7 +12,7 @@ from core.bar_range import BarRange
 from core.config import Config
 from core.data.calendar import infer_calendar
 from core.envs.market import ExecutionRules
-from core.envs.settings import Settings
+from core.envs.settings import EnvSettings
 from core.evaluation import metrics
 from core.evaluation.baselines import buy_and_hold, cash, ma_crossover, random_policy
 from core.evaluation.metrics import Annualisation
@@ -51,7 +51,7 @@ def annualisation_of(store: FeatureStore, config: Config) -> Annualisation:
 
 def evaluate_window(
     store: FeatureStore,
-    settings: Settings,
+    settings: EnvSettings,
     bars: BarRange,
     agent: Policy,
     config: Config,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.bar_range import BarRange
-from core.envs.settings import Settings
+from core.envs.settings import EnvSettings
 from core.envs.simulator import Simulator
 from core.features.store import FeatureStore
 
@@ -45,12 +45,14 @@ class Track:
 
 
 def rollout(
-    store: FeatureStore, settings: Settings, bars: BarRange, policies: Mapping[str, Policy]
+    store: FeatureStore, settings: EnvSettings, bars: BarRange, policies: Mapping[str, Policy]
 ) -> dict[str, Track]:
     """Walk `bars` once with every policy as its own env; return each one's track."""
     names = list(policies)
     whole = settings.env.model_copy(update={"episode_bars": len(bars)})
-    sim = Simulator(store, Settings(whole, settings.reward, settings.timeframes), bars, len(names))
+    sim = Simulator(
+        store, EnvSettings(whole, settings.reward, settings.timeframes), bars, len(names)
+    )
     envs = np.arange(len(names))
     sim.reset(envs, np.full(len(names), bars.start))
     steps = len(bars) - 1

@@ -310,19 +310,19 @@ def _compute_all(
     """Features of every asset, written into features_full.npy; returns each first defined row."""
     n_assets, n_bars, bar_ns = shape
     report = _reporter(progress, "compute features", n_assets)
-    settings = config.features.model_dump(mode="json")
+    feature_config = config.features.model_dump(mode="json")
     workers = min(workers, n_assets)
     if workers <= 1 or n_assets * n_bars < PARALLEL_MIN_BARS:
         firsts = []
         for index in range(n_assets):
-            firsts.append(compute_asset(str(scratch), index, settings, bar_ns))
+            firsts.append(compute_asset(str(scratch), index, feature_config, bar_ns))
             report()
         return firsts
     firsts = [0] * n_assets
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         futures = {
-            pool.submit(compute_asset, str(scratch), i, settings, bar_ns): i
+            pool.submit(compute_asset, str(scratch), i, feature_config, bar_ns): i
             for i in range(n_assets)
         }
         for future in concurrent.futures.as_completed(futures):
@@ -331,12 +331,12 @@ def _compute_all(
     return firsts
 
 
-def compute_asset(scratch: str, index: int, settings: dict[str, Any], bar_ns: int) -> int:
+def compute_asset(scratch: str, index: int, feature_config: dict[str, Any], bar_ns: int) -> int:
     """Worker: features of asset `index` from the scratch files, written in place."""
     from core.config import FeaturesConfig
 
     folder = Path(scratch)
-    config = FeaturesConfig.model_validate(settings)
+    config = FeaturesConfig.model_validate(feature_config)
     bars = np.load(folder / "bars_full.npy", mmap_mode="r")
     timestamps = np.load(folder / "timestamps_full.npy", mmap_mode="r")
     exogenous_path = folder / "exogenous_full.npy"

@@ -2,7 +2,7 @@
 
 Usable CPUs are the smallest of: logical CPUs, the affinity mask, the cgroup CPU quota and the
 SLURM allocation. Memory is the smallest of physical RAM, the cgroup limit and SLURM's grant.
-Detection reads the live machine; `load_profile` reads a YAML description and runs the very
+Detection reads the live machine; `load_machine_file` reads a YAML description and runs the very
 same combination rules, so a laptop can preview the plan of a 256-core node.
 """
 
@@ -180,7 +180,7 @@ class HardwareProfile(BaseModel):
     gpus: list[_GpuSpec] = []
 
 
-def load_profile(path: Path | str) -> Hardware:
+def load_machine_file(path: Path | str) -> Hardware:
     """A Hardware from a YAML profile, combined with the same rules as live detection."""
     path = Path(path)
     raw = read_yaml_mapping(path, what="hardware profile", flag="--hardware")

@@ -213,9 +213,10 @@ def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes
 
 
 @dataclass(frozen=True)
-class _Layout:
-    """One candidate layout: each planned value keeps the reason it was chosen with it, so the
-    plan's notes copy `decisions` rather than re-deriving why."""
+class _Processes:
+    """One candidate arrangement of processes (learners, env workers, threads): each planned
+    value keeps the reason it was chosen with it, so the plan's notes copy `decisions` rather
+    than re-deriving why."""
 
     members: int
     decisions: dict[str, Decision]  # torch_threads ... batch_size, in the order the plan lists them
@@ -268,7 +269,7 @@ def _fit_members(
     shape: PolicyShape,
     budget_gb: float,
     notes: _Notes,
-) -> _Layout:
+) -> _Processes:
     """The most members at once whose layout fits CPUs, memory and GPU memory."""
     hw = config.hardware
     usable = hardware.usable_cpus
@@ -322,7 +323,7 @@ def _fit_fedavg(
     shape: PolicyShape,
     budget_gb: float,
     notes: _Notes,
-) -> _Layout:
+) -> _Processes:
     """fedavg: the members of a fold meet at a barrier every sync_steps, so all of them train at
     once; members that queued behind a slot would make the others wait out the barrier timeout."""
     configured = config.hardware.members_concurrent
@@ -356,7 +357,7 @@ MEASURED_KEYS = ("torch_threads", "n_envs", "n_steps", "batch_size")
 
 
 def _measured(
-    layout: _Layout,
+    layout: _Processes,
     autotune: Autotune,
     hardware: Hardware,
     config: Config,
@@ -364,7 +365,7 @@ def _measured(
     shape: PolicyShape,
     budget_gb: float,
     notes: _Notes,
-) -> _Layout:
+) -> _Processes:
     """The fastest probed candidate replaces the rules' torch threads, n_envs, n_steps and batch
     size (those left auto) when it fits the member's CPUs and the memory budget."""
     if device != "cpu" or config.hardware.vec_env != "batch":
@@ -396,7 +397,7 @@ def _measured(
         decisions["n_envs"].value, "auto", "the learner process holds every env"
     )
     memory = _member_memory_gb(config, shape, layout.env_workers, rollout)
-    measured = _Layout(layout.members, decisions, memory, 0.0, ())
+    measured = _Processes(layout.members, decisions, memory, 0.0, ())
     if not _fits(measured, hardware, config, budget_gb):
         notes.extra.append(f"autotune's fastest candidate does not fit in memory: kept {rule}")
         return layout
@@ -404,7 +405,7 @@ def _measured(
     return measured
 
 
-def _adopt(layout: _Layout, notes: _Notes) -> _Layout:
+def _adopt(layout: _Processes, notes: _Notes) -> _Processes:
     """The fitted layout's decisions become the plan's, once a fixed batch size is known to fit."""
     _check_batch(layout)
     notes.decisions.update(layout.decisions)
@@ -418,7 +419,7 @@ def _fit_lean(
     device: str,
     shape: PolicyShape,
     budget_gb: float,
-) -> _Layout:
+) -> _Processes:
     """When memory binds: the most members a worker-less layout allows, then the most env workers
     that still fit (more members beat more workers per member for an ensemble's throughput)."""
     lean = _layout(1, hardware, config, device, shape, max_workers=0)
@@ -447,7 +448,7 @@ def _layout(
     device: str,
     shape: PolicyShape,
     max_workers: int | None = None,
-) -> _Layout:
+) -> _Processes:
     """Split usable CPUs evenly between `members`, then size one member's processes and batches."""
     hw = config.hardware
     cpus = max(1, hardware.usable_cpus // members)
@@ -477,7 +478,7 @@ def _layout(
         "n_steps": n_steps,
         "batch_size": batch,
     }
-    return _Layout(members, decisions, memory, gpu_memory, assignment)
+    return _Processes(members, decisions, memory, gpu_memory, assignment)
 
 
 def _torch_threads(config: Config, device: str, members: int, cpus: int) -> Decision:
@@ -669,12 +670,12 @@ def _assign_gpus(
     return tuple(assignment)
 
 
-def _fits(layout: _Layout, hardware: Hardware, config: Config, budget_gb: float) -> bool:
+def _fits(layout: _Processes, hardware: Hardware, config: Config, budget_gb: float) -> bool:
     return _misfit(layout, hardware, config, budget_gb, configured=False) is None
 
 
 def _check_fits(
-    layout: _Layout,
+    layout: _Processes,
     hardware: Hardware,
     config: Config,
     budget_gb: float,
@@ -687,7 +688,7 @@ def _check_fits(
 
 
 def _misfit(
-    layout: _Layout,
+    layout: _Processes,
     hardware: Hardware,
     config: Config,
     budget_gb: float,
@@ -726,7 +727,7 @@ def _misfit(
     return None
 
 
-def _check_batch(layout: _Layout) -> None:
+def _check_batch(layout: _Processes) -> None:
     """A fixed ppo.batch_size must split the rollout it was fitted to (an auto one always does)."""
     rollout = layout.rollout
     batch = layout.batch_size
@@ -747,7 +748,7 @@ def _assemble(
     ensemble: int,
     device: str,
     shape: PolicyShape,
-    layout: _Layout,
+    layout: _Processes,
     budget_gb: float,
     notes: _Notes,
 ) -> Plan:

@@ -31,19 +31,19 @@ def policy_arguments(config: Config, layout: ObservationLayout) -> tuple[Any, di
     `flat` is SB3's own MultiInputPolicy (the control); the others put an extractor in front of
     the ppo.net_arch heads, shared by actor and critic when policy.share_extractor (one forward
     and backward instead of two)."""
-    settings = config.policy
-    spec = EXTRACTORS[settings.extractor]
+    options = config.policy
+    spec = EXTRACTORS[options.extractor]
     kwargs: dict[str, Any] = {"net_arch": list(config.ppo.net_arch)}
     if spec.extractor is None:
         return "MultiInputPolicy", kwargs
-    kwargs["share_features_extractor"] = settings.share_extractor
+    kwargs["share_features_extractor"] = options.share_extractor
     kwargs["features_extractor_class"] = _load(spec.extractor)
     kwargs["features_extractor_kwargs"] = layout.as_kwargs() | {
-        key: getattr(settings, key) for key in spec.settings
+        key: getattr(options, key) for key in spec.keys
     }
     if spec.recurrent:
-        kwargs["lstm_hidden_size"] = settings.lstm_hidden
-        kwargs["n_lstm_layers"] = settings.lstm_layers
+        kwargs["lstm_hidden_size"] = options.lstm_hidden
+        kwargs["n_lstm_layers"] = options.lstm_layers
     policy = _load(spec.policy) if spec.policy else "MultiInputPolicy"
     return policy, kwargs
 

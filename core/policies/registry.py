@@ -14,7 +14,7 @@ from dataclasses import dataclass
 class Extractor:
     name: str
     extractor: str | None  # "module:Class" of the SB3 features extractor; None: SB3's flat input
-    settings: tuple[str, ...]  # policy.* keys given to it as keyword arguments
+    keys: tuple[str, ...]  # policy.* keys given to it as keyword arguments
     size: str  # its parameter count in core.policies.size
     policy: str | None = None  # "module:Class" of a policy class of its own (recurrent)
     recurrent: bool = False  # trained by sb3-contrib's RecurrentPPO

@@ -23,55 +23,53 @@ def _lstm(inputs: int, hidden: int, layers: int) -> int:
     return first + (layers - 1) * (4 * hidden * (2 * hidden) + 8 * hidden)
 
 
-def flat_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
+def flat_size(policy: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
     """SB3's flat input: no parameters, every observation number feeds the heads."""
     return 0, layout.obs_dim
 
 
-def multi_timeframe_cnn_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
+def multi_timeframe_cnn_size(policy: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
     widths = list(layout.timeframe_columns)
     widths[0] += layout.shared_columns
     lengths = [(layout.window - 1) // multiple + 1 for multiple in layout.timeframe_multiples]
     convs = sum(
-        _conv(width, settings.channels, min(settings.kernel, length))
+        _conv(width, policy.channels, min(policy.kernel, length))
         for width, length in zip(widths, lengths, strict=True)
     )
-    fuse = _linear(2 * settings.channels * len(widths), settings.embedding)
-    return convs + fuse, _embedded(settings, layout)
+    fuse = _linear(2 * policy.channels * len(widths), policy.embedding)
+    return convs + fuse, _embedded(policy, layout)
 
 
-def shared_asset_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
-    patch = min(settings.patch, layout.window)
+def shared_asset_size(policy: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
+    patch = min(policy.patch, layout.window)
     positions = layout.window // patch
-    params = _linear(patch * layout.n_features, settings.channels) + _linear(
-        settings.channels * positions, settings.embedding
+    params = _linear(patch * layout.n_features, policy.channels) + _linear(
+        policy.channels * positions, policy.embedding
     )
     # + each asset's newest row beside its embedding
-    return params, _embedded(settings, layout) + layout.n_assets * layout.n_features
+    return params, _embedded(policy, layout) + layout.n_assets * layout.n_features
 
 
-def _embedded(settings: PolicyConfig, layout: ObservationLayout) -> int:
-    return layout.n_assets * settings.embedding + layout.portfolio_dim
+def _embedded(policy: PolicyConfig, layout: ObservationLayout) -> int:
+    return layout.n_assets * policy.embedding + layout.portfolio_dim
 
 
-def extractor_size(settings: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
+def extractor_size(policy: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
     """(parameters, features_dim) of the features extractor the registry names."""
-    counter = globals()[EXTRACTORS[settings.extractor].size]
-    return counter(settings, layout)
+    counter = globals()[EXTRACTORS[policy.extractor].size]
+    return counter(policy, layout)
 
 
-def policy_parameters(
-    settings: PolicyConfig, net_arch: list[int], layout: ObservationLayout
-) -> int:
-    """Every trainable parameter of the actor-critic policy SB3 builds for these settings."""
-    spec = EXTRACTORS[settings.extractor]
-    extractor, features = extractor_size(settings, layout)
-    shared = settings.share_extractor or spec.extractor is None
+def policy_parameters(policy: PolicyConfig, net_arch: list[int], layout: ObservationLayout) -> int:
+    """Every trainable parameter of the actor-critic policy SB3 builds for these policy."""
+    spec = EXTRACTORS[policy.extractor]
+    extractor, features = extractor_size(policy, layout)
+    shared = policy.share_extractor or spec.extractor is None
     total = extractor * (1 if shared else 2)
     if spec.recurrent:
         # RecurrentPPO's defaults: an actor LSTM and a separate critic LSTM
-        total += 2 * _lstm(features, settings.lstm_hidden, settings.lstm_layers)
-        features = settings.lstm_hidden
+        total += 2 * _lstm(features, policy.lstm_hidden, policy.lstm_layers)
+        features = policy.lstm_hidden
     for _ in ("actor", "critic"):  # SB3 builds net_arch twice: policy and value networks
         width = features
         for hidden in net_arch:

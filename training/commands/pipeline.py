@@ -80,12 +80,12 @@ def launcher_overrides(args: argparse.Namespace) -> list[str]:
 def machine(args: argparse.Namespace, config: Config) -> tuple[Any, Hardware, Hardware]:
     """Cluster profile, the machine to plan for, and this one; the thread limits are exported
     from a config-only plan before anything loads numpy."""
-    from core.hardware.machine import detect, load_profile
+    from core.hardware.machine import detect, load_machine_file
     from core.hardware.planner import plan
     from training.launcher.profile import cluster_profile
 
     profile = cluster_profile(config)
-    detected = load_profile(args.hardware) if args.hardware else detect()
+    detected = load_machine_file(args.hardware) if args.hardware else detect()
     # A SLURM task is planned for its allocation, one member per task, not for this login node.
     hardware = profile.allocation() if profile else detected
     if not args.hardware:

@@ -40,11 +40,11 @@ class Backend:
     def __init__(self, settings: LaunchSettings) -> None:
         self.settings = settings
 
-    def submit(self, run: Running) -> list[tuple[JobStatus, Any, int | None]]:
+    def submit(self, state: Running) -> list[tuple[JobStatus, Any, int | None]]:
         """Submit what waits (as much as may start now); (status, handle, slot) per submission."""
         raise NotImplementedError
 
-    def refresh(self, run: Running, now: float) -> bool:
+    def refresh(self, state: Running, now: float) -> bool:
         """Read the cluster's view of the running attempts; True when it is fresh this turn."""
         return True
 
@@ -56,8 +56,8 @@ class Backend:
         """Cancel a hung attempt."""
         attempt.handle.cancel(check=False)
 
-    def cancel_all(self, run: Running) -> None:
-        for attempt in run.running:
+    def cancel_all(self, state: Running) -> None:
+        for attempt in state.running:
             with contextlib.suppress(Exception):
                 attempt.handle.cancel(check=False)
 
@@ -73,11 +73,11 @@ class LocalBackend(Backend):
         super().__init__(settings)
         self.free_slots = list(range(len(settings.slots)))
 
-    def submit(self, run: Running) -> list[tuple[JobStatus, Any, int | None]]:
+    def submit(self, state: Running) -> list[tuple[JobStatus, Any, int | None]]:
         started = []
-        while run.waiting and self.free_slots:
+        while state.waiting and self.free_slots:
             slot = self.free_slots.pop(0)
-            status = run.waiting.popleft()
+            status = state.waiting.popleft()
             started.append((status, self._submit(status.workload, slot), slot))
         return started
 
@@ -142,26 +142,26 @@ class SlurmBackend(Backend):
         self.missing_grace_s = settings.queue_poll_s
         self.first_state = "queued"
 
-    def submit(self, run: Running) -> list[tuple[JobStatus, Any, int | None]]:
-        if not run.waiting:
+    def submit(self, state: Running) -> list[tuple[JobStatus, Any, int | None]]:
+        if not state.waiting:
             return []
-        batch = list(run.waiting)
-        run.waiting.clear()
+        batch = list(state.waiting)
+        state.waiting.clear()
         handles = self._submit_array([s.workload for s in batch])
         array_id = handles[0].job_id.split("_")[0]
         self.queue.arrays.append(array_id)
-        run.tell(
-            run.statuses,
+        state.tell(
+            state.statuses,
             f"submitted SLURM array {array_id}: {len(batch)} task(s), at most "
             f"{min(self.settings.array_parallelism, len(batch))} at once; logs in "
             f"{self.settings.folder}",
         )
         return [(status, handle, None) for status, handle in zip(batch, handles, strict=True)]
 
-    def refresh(self, run: Running, now: float) -> bool:
+    def refresh(self, state: Running, now: float) -> bool:
         fresh = now - self.queue.read >= self.settings.queue_poll_s
-        if run.running and fresh:
-            ids = (a.handle.job_id.split("_")[0] for a in run.running)
+        if state.running and fresh:
+            ids = (a.handle.job_id.split("_")[0] for a in state.running)
             self.queue.states = slurm_queue.queue_states(ids)
             self.queue.read = now
         return fresh
@@ -180,8 +180,8 @@ class SlurmBackend(Backend):
         status.state = "running" if state == "RUNNING" else ("queued" if alive else status.state)
         return alive
 
-    def cancel_all(self, run: Running) -> None:
-        super().cancel_all(run)
+    def cancel_all(self, state: Running) -> None:
+        super().cancel_all(state)
         slurm_queue.cancel(self.queue.arrays)
 
     def started_line(self, status: JobStatus, handle: Any, slot: int | None) -> str:

@@ -48,7 +48,7 @@ def launch(
     """Run every unfinished workload; return each one's final status (finished ones are reused).
     `listener` hears when a workload is queued and when it is given up on."""
     statuses = [JobStatus(workload) for workload in workloads]
-    run = Running(settings, statuses, tell, listener or NoListener())
+    state = Running(settings, statuses, tell, listener or NoListener())
     unfinished = [w.files.progress for w in workloads if not w.files.result.exists()]
     for line in end_orphans(unfinished):
         tell(statuses, line)
@@ -56,67 +56,67 @@ def launch(
         if status.workload.files.result.exists():  # a resumed run: this one is done
             _finish(status, read_json(status.workload.files.result) or {})
         else:
-            run.waiting.append(status)
-            run.listener.queued(status.workload)
+            state.waiting.append(status)
+            state.listener.queued(status.workload)
     tell(statuses, None)
     backend = backend_for(settings)
     if backend.in_process:
-        if settings.rounds and all(isinstance(s.workload, Stepwise) for s in run.waiting):
-            _run_in_turns(run)
+        if settings.rounds and all(isinstance(s.workload, Stepwise) for s in state.waiting):
+            _run_in_turns(state)
         else:
-            _run_in_process(run)
+            _run_in_process(state)
         return Outcome(statuses)
     try:
-        while run.waiting or run.running:
-            for status, handle, slot in backend.submit(run):
-                _started(run, backend, status, handle, slot)
-            _watch(run, backend)
+        while state.waiting or state.running:
+            for status, handle, slot in backend.submit(state):
+                _started(state, backend, status, handle, slot)
+            _watch(state, backend)
             tell(statuses, None)
-            if run.running:
+            if state.running:
                 time.sleep(POLL_S)
     except KeyboardInterrupt:
-        backend.cancel_all(run)
+        backend.cancel_all(state)
         raise
     return Outcome(statuses)
 
 
 # In this process ---------------------------------------------------------------------------------
-def _run_in_process(run: Running) -> None:
+def _run_in_process(state: Running) -> None:
     """One workload after another; errors are returned, never debugged."""
     import submitit
 
-    executor = submitit.DebugExecutor(run.settings.folder)
-    placement = Placement(heartbeat_s=run.settings.dead_after_s / HEARTBEATS_PER_DEADLINE)
-    while run.waiting:
-        status = run.waiting.popleft()
+    executor = submitit.DebugExecutor(state.settings.folder)
+    placement = Placement(heartbeat_s=state.settings.dead_after_s / HEARTBEATS_PER_DEADLINE)
+    while state.waiting:
+        status = state.waiting.popleft()
         status.attempts += 1
         status.state = "running"
-        run.tell(run.statuses, f"start {status.name} (attempt {status.attempts}, in process)")
+        state.tell(state.statuses, f"start {status.name} (attempt {status.attempts}, in process)")
         handle = executor.submit(TrainTask(), status.workload, placement)
         error = handle.exception()  # runs the job; DebugJob.result() would open pdb on error
         if error is not None:
-            _failed(run, status, f"{type(error).__name__}: {error}")
+            _failed(state, status, f"{type(error).__name__}: {error}")
             continue
         result = handle.result()
         mistake = user_error_of(result)
         if mistake is not None:
-            _failed(run, status, f"UserError: {mistake}", mistake=True)
+            _failed(state, status, f"UserError: {mistake}", mistake=True)
         else:
             _finish(status, result)
-            run.tell(run.statuses, f"done {status.name}")
+            state.tell(state.statuses, f"done {status.name}")
 
 
-def _run_in_turns(run: Running) -> None:
+def _run_in_turns(state: Running) -> None:
     """A group's workloads take turns in this process, each running until it waits for the
     others (fedavg's barrier), so the group meets without any other process."""
     from core.errors import UserError
 
-    while run.waiting:
-        group = run.waiting[0].workload.group
-        turn = [status for status in run.waiting if status.workload.group == group]
+    while state.waiting:
+        group = state.waiting[0].workload.group
+        turn = [status for status in state.waiting if status.workload.group == group]
         for status in turn:
-            run.waiting.remove(status)
-        active = [(status, _steps_of(run, status)) for status in turn]
+            state.waiting.remove(status)
+        active = [(status, _steps_of(state, status)) for status in turn]
         while active:
             for entry in list(active):
                 status, steps = entry
@@ -125,22 +125,22 @@ def _run_in_turns(run: Running) -> None:
                     continue
                 except StopIteration as done:
                     _finish(status, done.value)
-                    run.tell(run.statuses, f"done {status.name}")
+                    state.tell(state.statuses, f"done {status.name}")
                 except Exception as error:  # the workload's failure, reported like a job's
                     mistake = isinstance(error, UserError)
-                    _failed(run, status, f"{type(error).__name__}: {error}", mistake)
+                    _failed(state, status, f"{type(error).__name__}: {error}", mistake)
                     if status.state == "queued":  # retried at once, beside the others
-                        run.waiting.remove(status)
-                        active.append((status, _steps_of(run, status)))
+                        state.waiting.remove(status)
+                        active.append((status, _steps_of(state, status)))
                 active.remove(entry)
             if active:
                 time.sleep(ROUND_TURN_S)
 
 
-def _steps_of(run: Running, status: JobStatus) -> Any:
+def _steps_of(state: Running, status: JobStatus) -> Any:
     status.attempts += 1
     status.state = "running"
-    run.tell(run.statuses, f"start {status.name} (attempt {status.attempts}, in process)")
+    state.tell(state.statuses, f"start {status.name} (attempt {status.attempts}, in process)")
     name = status.name
 
     def warn(message: str) -> None:
@@ -151,32 +151,32 @@ def _steps_of(run: Running, status: JobStatus) -> Any:
 
 # Through a backend -------------------------------------------------------------------------------
 def _started(
-    run: Running, backend: Backend, status: JobStatus, handle: Any, slot: int | None
+    state: Running, backend: Backend, status: JobStatus, handle: Any, slot: int | None
 ) -> None:
     status.attempts += 1
     status.state = backend.first_state
     status.cluster_id = str(handle.job_id)
-    run.running.append(Attempt(status, handle, slot, time.time()))
-    run.tell(run.statuses, backend.started_line(status, handle, slot))
+    state.running.append(Attempt(status, handle, slot, time.time()))
+    state.tell(state.statuses, backend.started_line(status, handle, slot))
 
 
-def _watch(run: Running, backend: Backend) -> None:
+def _watch(state: Running, backend: Backend) -> None:
     now = time.time()
-    fresh = backend.refresh(run, now)
-    for attempt in list(run.running):
-        verdict = _verdict(attempt, backend, run.settings, fresh, now)
+    fresh = backend.refresh(state, now)
+    for attempt in list(state.running):
+        verdict = _verdict(attempt, backend, state.settings, fresh, now)
         if verdict is None:
             continue
-        run.running.remove(attempt)
+        state.running.remove(attempt)
         if isinstance(backend, LocalBackend):
             backend.release(attempt)
         outcome, value, mistake = verdict
         if outcome == "success":
             _finish(attempt.status, value)
-            run.tell(run.statuses, f"done {attempt.status.name}")
+            state.tell(state.statuses, f"done {attempt.status.name}")
         else:
             log = attempt.handle.paths.stderr
-            _failed(run, attempt.status, f"{value} (log: {log})", mistake)
+            _failed(state, attempt.status, f"{value} (log: {log})", mistake)
 
 
 def _verdict(
@@ -247,15 +247,17 @@ def _finish(status: JobStatus, result: dict[str, Any]) -> None:
     status.phase = "done"
 
 
-def _failed(run: Running, status: JobStatus, error: str, mistake: bool = False) -> None:
+def _failed(state: Running, status: JobStatus, error: str, mistake: bool = False) -> None:
     """Retry, unless retries are spent or the error is the user's (it would fail again)."""
     status.error = error
-    if status.attempts <= run.settings.max_retries and not mistake:
+    if status.attempts <= state.settings.max_retries and not mistake:
         status.state = "queued"
-        run.waiting.append(status)
-        run.listener.queued(status.workload)
-        run.tell(run.statuses, f"retry {status.name}: {error}")
+        state.waiting.append(status)
+        state.listener.queued(status.workload)
+        state.tell(state.statuses, f"retry {status.name}: {error}")
     else:
         status.state = "failed"
-        run.tell(run.statuses, f"failed {status.name} after {status.attempts} attempt(s): {error}")
-        run.listener.gave_up(status.workload, error)
+        state.tell(
+            state.statuses, f"failed {status.name} after {status.attempts} attempt(s): {error}"
+        )
+        state.listener.gave_up(status.workload, error)

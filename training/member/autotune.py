@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from core.bar_range import BarRange
 from core.config import Config
-from core.envs.settings import settings_of
+from core.envs.settings import env_settings
 from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
 from core.hardware.autotune import Autotune, Candidate, Measurement
@@ -71,7 +71,7 @@ def measure(
     torch.set_num_threads(candidate.torch_threads)
     config = with_inferred(config, store.meta)  # timeframes: auto as the store resolved them
     bars = BarRange(config.env.window - 1, len(store.timestamps) - 1)
-    vec = vec_env(candidate.n_envs, "batch", store, settings_of(config), bars, 0)
+    vec = vec_env(candidate.n_envs, "batch", store, env_settings(config), bars, 0)
     model = new_model(
         config,
         vec,

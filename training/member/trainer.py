@@ -16,7 +16,7 @@ import numpy as np
 
 from core.bar_range import BarRange
 from core.config import Config, risk_profile_config
-from core.envs.settings import Settings, settings_of
+from core.envs.settings import EnvSettings, env_settings
 from core.evaluation.judge import AGENT, annualisation_of, evaluate_window, score, track_metrics
 from core.evaluation.metrics import Annualisation, return_moments
 from core.evaluation.rollout import Track, rollout
@@ -88,7 +88,7 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
         hooks.phase("testing")
     best = _best_model(model, files, state, job) if config.training.select == "best" else model
     tracks = evaluate_window(
-        store, settings_of(config), job.fold.test, agent_policy(best), config, job.seed
+        store, env_settings(config), job.fold.test, agent_policy(best), config, job.seed
     )
     result = _result(job, annual, state, tracks)
     save_tracks(files.tracks, tracks)
@@ -111,7 +111,7 @@ def _train(
 
     from core.envs.vec_env import vec_env
 
-    settings = settings_of(config)
+    settings = env_settings(config)
     vec = vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed)
     state = TrainingState.load(files.state) if files.state.exists() else TrainingState()
     if state.last_checkpoint:
@@ -197,7 +197,7 @@ def _train_rounds(
     )
     sync = _every(ensemble.sync_steps, job.timesteps)
     ends = round_ends(job.timesteps, sync, job.n_envs * job.n_steps)
-    run_settings = settings_of(run)  # the fused model is judged with the run's, not a profile's
+    run_settings = env_settings(run)  # the fused model is judged with the run's, not a profile's
 
     def validate_fused(current: Any) -> dict[str, float]:
         return validation_metrics(current, store, run_settings, job.fold.validation, annual, run)
@@ -212,7 +212,7 @@ def _train_rounds(
 def validation_metrics(
     model: Any,
     store: FeatureStore,
-    settings: Settings,
+    settings: EnvSettings,
     bars: BarRange,
     annual: Annualisation,
     config: Config,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from core.atomic import read_json, replacing, write_json
-from core.envs.settings import settings_of
+from core.envs.settings import env_settings
 from core.evaluation.judge import evaluate_window
 from core.evaluation.rollout import Policy
 from training.member.callbacks import TrainingState
@@ -50,7 +50,7 @@ def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
             )
             first = members[0]
             tracks = evaluate_window(
-                store, settings_of(config), first.fold.test, policy, config, first.seed
+                store, env_settings(config), first.fold.test, policy, config, first.seed
             )
             save_tracks(files.ensemble_tracks(index), tracks)
         write_json(record, wanted)

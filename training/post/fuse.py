@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import read_json, replacing, write_json
-from core.envs.settings import settings_of
+from core.envs.settings import env_settings
 from core.evaluation.judge import annualisation_of, evaluate_window
 from training.fedavg.barrier import RoundBarrier
 from training.member.callbacks import TrainingState
@@ -53,7 +53,12 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
                 from training.member.trainer import validation_metrics
 
                 validation = validation_metrics(
-                    template, store, settings_of(config), members[0].fold.validation, annual, config
+                    template,
+                    store,
+                    env_settings(config),
+                    members[0].fold.validation,
+                    annual,
+                    config,
                 ) | {"timesteps": closed.timesteps}
                 write_json(fed.validation(closed.round), validation)
             validations.append(validation)
@@ -81,7 +86,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
 
         first = members[0]
         tracks = evaluate_window(
-            store, settings_of(config), first.fold.test, agent_policy(template), config, first.seed
+            store, env_settings(config), first.fold.test, agent_policy(template), config, first.seed
         )
         save_tracks(files.fused_tracks(index), tracks)
         write_fused_record(files, index, record)

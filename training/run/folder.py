@@ -130,7 +130,7 @@ def _write_metadata(
 
 def _inferred_yaml(settings: dict[str, dict[str, Any]]) -> str:
     header = (
-        "# Settings that were `auto` in config.yaml, as the feature store inferred them from the\n"
+        "# EnvSettings that were `auto` in config.yaml, as the feature store inferred them from the\n"
         "# data; the run's jobs, results and report read config.yaml with this file over it.\n"
     )
     return header + yaml.safe_dump(settings, sort_keys=False, default_flow_style=None)
