@@ -22,7 +22,7 @@ from core.evaluation.baselines import (
 from core.evaluation.rollout import rollout
 from core.features.store import FeatureStore
 from tests.helpers.stores import built_store, small_config
-from training.member.callbacks import TrainingState, commit_state
+from training.member.checkpoints import TrainingState, commit_state
 from training.run.files import JobFiles
 
 CONFIG = small_config("env.window=4")

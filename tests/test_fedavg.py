@@ -25,7 +25,7 @@ from tests.helpers.launch import Interference, kill, small_run, wait_for_steps
 from training.fedavg.average import average, sync_weights
 from training.fedavg.barrier import RoundBarrier, clear_left, mark_left, read_state
 from training.launcher.settings import launch_settings
-from training.member.callbacks import TrainingState
+from training.member.checkpoints import TrainingState
 from training.member.rounds import fresh_optimizer, round_ends
 from training.member.workload import launch_members
 from training.post.ensemble import aggregate_run

@@ -11,68 +11,21 @@ previous one, so a checkpoint's weights include every step its timestep count sa
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from core.atomic import replacing, write_json
 from core.config import TrainingConfig
+from training.member.checkpoints import TrainingState, commit_state, save_checkpoint
 from training.run.files import JobFiles
 from training.run.job import Preemption
 
 ENTROPY_BOOST = 1.5  # ent_coef grows by this factor per evaluation while entropy is too low
 ENT_COEF_START = 1e-3  # ...starting here when ent_coef is 0
 GAUSSIAN_ENTROPY_CONSTANT = 0.5 + 0.5 * math.log(2 * math.pi)
-
-
-@dataclass
-class TrainingState:
-    """What a resumed job needs besides weights; committed after the files it names."""
-
-    timesteps: int = 0
-    last_checkpoint: str | None = None
-    best_checkpoint: str | None = None
-    best_score: float | None = None
-    since_best: int = 0
-    stopped_early: bool = False
-    finished: bool = False
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    preempted_at: list[int] = field(default_factory=list)  # timesteps of each requeue
-    # ensemble.mode fedavg: rounds committed, and per round the seconds spent at its barrier and
-    # in all; rounds that closed without this member
-    rounds_done: int = 0
-    round_wait_s: list[float] = field(default_factory=list)
-    round_wall_s: list[float] = field(default_factory=list)
-    late_rounds: list[int] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: Path) -> TrainingState:
-        return cls(**json.loads(path.read_text()))
-
-
-def save_checkpoint(files: JobFiles, model: PPO, kind: str) -> str:
-    """Write the model whole (temp file + rename); return the name a state file will hold."""
-    path = files.checkpoint(kind, model.num_timesteps)
-    with replacing(path) as handle:
-        model.save(handle)
-    return path.name
-
-
-def commit_state(files: JobFiles, state: TrainingState) -> None:
-    """Write the state, then drop checkpoints it no longer names."""
-    write_json(files.state, asdict(state))
-    keep = {state.last_checkpoint, state.best_checkpoint}
-    for old in files.checkpoints.glob("*.zip"):
-        if old.name not in keep:
-            old.unlink(missing_ok=True)
 
 
 Validator = Callable[[PPO], dict[str, float]]  # model -> validation metrics incl. "score", "trades"

@@ -24,7 +24,8 @@ import numpy as np
 from core.atomic import write_json
 from training.fedavg.average import State
 from training.fedavg.barrier import RoundBarrier
-from training.member.callbacks import TrainingState, WalkForwardCallback
+from training.member.callbacks import WalkForwardCallback
+from training.member.checkpoints import TrainingState
 from training.run.job import Hooks, Job
 
 ROUND_SEED_STRIDE = 7919  # round r of a member is seeded seed + r * stride (a prime: no overlap

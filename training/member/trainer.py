@@ -12,18 +12,17 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
-from core.bar_range import BarRange
 from core.config import Config, risk_profile_config
-from core.envs.settings import EnvSettings, env_settings
-from core.evaluation.judge import AGENT, annualisation_of, evaluate_window, score, track_metrics
-from core.evaluation.metrics import Annualisation, return_moments
-from core.evaluation.rollout import Track, rollout
+from core.envs.settings import env_settings
+from core.evaluation.judge import annualisation_of, evaluate_window, track_metrics
+from core.evaluation.metrics import Annualisation
+from core.evaluation.rollout import Track
 from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
-from training.member.callbacks import TrainingState, WalkForwardCallback
+from training.member.callbacks import WalkForwardCallback
+from training.member.checkpoints import TrainingState, load_tested
 from training.member.models import agent_policy, load_model, new_model, store_layout
+from training.member.validation import validation_metrics
 from training.run.files import JobFiles, RunFiles
 from training.run.folder import fold_seed, run_config
 from training.run.job import NO_HOOKS, Hooks, Job
@@ -86,7 +85,7 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
     model, state = yield from _train(job, config, run, store, annual, files, hooks)
     if hooks.phase:
         hooks.phase("testing")
-    best = _best_model(model, files, state, job) if config.training.select == "best" else model
+    best = _best_model(model, state, job) if config.training.select == "best" else model
     tracks = evaluate_window(
         store, env_settings(config), job.fold.test, agent_policy(best), config, job.seed
     )
@@ -209,41 +208,14 @@ def _train_rounds(
     )
 
 
-def validation_metrics(
-    model: Any,
-    store: FeatureStore,
-    settings: EnvSettings,
-    bars: BarRange,
-    annual: Annualisation,
-    config: Config,
-) -> dict[str, float]:
-    """A model's deterministic walk over a validation window: the score checkpoints are ranked
-    by, and the per-bar Sharpe the Deflated Sharpe Ratio counts as a trial."""
-    track = rollout(store, settings, bars, {AGENT: agent_policy(model)})[AGENT]
-    values = track_metrics(track, annual)
-    picked = {key: values[key] for key in ("sharpe", "total_return", "max_drawdown", "trades")}
-    sharpe_per_bar = values["sharpe"] / np.sqrt(annual.periods_per_year)
-    skew, kurtosis = return_moments(track.returns) if len(track.returns) else (0.0, 3.0)
-    return picked | {
-        "score": score(track, annual, config.training.validation_metric),
-        "sharpe_per_bar": float(sharpe_per_bar),
-        "bars": len(track.returns),
-        "skew": skew,
-        "kurtosis": kurtosis,
-    }
-
-
 def _every(setting: int | str, timesteps: int) -> int:
     return max(1, timesteps // EVALUATIONS_PER_FOLD) if setting == "auto" else int(setting)
 
 
-def _best_model(model: Any, files: JobFiles, state: TrainingState, job: Job) -> Any:
-    """Early stopping restores the best checkpoint; it is also what the test judges."""
-    if not state.best_checkpoint:
-        return model
-    return load_model(
-        run_config(job.run_dir), files.checkpoints / state.best_checkpoint, job.device
-    )
+def _best_model(model: Any, state: TrainingState, job: Job) -> Any:
+    """Early stopping restores the best checkpoint; it is also what the test judges (without
+    one, the model in memory is the last)."""
+    return load_tested(job, "best", job.device, state) if state.best_checkpoint else model
 
 
 def _result(

@@ -17,11 +17,11 @@ from core.atomic import read_json, replacing, write_json
 from core.envs.settings import env_settings
 from core.evaluation.judge import evaluate_window
 from core.evaluation.rollout import Policy
-from training.member.callbacks import TrainingState
-from training.member.models import agent_policy, load_model, recurrent
+from training.member.checkpoints import load_tested
+from training.member.models import agent_policy, recurrent
 from training.run.files import RunFiles
 from training.run.folder import load_run, run_config, run_store
-from training.run.job import Job, jobs_by_fold
+from training.run.job import jobs_by_fold
 from training.run.tracks import save_tracks
 
 
@@ -45,7 +45,7 @@ def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
         else:
             store = store or run_store(run_dir)
             policy = ensemble_policy(
-                [_best_model(job, config.training.select) for job in members],
+                [load_tested(job, config.training.select) for job in members],
                 config.ensemble.aggregate,
             )
             first = members[0]
@@ -87,12 +87,3 @@ def ensemble_policy(models: list[Any], aggregate: str) -> Policy:
         return np.clip(combine(each, axis=0), -1.0, 1.0)
 
     return decide
-
-
-def _best_model(job: Job, select: str) -> Any:
-    """The checkpoint the member was tested with: its best on validation (training.select)."""
-    files = job.files
-    state = TrainingState.load(files.state)
-    best = state.best_checkpoint if select == "best" else None
-    name = best or state.last_checkpoint
-    return load_model(run_config(job.run_dir), files.checkpoints / str(name))

@@ -15,7 +15,7 @@ from core.atomic import read_json, replacing, write_json
 from core.envs.settings import env_settings
 from core.evaluation.judge import annualisation_of, evaluate_window
 from training.fedavg.barrier import RoundBarrier
-from training.member.callbacks import TrainingState
+from training.member.checkpoints import load_tested
 from training.member.rounds import load_state
 from training.run.files import RunFiles
 from training.run.folder import load_run, run_config, run_store
@@ -50,7 +50,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
                 annual = annual or annualisation_of(store, config)
                 template = template or _template(members[0])
                 load_state(template, barrier.fused(closed))
-                from training.member.trainer import validation_metrics
+                from training.member.validation import validation_metrics
 
                 validation = validation_metrics(
                     template,
@@ -95,7 +95,4 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
 
 def _template(job: Job) -> Any:
     """A member's model: the network the fused weights are loaded into and saved with."""
-    from training.member.models import load_model
-
-    state = TrainingState.load(job.files.state)
-    return load_model(run_config(job.run_dir), job.files.checkpoints / str(state.last_checkpoint))
+    return load_tested(job, "last")
