@@ -203,3 +203,20 @@ def test_64_times_the_cores_are_used(cores: int) -> None:
     big = plan(machine(64 * cores, memory_gb=4096), config, 64 * cores)
     assert big.threads_in_use >= 32 * small.threads_in_use
     assert big.threads_in_use >= 0.9 * 64 * cores
+
+
+def test_a_resumed_run_keeps_its_plan_on_its_own_machine(tmp_path: Path, default_config) -> None:
+    """plan.json round-trips; it is kept where it was made (same CPUs and GPUs), not elsewhere."""
+    from core.atomic import write_json
+    from training.commands.planning import plan_from_json, saved_plan
+    from training.run.files import RunFiles
+
+    here = machine(8)
+    made = plan(here, default_config, 4)
+    files = RunFiles(tmp_path)
+    write_json(files.plan, {"hardware": here.to_json(), "plan": made.to_json()})
+    assert plan_from_json(made.to_json()) == made
+    assert saved_plan(files, here) == made
+    assert saved_plan(files, machine(256)) is None
+    assert saved_plan(files, machine(8, gpus=(Gpu("RTX 3090", 24.0, 24.0),))) is None
+    assert saved_plan(RunFiles(tmp_path / "elsewhere"), here) is None  # no plan.json
