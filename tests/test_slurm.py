@@ -102,17 +102,22 @@ def test_requeue_resumes_to_the_same_steps_and_a_killed_member_is_reported(
     def listen(statuses: list[JobStatus], event: str | None) -> None:
         ids.update({s.job.name: s.cluster_id for s in statuses if s.cluster_id})
 
-    def interfere() -> None:
+    def kill() -> None:
         # SIGKILL to the member's process, as the OOM killer or a dying node would do. (scancel
         # --signal=KILL is a cancellation: SIGTERM first, which submitit ignores for KillWait.)
         os.kill(wait_for_steps(killed, 2048, timeout_s=300)["pid"], signal.SIGKILL)
+
+    def preempt() -> None:
         wait_for_steps(preempted, 2048, timeout_s=300)
         signal_job(ids[preempted.name], "USR2")  # the step only: no --batch
 
-    thread = Interference(interfere)
+    # Each member is interfered with as soon as it has trained 2048 steps, whichever SLURM
+    # started first (one after the other, a late start let the other finish training first).
+    threads = [Interference(kill), Interference(preempt)]
     started = time.time()
     outcome = launch_members(run.jobs, settings, listen)
-    thread.join()
+    for thread in threads:
+        thread.join()
     first, second = outcome.statuses
     assert second.state == "failed" and "without a result" in second.error, second
     assert first.state == "done", first

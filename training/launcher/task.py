@@ -30,6 +30,7 @@ from training.run.files import JobFiles
 from training.run.job import Hooks
 
 HEARTBEATS_PER_DEADLINE = 6  # a job writes its progress this many times per launcher.dead_after_s
+STEPS_EVERY_S = 0.5  # while it trains, its steps also reach the file (and the display) this often
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,13 @@ class TrainTask(submitit.helpers.Checkpointable):
 
 class ProgressFile:
     """progress.json in the job folder, rewritten every `interval` seconds by a daemon thread:
-    steps done and phase for the live display, and a heartbeat for dead-job detection."""
+    steps done and phase for the live display, and a heartbeat for dead-job detection; steps
+    advancing rewrite it sooner (every STEPS_EVERY_S at most), so a short job's progress shows."""
 
     def __init__(self, files: JobFiles, total: int, interval: float) -> None:
         self.path, self.total, self.interval = files.progress, total, interval
         self.steps, self.current = 0, "starting"
+        self._written = 0.0  # time.monotonic() of the last write
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
 
@@ -92,12 +95,15 @@ class ProgressFile:
 
     def advance(self, steps: int) -> None:
         self.steps += steps
+        if time.monotonic() - self._written >= min(self.interval, STEPS_EVERY_S):
+            self.write()
 
     def phase(self, name: str) -> None:
         self.current = name
         self.write()
 
     def write(self) -> None:
+        self._written = time.monotonic()
         write_json(
             self.path,
             {
