@@ -193,7 +193,7 @@ def _build(
     del full
     for name in ("features_full", "bars_full", "timestamps_full", "exogenous_full"):
         (scratch / f"{name}.npy").unlink(missing_ok=True)
-    meta = _meta(given, config, market, windows, names, digest, dataset, warmup)
+    meta = _meta(given, config, market, per_year, windows, names, digest, dataset, warmup)
     meta["build_seconds"] = round(time.perf_counter() - started, 3)
     (scratch / "meta.json").write_text(json.dumps(meta, indent=2))
 
@@ -202,6 +202,7 @@ def _meta(
     given: Config,
     config: Config,
     market: MarketData,
+    per_year: float,
     windows: list[Resolved],
     names: list[str],
     digest: str,
@@ -210,7 +211,6 @@ def _meta(
 ) -> dict[str, Any]:
     """meta.json: what the store holds and the values it was built with (`given`: the config as
     asked, `config`: with its look-backs in bars), `auto` settings as inferred from the data."""
-    per_year = bars_per_year(market.timestamps, market.bar_ns, market.summary.calendar)
     timeframes = inferred_timeframes(config.features, market.bar_ns)
     inferred = [
         *market.summary.inferred,

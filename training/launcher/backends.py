@@ -9,6 +9,7 @@ import contextlib
 import os
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,26 +32,36 @@ CANCEL_WAIT_S = 15.0  # submitit's local controller kills its task within about 
 
 
 class Backend:
-    """What a cluster does for the launch loop; `in_process` backends run everything in `run`."""
-
-    in_process = False
-    missing_grace_s = 0.0  # how long a job may be missing from view before it is called dead
-    first_state = "running"  # what a job is once submitted (SLURM: queued until it starts)
+    """Where a launch runs its jobs (the in-process one: in the launch loop itself)."""
 
     def __init__(self, settings: LaunchSettings) -> None:
         self.settings = settings
 
+
+class QueueBackend(Backend, ABC):
+    """A backend that submits jobs to processes it then watches (this machine, SLURM)."""
+
+    missing_grace_s = 0.0  # how long a job may be missing from view before it is called dead
+    first_state = "running"  # what a job is once submitted (SLURM: queued until it starts)
+
+    @abstractmethod
     def submit(self, state: Running) -> list[tuple[JobStatus, Any, int | None]]:
         """Submit what waits (as much as may start now); (status, handle, slot) per submission."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def alive(self, attempt: Attempt, fresh: bool, now: float) -> bool | None:
+        """Whether the attempt's process or queue entry is still there (None: no news)."""
+
+    @abstractmethod
+    def started_line(self, status: JobStatus, handle: Any, slot: int | None) -> str:
+        """The event line for a submission."""
 
     def refresh(self, state: Running, now: float) -> bool:
         """Read the cluster's view of the running attempts; True when it is fresh this turn."""
         return True
 
-    def alive(self, attempt: Attempt, fresh: bool, now: float) -> bool | None:
-        """Whether the attempt's process or queue entry is still there (None: no news)."""
-        raise NotImplementedError
+    def release(self, attempt: Attempt) -> None:
+        """An attempt is over: whatever it held (a slot) is free again."""
 
     def stop(self, attempt: Attempt) -> None:
         """Cancel a hung attempt."""
@@ -61,11 +72,8 @@ class Backend:
             with contextlib.suppress(Exception):
                 attempt.handle.cancel(check=False)
 
-    def started_line(self, status: JobStatus, handle: Any, slot: int | None) -> str:
-        raise NotImplementedError
 
-
-class LocalBackend(Backend):
+class LocalBackend(QueueBackend):
     """Processes on this machine: submitit's LocalExecutor starts every job it is given at once,
     so jobs wait here until one of the plan's slots (CPUs and GPU) is free."""
 
@@ -132,7 +140,7 @@ class _Queue:
     arrays: list[str] = field(default_factory=list)
 
 
-class SlurmBackend(Backend):
+class SlurmBackend(QueueBackend):
     """One job array per submission of what waits (failed jobs retry as a smaller one); the
     queue is read with squeue, which works without SLURM accounting."""
 
@@ -227,8 +235,6 @@ class SlurmBackend(Backend):
 class InProcessBackend(Backend):
     """debug: this process, one job after another, errors returned (never a debugger); with
     groups that take turns (fedavg), a group's workloads step in turn until each is done."""
-
-    in_process = True
 
 
 BACKENDS: dict[str, type[Backend]] = {

@@ -17,7 +17,7 @@ from typing import Any
 from submitit.core.utils import pickle_load
 
 from core.atomic import read_json
-from training.launcher.backends import Backend, LocalBackend, backend_for
+from training.launcher.backends import QueueBackend, backend_for
 from training.launcher.orphans import end_orphans
 from training.launcher.status import (
     Attempt,
@@ -60,7 +60,7 @@ def launch(
             state.listener.queued(status.workload)
     tell(statuses, None)
     backend = backend_for(settings)
-    if backend.in_process:
+    if not isinstance(backend, QueueBackend):  # in process: the loop is the runner
         if settings.rounds and all(isinstance(s.workload, Stepwise) for s in state.waiting):
             _run_in_turns(state)
         else:
@@ -151,7 +151,7 @@ def _steps_of(state: Running, status: JobStatus) -> Any:
 
 # Through a backend -------------------------------------------------------------------------------
 def _started(
-    state: Running, backend: Backend, status: JobStatus, handle: Any, slot: int | None
+    state: Running, backend: QueueBackend, status: JobStatus, handle: Any, slot: int | None
 ) -> None:
     status.attempts += 1
     status.state = backend.first_state
@@ -160,7 +160,7 @@ def _started(
     state.tell(state.statuses, backend.started_line(status, handle, slot))
 
 
-def _watch(state: Running, backend: Backend) -> None:
+def _watch(state: Running, backend: QueueBackend) -> None:
     now = time.time()
     fresh = backend.refresh(state, now)
     for attempt in list(state.running):
@@ -168,8 +168,7 @@ def _watch(state: Running, backend: Backend) -> None:
         if verdict is None:
             continue
         state.running.remove(attempt)
-        if isinstance(backend, LocalBackend):
-            backend.release(attempt)
+        backend.release(attempt)
         outcome, value, mistake = verdict
         if outcome == "success":
             _finish(attempt.status, value)
@@ -180,7 +179,7 @@ def _watch(state: Running, backend: Backend) -> None:
 
 
 def _verdict(
-    attempt: Attempt, backend: Backend, settings: LaunchSettings, fresh: bool, now: float
+    attempt: Attempt, backend: QueueBackend, settings: LaunchSettings, fresh: bool, now: float
 ) -> tuple[str, Any, bool] | None:
     """("success", result, False) or ("error", why, is_a_user_mistake) once the attempt is over;
     None while it runs."""
