@@ -58,14 +58,26 @@ def evaluate_window(
     seed: int,
 ) -> dict[str, Track]:
     """Tracks of the agent and the baselines (cash, buy_and_hold, random, ma_crossover)."""
-    tracks = rollout(store, settings, bars, {AGENT: agent})
+    track = rollout(store, settings, bars, {AGENT: agent})[AGENT]
+    return with_baselines(store, settings, bars, [track], config, [seed])[0]
+
+
+def with_baselines(
+    store: FeatureStore,
+    settings: EnvSettings,
+    bars: BarRange,
+    agents: list[Track],
+    config: Config,
+    seeds: list[int],
+) -> list[dict[str, Track]]:
+    """Each agent's track with the baselines beside it. The baselines that do not depend on the
+    agent walk once for all of them; agent k's random baseline trades as much as agent k did,
+    drawn with seeds[k]."""
     n_assets = len(store.assets)
     rules = ExecutionRules.from_config(settings.env, store.bar_ns, n_assets)
-    turnover = float(tracks[AGENT].turnover.mean()) if len(tracks[AGENT].turnover) else 0.0
-    baselines = {
+    shared = {
         "cash": cash(n_assets),
         "buy_and_hold": buy_and_hold(n_assets, rules),
-        "random": random_policy(n_assets, rules, turnover, seed),
         "ma_crossover": ma_crossover(
             store,
             rules,
@@ -73,8 +85,21 @@ def evaluate_window(
             window_bars("evaluation", "ma_slow_bars", config.evaluation.ma_slow_bars, store.meta),
         ),
     }
-    tracks.update(rollout(store, settings, bars, baselines))
-    return tracks
+    randoms = {}
+    for k, (agent, seed) in enumerate(zip(agents, seeds, strict=True)):
+        turnover = float(agent.turnover.mean()) if len(agent.turnover) else 0.0
+        randoms[f"random.{k}"] = random_policy(n_assets, rules, turnover, seed)
+    walked = rollout(store, settings, bars, shared | randoms)
+    return [
+        {
+            AGENT: agent,
+            "cash": walked["cash"],
+            "buy_and_hold": walked["buy_and_hold"],
+            "random": walked[f"random.{k}"],
+            "ma_crossover": walked["ma_crossover"],
+        }
+        for k, agent in enumerate(agents)
+    ]
 
 
 def track_metrics(

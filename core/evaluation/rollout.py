@@ -44,33 +44,52 @@ class Track:
         return np.cumprod(1.0 + self.returns)
 
 
+# Every strategy's decision at once: (observation rows [K, ...], weights [K, assets], t, alive [K])
+# -> target weights [K, assets]; rows of dead strategies are ignored.
+JointPolicy = Callable[[dict[str, np.ndarray], np.ndarray, int, np.ndarray], np.ndarray]
+
+
 def rollout(
     store: FeatureStore, settings: EnvSettings, bars: BarRange, policies: Mapping[str, Policy]
 ) -> dict[str, Track]:
     """Walk `bars` once with every policy as its own env; return each one's track."""
     names = list(policies)
+    deciders = [policies[name] for name in names]
+
+    def decide(
+        obs: dict[str, np.ndarray], weights: np.ndarray, t: int, alive: np.ndarray
+    ) -> np.ndarray:
+        actions = np.zeros(weights.shape)
+        for k, policy in enumerate(deciders):
+            if alive[k]:
+                rows = {key: value[k : k + 1] for key, value in obs.items()}
+                actions[k] = np.asarray(policy(rows, weights[k : k + 1], t)).reshape(-1)
+        return actions
+
+    return dict(zip(names, walk(store, settings, bars, len(names), decide), strict=True))
+
+
+def walk(
+    store: FeatureStore, settings: EnvSettings, bars: BarRange, count: int, decide: JointPolicy
+) -> list[Track]:
+    """Walk `bars` once with `count` envs whose actions `decide` gives together (a group of
+    members answers with one batched forward per bar); return each env's track."""
     whole = settings.env.model_copy(update={"episode_bars": len(bars)})
-    sim = Simulator(
-        store, EnvSettings(whole, settings.reward, settings.timeframes), bars, len(names)
-    )
-    envs = np.arange(len(names))
-    sim.reset(envs, np.full(len(names), bars.start))
+    sim = Simulator(store, EnvSettings(whole, settings.reward, settings.timeframes), bars, count)
+    envs = np.arange(count)
+    sim.reset(envs, np.full(count, bars.start))
     steps = len(bars) - 1
     columns = {
-        key: np.zeros((steps, len(names)))
+        key: np.zeros((steps, count))
         for key in ("returns", "turnover", "cost", "trades", "exposure", "rewards")
     }
     bar = np.zeros(steps, np.int64)
     timestamp = np.zeros(steps, np.int64)
-    alive = np.ones(len(names), bool)
+    alive = np.ones(count, bool)
     for i in range(steps):
         t = int(sim.t[0])
-        obs = sim.observe()
-        actions = np.zeros((len(names), sim.n_assets))
-        for k, name in enumerate(names):
-            if alive[k]:
-                rows = {key: value[k : k + 1] for key, value in obs.items()}
-                actions[k] = np.asarray(policies[name](rows, sim.weights[k : k + 1], t)).reshape(-1)
+        actions = np.asarray(decide(sim.observe(), sim.weights, t, alive), dtype=np.float64)
+        actions = np.where(alive[:, None], actions.reshape(count, sim.n_assets), 0.0)
         equity_before = sim.equity
         out = sim.step(actions)
         bar[i], timestamp[i] = out.bar[0], sim.timestamps[out.bar[0]]
@@ -78,11 +97,11 @@ def rollout(
         columns["returns"][i] = np.where(alive, np.maximum(out.equity / before - 1.0, -1.0), 0.0)
         columns["turnover"][i] = np.where(alive, out.turnover, 0.0)
         columns["cost"][i] = np.where(alive, out.cost / before, 0.0)
-        columns["trades"][i] = np.where(alive, out.raw_receipts.per_env(len(names), "count"), 0)
+        columns["trades"][i] = np.where(alive, out.raw_receipts.per_env(count, "count"), 0)
         columns["exposure"][i] = np.where(alive, np.abs(out.weights).sum(axis=1), 0.0)
         columns["rewards"][i] = np.where(alive, out.rewards, 0.0)
         alive &= ~out.terminated
-    return {
-        name: Track(bar, timestamp, **{key: value[:, k] for key, value in columns.items()})
-        for k, name in enumerate(names)
-    }
+    return [
+        Track(bar, timestamp, **{key: value[:, k] for key, value in columns.items()})
+        for k in range(count)
+    ]

@@ -101,19 +101,30 @@ class WalkForwardCallback(BaseCallback):
             self.preemption.requeue()
         if done <= self.state.timesteps:
             return  # the first rollout of a (resumed) run: nothing new since the checkpoint
-        last_eval = self.state.evaluations[-1]["timesteps"] if self.state.evaluations else 0
-        if done - last_eval >= self.eval_every:
+        if self.evaluation_due():
             self.evaluate()
         if done - self.state.timesteps >= self.checkpoint_every:
             self.checkpoint()
 
+    def evaluation_due(self) -> bool:
+        """Whether this rollout start validates (a group walks its due members together first)."""
+        done = self.model.num_timesteps
+        if done <= self.state.timesteps:
+            return False
+        last_eval = self.state.evaluations[-1]["timesteps"] if self.state.evaluations else 0
+        return done - last_eval >= self.eval_every
+
+    def final_evaluation_due(self) -> bool:
+        """Whether `finish` validates the final weights (not yet validated at this step count)."""
+        done = self.model.num_timesteps
+        return not self.stop and (
+            not self.state.evaluations or self.state.evaluations[-1]["timesteps"] < done
+        )
+
     # Work --------------------------------------------------------------------------------
     def finish(self) -> None:
         """After learn(): evaluate the final weights (if not yet) and commit a final checkpoint."""
-        done = self.model.num_timesteps
-        if not self.stop and (
-            not self.state.evaluations or self.state.evaluations[-1]["timesteps"] < done
-        ):
+        if self.final_evaluation_due():
             self.evaluate()
         self.state.finished = True
         self.checkpoint()

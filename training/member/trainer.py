@@ -8,7 +8,7 @@ that finds `result.json` is done; one that finds a checkpoint state resumes from
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,11 +76,7 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
 
     torch.set_num_threads(job.torch_threads)
     store = FeatureStore.attach(job.store_path)
-    # A risk profile may set a window as a span: resolve it for the store after the profile.
-    run = with_inferred(run_config(job.run_dir), store.meta)
-    config = run
-    if job.risk_profile is not None:
-        config = with_inferred(risk_profile_config(run, job.risk_profile), store.meta)
+    config, run = member_configs(job, store)
     annual = annualisation_of(store, config)
     model, state = yield from _train(job, config, run, store, annual, files, hooks)
     if hooks.phase:
@@ -89,10 +85,19 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
     tracks = evaluate_window(
         store, env_settings(config), job.fold.test, agent_policy(best), config, job.seed
     )
-    result = _result(job, annual, state, tracks)
+    result = job_result(job, annual, state, tracks)
     save_tracks(files.tracks, tracks)
     write_job_result(files, result)
     return result
+
+
+def member_configs(job: Job, store: FeatureStore) -> tuple[Config, Config]:
+    """(the member's config, the run's): a risk profile may set a window as a span, resolved
+    for the store after the profile."""
+    run = with_inferred(run_config(job.run_dir), store.meta)
+    if job.risk_profile is None:
+        return run, run
+    return with_inferred(risk_profile_config(run, job.risk_profile), store.meta), run
 
 
 def _train(
@@ -105,16 +110,44 @@ def _train(
     hooks: Hooks,
 ) -> Generator[None, None, tuple[Any, TrainingState]]:
     """`config` is the member's (its risk profile applied), `run` the run's."""
-    from stable_baselines3.common.logger import configure
-    from stable_baselines3.common.utils import set_random_seed
-
     from core.envs.vec_env import vec_env
 
     settings = env_settings(config)
     vec = vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed)
     state = TrainingState.load(files.state) if files.state.exists() else TrainingState()
+    model = member_model(job, config, store, vec, state, hooks)
+
+    def validate(current: Any) -> dict[str, float]:
+        return validation_metrics(current, store, settings, job.fold.validation, annual, config)
+
+    rounds = config.ensemble.mode == "fedavg"
+    callback = member_callback(job, config, files, state, hooks, validate)
+    if not state.finished:
+        if hooks.phase:
+            hooks.phase("training")
+        if rounds:
+            yield from _train_rounds(model, job, run, store, annual, callback, state, hooks)
+        else:
+            remaining = job.timesteps - model.num_timesteps
+            if remaining > 0 and not state.stopped_early:
+                model.learn(
+                    remaining, callback=callback, reset_num_timesteps=not state.last_checkpoint
+                )
+        callback.init_callback(model)
+        callback.finish()
+    vec.close()
+    return model, state
+
+
+def member_model(
+    job: Job, config: Config, store: FeatureStore, vec: Any, state: TrainingState, hooks: Hooks
+) -> Any:
+    """The member's SB3 model: its last checkpoint, or a new network (its logger attached)."""
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.utils import set_random_seed
+
     if state.last_checkpoint:
-        model = load_model(config, files.checkpoints / state.last_checkpoint, job.device, vec)
+        model = load_model(config, job.files.checkpoints / state.last_checkpoint, job.device, vec)
         if hooks.advance:
             hooks.advance(model.num_timesteps)
     else:
@@ -125,11 +158,19 @@ def _train(
         layout = store_layout(store, config)
         model = new_model(config, vec, layout, job.n_steps, job.batch_size, init, job.device)
     formats = ["csv", "tensorboard"] if config.training.tensorboard else ["csv"]
-    model.set_logger(configure(str(files.logs), formats))
+    model.set_logger(configure(str(job.files.logs), formats))
+    return model
 
-    def validate(current: Any) -> dict[str, float]:
-        return validation_metrics(current, store, settings, job.fold.validation, annual, config)
 
+def member_callback(
+    job: Job,
+    config: Config,
+    files: JobFiles,
+    state: TrainingState,
+    hooks: Hooks,
+    validate: Callable[[Any], dict[str, float]],
+) -> WalkForwardCallback:
+    """Validation, checkpoints, alarms and early stopping around the member's PPO updates."""
     rounds = config.ensemble.mode == "fedavg"
     eval_every = _every(config.training.eval_every_steps, job.timesteps)
     checkpoint_every = (
@@ -137,7 +178,7 @@ def _train(
         if config.training.checkpoint_every_steps == "auto"
         else config.training.checkpoint_every_steps
     )
-    callback = WalkForwardCallback(
+    return WalkForwardCallback(
         validate=validate,
         files=files,
         state=state,
@@ -155,21 +196,6 @@ def _train(
         checkpoint_on_preemption=not rounds,
         validated=hooks.validated,
     )
-    if not state.finished:
-        if hooks.phase:
-            hooks.phase("training")
-        if rounds:
-            yield from _train_rounds(model, job, run, store, annual, callback, state, hooks)
-        else:
-            remaining = job.timesteps - model.num_timesteps
-            if remaining > 0 and not state.stopped_early:
-                model.learn(
-                    remaining, callback=callback, reset_num_timesteps=not state.last_checkpoint
-                )
-        callback.init_callback(model)
-        callback.finish()
-    vec.close()
-    return model, state
 
 
 def _train_rounds(
@@ -218,7 +244,7 @@ def _best_model(model: Any, state: TrainingState, job: Job) -> Any:
     return load_tested(job, "best", job.device, state) if state.best_checkpoint else model
 
 
-def _result(
+def job_result(
     job: Job, annual: Annualisation, state: TrainingState, tracks: dict[str, Track]
 ) -> JobResult:
     best = max(state.evaluations, key=lambda e: e["score"], default=None)

@@ -12,7 +12,7 @@ from core.config import Config
 from core.envs.settings import EnvSettings
 from core.evaluation.judge import AGENT, score, track_metrics
 from core.evaluation.metrics import Annualisation, return_moments
-from core.evaluation.rollout import rollout
+from core.evaluation.rollout import Track, rollout
 from core.features.store import FeatureStore
 from training.member.models import agent_policy
 
@@ -28,6 +28,11 @@ def validation_metrics(
     """A model's deterministic walk over a validation window: the score checkpoints are ranked
     by, and the per-bar Sharpe the Deflated Sharpe Ratio counts as a trial."""
     track = rollout(store, settings, bars, {AGENT: agent_policy(model)})[AGENT]
+    return track_validation(track, annual, config)
+
+
+def track_validation(track: Track, annual: Annualisation, config: Config) -> dict[str, float]:
+    """The validation metrics of a walk already made (a group walks its members together)."""
     values = track_metrics(track, annual)
     picked = {key: values[key] for key in ("sharpe", "total_return", "max_drawdown", "trades")}
     sharpe_per_bar = values["sharpe"] / np.sqrt(annual.periods_per_year)

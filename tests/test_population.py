@@ -1,0 +1,158 @@
+"""The population learner: a group's update is each member's own SB3 update, a member's checkpoint
+predicts what the group predicted, one member leaving does not move the others, and a killed group
+resumes to the same step counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from core.features.store import FeatureStore
+from tests.helpers.launch import small_run
+from training.member.checkpoints import TrainingState
+from training.member.models import load_model
+from training.member.trainer import member_configs, member_model
+from training.population.adam import StackedAdam
+from training.population.group import run_group
+from training.population.stacked import StackedPolicies
+from training.population.update import group_train
+from training.population.walks import walk_members
+from training.run.job import NO_HOOKS, Job
+
+RELATIVE = 1e-5
+
+
+def models_of(jobs: list[Job]) -> list[Any]:
+    """Each job's new SB3 model with one rollout collected by SB3 itself."""
+    from core.envs.settings import env_settings
+    from core.envs.vec_env import vec_env
+
+    store = FeatureStore.attach(jobs[0].store_path)
+    models = []
+    for job in jobs:
+        config, _ = member_configs(job, store)
+        vec = vec_env(job.n_envs, "batch", store, env_settings(config), job.fold.train, job.seed)
+        model = member_model(job, config, store, vec, TrainingState(), NO_HOOKS)
+        _, callback = model._setup_learn(job.timesteps, None)
+        model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+        models.append(model)
+    return models
+
+
+def snapshot(model: Any) -> tuple[dict, dict]:
+    policy = model.policy
+    return (
+        {k: v.clone() for k, v in policy.state_dict().items()},
+        _clone(policy.optimizer.state_dict()),
+    )
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
+def restore(model: Any, saved: tuple[dict, dict]) -> None:
+    model.policy.load_state_dict(saved[0])
+    model.policy.optimizer.load_state_dict(saved[1])
+
+
+def assert_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    """||got - want|| / ||want|| per tensor (float32 sums in another order differ by ulps)."""
+    for name, expected in want.items():
+        scale = float(expected.norm()) or 1.0
+        difference = float((got[name] - expected).norm())
+        assert difference / scale <= RELATIVE, f"{name}: relative difference {difference / scale}"
+
+
+def sb3_and_group_updates(models: list[Any], seeds: list[int]) -> None:
+    """SB3's train() on each model from a saved state, then the group's update from the same
+    state with the same minibatch orders: the parameters must agree member by member."""
+    saved = [snapshot(model) for model in models]
+    expected = []
+    for model, seed, state in zip(models, seeds, saved, strict=True):
+        np.random.seed(seed)
+        model.train()
+        expected.append({k: v.clone() for k, v in model.policy.state_dict().items()})
+        restore(model, state)
+    stacked = StackedPolicies([model.policy for model in models])
+    adam = StackedAdam(stacked.params, [model.policy.optimizer for model in models])
+    generators = [np.random.RandomState(seed) for seed in seeds]
+    group_train(models, stacked, adam, range(len(models)), generators)
+    for model, want in zip(models, expected, strict=True):
+        assert_close(dict(model.policy.state_dict()), want)
+
+
+@pytest.fixture(scope="module")
+def four(tmp_path_factory: pytest.TempPathFactory) -> list[Job]:
+    run = small_run(tmp_path_factory.mktemp("population"), 4, 4096, "ppo.n_epochs=2")
+    return run.jobs
+
+
+def test_one_member_group_update_equals_sb3_train(four: list[Job]) -> None:
+    models = models_of(four[:1])
+    sb3_and_group_updates(models, [11])
+
+
+def test_each_member_of_a_mixed_group_updates_as_its_own_sb3_model(four: list[Job]) -> None:
+    """Different seeds and ent_coef; one member with value clipping; one stopped by target_kl
+    after its first minibatch; a second update proves Adam's step counts and moments carried."""
+    from stable_baselines3.common.utils import FloatSchedule
+
+    models = models_of(four)
+    for model, ent_coef in zip(models, (0.0, 0.01, 0.05, 0.002), strict=True):
+        model.ent_coef = ent_coef
+    models[1].clip_range_vf = FloatSchedule(0.05)
+    models[2].target_kl = 1e-9
+    sb3_and_group_updates(models, [1, 2, 3, 4])
+    sb3_and_group_updates(models, [5, 6, 7, 8])
+
+
+def test_a_members_checkpoint_predicts_what_the_group_predicted(
+    four: list[Job], tmp_path: Path
+) -> None:
+    models = models_of(four[:3])
+    stacked = StackedPolicies([model.policy for model in models])
+    adam = StackedAdam(stacked.params, [model.policy.optimizer for model in models])
+    group_train(models, stacked, adam, range(3), [np.random.RandomState(k) for k in range(3)])
+    store = FeatureStore.attach(four[0].store_path)
+    config, _ = member_configs(four[1], store)
+    from core.envs.settings import env_settings
+    from core.evaluation.judge import AGENT
+    from core.evaluation.rollout import rollout
+    from training.member.models import agent_policy
+
+    bars = four[1].fold.validation
+    together = walk_members(store, env_settings(config), bars, stacked, [0, 1, 2])
+    models[1].save(tmp_path / "member1.zip")
+    loaded = load_model(config, tmp_path / "member1.zip")
+    alone = rollout(store, env_settings(config), bars, {AGENT: agent_policy(loaded)})[AGENT]
+    np.testing.assert_allclose(together[1].returns, alone.returns, rtol=1e-6, atol=1e-9)
+    assert together[1].trades.sum() == alone.trades.sum()
+
+
+def results_of(jobs: list[Job]) -> dict[int, dict]:
+    return {job.member: json.loads(job.files.result.read_text()) for job in jobs}
+
+
+def test_a_group_trains_tests_and_writes_each_members_result(tmp_path: Path) -> None:
+    run = small_run(tmp_path, 3, 4096)
+    outcome = run_group(run.jobs, NO_HOOKS)
+    assert sorted(outcome["members"]) == [0, 1, 2]
+    for job in run.jobs:
+        result = json.loads(job.files.result.read_text())
+        assert result["timesteps"] >= 4096
+        assert {"agent", "buy_and_hold", "random"} <= set(result["test"])
+        state = TrainingState.load(job.files.state)
+        assert state.finished and state.evaluations
+        assert (job.files.checkpoints / str(state.last_checkpoint)).exists()

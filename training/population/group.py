@@ -1,0 +1,129 @@
+"""Train a group of one fold's members in one process, then judge each out of sample.
+
+Each member is what a separate member is (its SB3 model, checkpoints, state file, callback with
+validation, early stopping, alarms and entropy floor, TensorBoard scalars, result.json); what the
+group shares is the work: one vmapped policy forward per rollout step, one PPO update for all
+(training.population.update), one validation walk and one test walk for all. A member that stops
+early is frozen and leaves the batch; a member that fails is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.config import Config
+from core.envs.settings import EnvSettings, env_settings
+from core.evaluation.judge import annualisation_of
+from core.features.store import FeatureStore
+from training.member.callbacks import WalkForwardCallback
+from training.member.checkpoints import TrainingState
+from training.member.trainer import member_callback, member_configs, member_model
+from training.run.job import Hooks, Job
+from training.run.records import read_job_result
+
+
+@dataclass
+class Member:
+    """One member inside a group: its job, settings, model, callback and generators."""
+
+    job: Job
+    config: Config
+    settings: EnvSettings
+    model: Any
+    callback: WalkForwardCallback
+    state: TrainingState
+    torch_rng: torch.Generator
+    numpy_rng: np.random.RandomState
+    total: int = 0  # the step count its training ends at
+    error: str | None = None
+
+    @property
+    def training(self) -> bool:
+        return (
+            self.error is None
+            and not self.state.finished
+            and not self.callback.stop
+            and self.model.num_timesteps < self.total
+        )
+
+
+def build_members(
+    jobs: Sequence[Job], store: FeatureStore, hooks: Hooks, on_validate: Callable[[int], dict]
+) -> list[Member]:
+    """Every job's model as the separate trainer would build it; each member's generators take
+    the global ones' state right after its model is built (what its own process would have)."""
+    from core.envs.vec_env import vec_env
+
+    members = []
+    for index, job in enumerate(jobs):
+        config, _ = member_configs(job, store)
+        if config.ensemble.mode == "fedavg":
+            raise ValueError("fedavg members train with ensemble.learner separate")
+        settings = env_settings(config)
+        vec = vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed)
+        files = job.files
+        state = TrainingState.load(files.state) if files.state.exists() else TrainingState()
+        member_hooks = _member_hooks(job, hooks)
+        model = member_model(job, config, store, vec, state, member_hooks)
+        torch_rng = torch.Generator()
+        torch_rng.set_state(torch.get_rng_state())
+        numpy_rng = np.random.RandomState()
+        numpy_rng.set_state(np.random.get_state())
+
+        def validate(current: Any, index: int = index) -> dict[str, float]:
+            return on_validate(index)
+
+        callback = member_callback(job, config, files, state, member_hooks, validate)
+        callback.preemption = None  # the group commits every member first, then requeues
+        members.append(Member(job, config, settings, model, callback, state, torch_rng, numpy_rng))
+    return members
+
+
+def _member_hooks(job: Job, hooks: Hooks) -> Hooks:
+    warn = hooks.warn
+
+    def member_warn(message: str) -> None:
+        if warn is not None:
+            warn(f"member {job.member}: {message}")
+
+    return Hooks(advance=hooks.advance, warn=member_warn)
+
+
+def run_group(jobs: Sequence[Job], hooks: Hooks) -> dict[str, Any]:
+    """Train, test and record every unfinished member; return {member: result} of all."""
+    from training.population.judging import test_members
+    from training.population.loop import train_members
+
+    torch.set_num_threads(jobs[0].torch_threads)
+    store = FeatureStore.attach(jobs[0].store_path)
+    results: dict[int, Any] = {}
+    pending = []
+    for job in jobs:
+        if job.files.result.exists():
+            results[job.member] = read_job_result(job.files)
+            if hooks.advance:
+                hooks.advance(results[job.member]["timesteps"])
+        else:
+            pending.append(job)
+    if pending:
+        annual = annualisation_of(store, member_configs(pending[0], store)[1])
+        started = time.perf_counter()
+        members = train_members(pending, store, annual, hooks)
+        for member, result in test_members(members, store, annual, hooks).items():
+            results[member] = result
+        print(
+            f"group of {len(pending)} trained and tested in {time.perf_counter() - started:.1f} s"
+        )
+        failed = {m.job.member: m.error for m in members if m.error is not None}
+        if failed:
+            raise RuntimeError(
+                "member(s) failed inside the group (the others are saved): "
+                + "; ".join(f"member {k}: {why}" for k, why in failed.items())
+            )
+    return {"members": results, "timesteps": sum(r["timesteps"] for r in results.values())}

@@ -1,0 +1,189 @@
+"""The group's training loop: SB3's `learn` for every member, one rollout and one update at a time.
+
+Per iteration, as `OnPolicyAlgorithm.learn` does for one model: the rollout's start (each member's
+callback validates, checkpoints, may stop it early), the rollout, its end (scalars), the progress
+and log dump, the update. A preemption request is honoured at a rollout boundary: every member
+commits the checkpoint of that moment, then the group requeues once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from core.errors import UserError
+from core.evaluation.metrics import Annualisation
+from core.features.store import FeatureStore
+from training.member.validation import track_validation
+from training.population.adam import StackedAdam
+from training.population.group import Member, build_members
+from training.population.rollouts import collect_group_rollouts
+from training.population.stacked import StackedPolicies
+from training.population.update import group_train
+from training.population.walks import walk_members
+from training.run.job import Hooks, Job
+
+
+class _Validations:
+    """Validation metrics walked for the group, handed to each member's callback when it asks."""
+
+    def __init__(self, store: FeatureStore, annual: Annualisation) -> None:
+        self.store, self.annual = store, annual
+        self.ready: dict[int, dict[str, float]] = {}
+        self.members: list[Member] = []
+        self.stacked: StackedPolicies | None = None
+
+    def walk(self, due: Sequence[int]) -> None:
+        """Validate members `due` (by risk profile: one walk per env setting)."""
+        assert self.stacked is not None
+        profiles: dict[str | None, list[int]] = {}
+        for index in due:
+            profiles.setdefault(self.members[index].job.risk_profile, []).append(index)
+        for indices in profiles.values():
+            first = self.members[indices[0]]
+            tracks = walk_members(
+                self.store, first.settings, first.job.fold.validation, self.stacked, indices
+            )
+            for index, track in zip(indices, tracks, strict=True):
+                config = self.members[index].config
+                self.ready[index] = track_validation(track, self.annual, config)
+
+    def __call__(self, index: int) -> dict[str, float]:
+        if index not in self.ready:
+            self.walk([index])
+        return self.ready.pop(index)
+
+
+def train_members(
+    jobs: Sequence[Job], store: FeatureStore, annual: Annualisation, hooks: Hooks
+) -> list[Member]:
+    """Train every member to its end (or early stop, or failure); each is finished (final
+    validation, final checkpoint) as the separate trainer finishes it."""
+    validations = _Validations(store, annual)
+    members = build_members(jobs, store, hooks, validations)
+    stacked = StackedPolicies([member.model.policy for member in members])
+    adam = StackedAdam(stacked.params, [member.model.policy.optimizer for member in members])
+    validations.members, validations.stacked = members, stacked
+    for member in members:
+        _setup_learn(member)
+    if hooks.phase:
+        hooks.phase("training")
+    iteration = 0
+    while active := [i for i, member in enumerate(members) if member.training]:
+        _preempt_if_asked(members, hooks)
+        _guarded(
+            members,
+            [i for i in active if members[i].callback.evaluation_due()],
+            validations.walk,
+            together=True,
+        )
+        _guarded(members, active, lambda i: members[i].callback.on_rollout_start())
+        for i in active:  # stopped early at this boundary: SB3 counts the step it then takes
+            if members[i].callback.stop:
+                members[i].model.num_timesteps += members[i].model.env.num_envs
+        active = [i for i in active if members[i].training]
+        if not active:
+            break
+        models = [member.model for member in members]
+        infos = collect_group_rollouts(models, stacked, active, [m.torch_rng for m in members])
+        iteration += 1
+
+        def rollout_end(i: int, infos: dict = infos, iteration: int = iteration) -> None:
+            _rollout_end(members[i], infos[i], iteration)
+
+        _guarded(members, active, rollout_end)
+        group_train(models, stacked, adam, active, [m.numpy_rng for m in members])
+        _fail_non_finite(members, stacked, active)
+    _finish(members, validations)
+    return members
+
+
+def _setup_learn(member: Member) -> None:
+    """SB3's `_setup_learn` (envs reset, callback initialised) for a member that trains on."""
+    model, state = member.model, member.state
+    member.total = model.num_timesteps
+    remaining = member.job.timesteps - model.num_timesteps
+    if state.finished or state.stopped_early or remaining <= 0:
+        return
+    member.total, callback = model._setup_learn(
+        remaining, member.callback, reset_num_timesteps=not state.last_checkpoint
+    )
+    callback.on_training_start(locals(), globals())
+
+
+def _rollout_end(member: Member, infos: list[dict[str, Any]], iteration: int) -> None:
+    model, callback = member.model, member.callback
+    callback.update_locals({"infos": infos})
+    callback.on_rollout_end()
+    model._update_current_progress_remaining(model.num_timesteps, member.total)
+    model.dump_logs(iteration)
+
+
+def _preempt_if_asked(members: Sequence[Member], hooks: Hooks) -> None:
+    """USR2: every member still training commits this moment (after an update, before new
+    steps: it resumes to the same step counts), then the group hands over to the requeue."""
+    if hooks.preemption is None or not hooks.preemption.requested:
+        return
+    for member in members:
+        if member.error is None and not member.state.finished:
+            member.state.preempted_at.append(member.model.num_timesteps)
+            member.callback.checkpoint()
+    hooks.preemption.requeue()
+
+
+def _guarded(
+    members: Sequence[Member], indices: Sequence[int], work: Any, together: bool = False
+) -> None:
+    """Run `work` for these members; a member whose work raises is failed, the others go on
+    (`together`: one call for all; if it raises, each is tried alone to find the culprit)."""
+    if together and indices:
+        try:
+            work(list(indices))
+            return
+        except UserError:
+            raise
+        except Exception:
+            for index in indices:
+                _guarded(members, [index], lambda i: work([i]))
+            return
+    for index in indices:
+        if members[index].error is not None:
+            continue
+        try:
+            work(index)
+        except UserError:
+            raise
+        except Exception as error:  # this member's failure: reported, the group goes on
+            members[index].error = f"{type(error).__name__}: {error}"
+            if members[index].callback.warn:
+                members[index].callback.warn(f"failed: {members[index].error}")
+
+
+def _fail_non_finite(
+    members: Sequence[Member], stacked: StackedPolicies, active: list[int]
+) -> None:
+    """A member whose update left non-finite weights has diverged: it fails, alone."""
+    with torch.no_grad():
+        finite = torch.ones(stacked.size, dtype=torch.bool)
+        for value in stacked.params.values():
+            finite &= torch.isfinite(value.reshape(stacked.size, -1)).all(dim=1)
+    for index in active:
+        if not finite[index]:
+            members[index].error = "non-finite weights after a PPO update (diverged)"
+            members[index].callback.warn(members[index].error)
+
+
+def _finish(members: Sequence[Member], validations: _Validations) -> None:
+    """The separate trainer's end of training: the final validation (walked together) and the
+    final checkpoint of each member that did not fail."""
+    alive = [i for i, member in enumerate(members) if member.error is None]
+    unfinished = [i for i in alive if not members[i].state.finished]
+    for i in unfinished:
+        members[i].callback.init_callback(members[i].model)
+    due = [i for i in unfinished if members[i].callback.final_evaluation_due()]
+    _guarded(members, due, validations.walk, together=True)
+    _guarded(members, unfinished, lambda i: members[i].callback.finish())
+    for member in members:
+        member.model.env.close()
