@@ -229,6 +229,7 @@ class EnsembleConfig(Section):
     sync_temperature: Annotated[float, Field(gt=0)]
     sync_timeout_s: Annotated[float, Field(ge=1, le=7 * 86_400)]
     sync_optimizer: Literal["keep", "reset"]
+    learner: Literal["population", "separate"]
 
     @field_validator("risk_profiles")
     @classmethod
@@ -259,6 +260,7 @@ class LauncherConfig(Section):
 class HardwareConfig(Section):
     device: Literal["auto", "cpu", "cuda"]
     members_concurrent: PositiveInt | Auto
+    group_size: Annotated[int, Field(ge=1, le=100_000)] | Auto
     vec_env: Literal["batch", "subproc"]
     n_envs: Annotated[int, Field(ge=1, le=100_000)] | Auto
     env_workers: Annotated[int, Field(ge=0, le=10_000)] | Auto

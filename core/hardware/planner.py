@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from core.config import Config
@@ -21,6 +21,7 @@ from core.errors import UserError
 from core.features.registry import INDICATORS
 from core.features.registry import TIME_COLUMNS as TIME_COLUMN_NAMES
 from core.hardware.autotune import Autotune
+from core.hardware.groups import choose_learner
 from core.hardware.machine import Hardware
 from core.policies.layout import layout_from_names
 from core.policies.size import policy_parameters
@@ -88,6 +89,8 @@ class Plan:
     reasons: tuple[str, ...]
     notes: tuple[str, ...] = ()  # the reasons that are not about one decision
     decisions: dict[str, Decision] = field(default_factory=dict)
+    learner: str = "separate"  # population: a fold's members train in groups (core.hardware.groups)
+    group_size: int = 1  # the most members one group (one process, one slot) holds
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -146,7 +149,12 @@ def plan(
     layout = _fit_members(hardware, config, ensemble, device, shape, budget_gb, notes)
     if autotune is not None:
         layout = _measured(layout, autotune, hardware, config, device, shape, budget_gb, notes)
-    return _assemble(hardware, ensemble, device, shape, layout, budget_gb, notes)
+    choice = choose_learner(config, ensemble, layout.members, layout.memory_gb, budget_gb)
+    notes.decide("learner", choice.learner, "auto", choice.learner_why)
+    if choice.learner == "population":
+        notes.decide("group_size", choice.group_size, choice.group_chosen, choice.group_why)  # type: ignore[arg-type]
+    assembled = _assemble(hardware, ensemble, device, shape, layout, budget_gb, notes)
+    return replace(assembled, learner=choice.learner, group_size=choice.group_size)
 
 
 class _Notes:

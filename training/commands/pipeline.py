@@ -253,13 +253,15 @@ def train_and_report(
     """Launch the jobs, record failures, then the post-run chain and the printed summary."""
     from training.launcher.board import JobBoard
     from training.launcher.settings import launch_settings
-    from training.member.workload import launch_members
+    from training.population.workload import launch_ensemble
 
     settings = launch_settings(config, resource_plan, run_dir, profile)
     title = f"{len(jobs)} job(s) on {settings.cluster}"
     try:
         with JobBoard(title, live=show_progress and sys.stderr.isatty()) as board:
-            outcome = launch_members(jobs, settings, board)
+            outcome = launch_ensemble(
+                jobs, settings, board, resource_plan.learner, resource_plan.group_size
+            )
     except KeyboardInterrupt:
         print(
             f"interrupted: the run's jobs were cancelled; continue with --resume {run_dir}",
@@ -280,7 +282,8 @@ def _report(run_dir: Path, jobs: list[Job], config: Config, failures: dict[str, 
         write_json(files.failures, failures)
     elif files.failures.exists():
         files.failures.unlink()
-    if len(failures) == len(jobs):
+    unfinished = [job for job in jobs if not job.files.result.exists()]
+    if failures and len(unfinished) == len(jobs):
         print(f"error: every job failed; see {files.failures}", file=sys.stderr)
         return 1
     print("Combining the members into the ensemble's test tracks", flush=True)
@@ -294,7 +297,7 @@ def _report(run_dir: Path, jobs: list[Job], config: Config, failures: dict[str, 
     print_summary(summary, run_dir, sys.stdout)
     if failures:
         print(
-            f"error: {len(failures)} of {len(jobs)} job(s) failed after every retry "
+            f"error: {len(unfinished)} of {len(jobs)} job(s) failed after every retry "
             f"(launcher.max_retries={config.launcher.max_retries}): "
             + "; ".join(failures)
             + f". The report covers the others. Retry them with --resume {run_dir}",
@@ -305,6 +308,8 @@ def _report(run_dir: Path, jobs: list[Job], config: Config, failures: dict[str, 
 
 
 def jobs_line(config: Config, n_folds: int, resource_plan: Plan) -> str:
+    from core.hardware.groups import group_sizes, groups_per_fold
+
     members = config.ensemble.size
     count = n_folds * members
     how = {
@@ -312,9 +317,19 @@ def jobs_line(config: Config, n_folds: int, resource_plan: Plan) -> str:
         "slurm": "as one SLURM job array",
         "debug": "one after another in this process (debug)",
     }[config.launcher.cluster]
-    return (
+    line = (
         f"{n_folds} fold(s) x {members} member(s) = {count} job(s) of "
-        f"{config.ppo.total_timesteps:,} PPO steps each, run {how}"
+        f"{config.ppo.total_timesteps:,} PPO steps each"
+    )
+    if resource_plan.learner != "population":
+        return f"{line}, run {how}"
+    groups = groups_per_fold(
+        members, n_folds, resource_plan.members_concurrent, resource_plan.group_size
+    )
+    largest = group_sizes(members, groups)[0]
+    return (
+        f"{line}, trained in {n_folds * groups} group(s) of up to {largest} member(s) "
+        f"(ensemble.learner population), {how.replace('up to', 'groups: up to')}"
     )
 
 

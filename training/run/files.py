@@ -157,6 +157,10 @@ class RunFiles:
     def job(self, fold: int, member: int) -> JobFiles:
         return JobFiles(self.fold(fold) / f"member_{member:02d}")
 
+    def group(self, fold: int, first_member: int) -> JobFiles:
+        """A population group's progress and summary (its members keep their own folders)."""
+        return JobFiles(self.fold(fold) / f"group_{first_member:02d}")
+
     def job_folders(self) -> list[JobFiles]:
         """Every job folder on disk (member × fold), in fold and member order."""
         return [JobFiles(p) for p in sorted(self.folds.glob("fold_*/member_*")) if p.is_dir()]

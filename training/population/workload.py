@@ -1,0 +1,77 @@
+"""A group of one fold's members as one launcher workload, and the ensemble's launch: in groups
+(ensemble.learner population) or one process per member (separate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.atomic import write_json
+from core.hardware.groups import group_sizes, groups_per_fold
+from training.launcher.launch import LaunchSettings, Outcome, Tell, launch
+from training.member.workload import launch_members
+from training.run.files import JobFiles, RunFiles
+from training.run.job import NO_HOOKS, Hooks, Job, jobs_by_fold
+
+
+@dataclass(frozen=True)
+class GroupRun:
+    """Members of one fold trained together (training.launcher.workload's Workload)."""
+
+    jobs: tuple[Job, ...]
+
+    @property
+    def name(self) -> str:
+        members = [job.member for job in self.jobs]
+        span = f"{members[0]}-{members[-1]}" if len(members) > 1 else str(members[0])
+        return f"fold {self.jobs[0].fold.index} members {span}"
+
+    @property
+    def files(self) -> JobFiles:
+        first = self.jobs[0]
+        return RunFiles(Path(first.run_dir)).group(first.fold.index, first.member)
+
+    @property
+    def timesteps(self) -> int:
+        return sum(job.timesteps for job in self.jobs)
+
+    @property
+    def blas_threads(self) -> int:
+        return self.jobs[0].blas_threads
+
+    @property
+    def torch_threads(self) -> int:
+        return self.jobs[0].torch_threads
+
+    def run(self, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
+        from training.population.group import run_group
+
+        result = run_group(self.jobs, hooks)
+        write_json(self.files.result, result)
+        return result
+
+
+def fold_groups(jobs: list[Job], slots: int, largest: int) -> list[GroupRun]:
+    """Each fold's members cut into groups of at most `largest`, as many as fill `slots` evenly
+    over the run (core.hardware.groups), in fold order."""
+    folds = jobs_by_fold(jobs)
+    members = max(len(fold) for fold in folds.values())
+    count = groups_per_fold(members, len(folds), slots, largest)
+    groups = []
+    for fold_jobs in folds.values():
+        start = 0
+        for size in group_sizes(len(fold_jobs), min(count, len(fold_jobs))):
+            groups.append(GroupRun(tuple(fold_jobs[start : start + size])))
+            start += size
+    return groups
+
+
+def launch_ensemble(
+    jobs: list[Job], settings: LaunchSettings, tell: Tell, learner: str, group_size: int
+) -> Outcome:
+    """Train the run's members with the planned learner."""
+    if learner != "population":
+        return launch_members(jobs, settings, tell)
+    slots = len(settings.slots) if settings.cluster == "local" else settings.array_parallelism
+    return launch(fold_groups(jobs, slots, group_size), settings, tell)
