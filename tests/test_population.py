@@ -156,3 +156,96 @@ def test_a_group_trains_tests_and_writes_each_members_result(tmp_path: Path) -> 
         state = TrainingState.load(job.files.state)
         assert state.finished and state.evaluations
         assert (job.files.checkpoints / str(state.last_checkpoint)).exists()
+
+
+@pytest.mark.parametrize("what", ["fails", "stops"])
+def test_a_member_that_fails_or_stops_leaves_the_others_trajectories_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    from training.member.callbacks import WalkForwardCallback
+
+    alone = small_run(tmp_path / "alone", 3, 6144)
+    run_group([alone.jobs[0], alone.jobs[2]], NO_HOOKS)
+    expected = results_of([alone.jobs[0], alone.jobs[2]])
+
+    original = WalkForwardCallback._on_rollout_end
+
+    def interfere(self: WalkForwardCallback) -> None:
+        original(self)
+        if self.files.folder.name == "member_01":
+            if what == "fails":
+                raise RuntimeError("injected")
+            self.stop = self.state.stopped_early = True
+
+    monkeypatch.setattr(WalkForwardCallback, "_on_rollout_end", interfere)
+    together = small_run(tmp_path / "together", 3, 6144)
+    if what == "fails":
+        with pytest.raises(RuntimeError, match="member 1: RuntimeError: injected"):
+            run_group(together.jobs, NO_HOOKS)
+        assert not together.jobs[1].files.result.exists()
+    else:
+        run_group(together.jobs, NO_HOOKS)
+        stopped = json.loads(together.jobs[1].files.result.read_text())
+        assert stopped["stopped_early"] and stopped["timesteps"] < 6144
+    got = results_of([together.jobs[0], together.jobs[2]])
+    for member in (0, 2):
+        want, have = expected[member], got[member]
+        assert have["timesteps"] == want["timesteps"]
+        assert [e["score"] for e in have["evaluations"]] == pytest.approx(
+            [e["score"] for e in want["evaluations"]], rel=1e-9
+        )
+        assert have["test"]["agent"]["sharpe"] == pytest.approx(
+            want["test"]["agent"]["sharpe"], rel=1e-9
+        )
+
+
+@pytest.mark.slow
+def test_a_killed_group_resumes_to_the_same_step_counts(tmp_path: Path) -> None:
+    import math
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.datasets import write_csv
+    from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learnable_config
+
+    timesteps, rollout = 16_384, 2048
+    config = learnable_config()
+    dataset = write_csv(tmp_path / "dataset", ar1_frames(bars_needed(config), 2, 0.3, seed=4))
+    entry = Path(__file__).resolve().parents[1] / "training" / "train_walk_forward.py"
+    settings = [f"--set={item}" for item in [*LEARNABLE, f"data.cache_dir={tmp_path / 'cache'}"]]
+    command = [
+        sys.executable, str(entry), "--data", str(dataset), *settings, "--folds", "1",
+        "--ensemble", "3", "--timesteps", str(timesteps), "--output", str(tmp_path / "runs"),
+        "--no-progress", "--set=hardware.members_concurrent=1",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        found = list((tmp_path / "runs").glob("*/folds/fold_00/member_02/checkpoints/state.json"))
+        if found and json.loads(found[0].read_text())["timesteps"] >= 2 * rollout:
+            state = found[0]
+            break
+        time.sleep(0.05)
+    assert state is not None, process.communicate()
+    run_dir = state.parents[4]
+    group = json.loads((run_dir / "folds/fold_00/group_00/progress.json").read_text())["pid"]
+    os.kill(group, signal.SIGKILL)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed = subprocess.run(
+        [sys.executable, str(entry), "--resume", str(run_dir), "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    expected = math.ceil(timesteps / rollout) * rollout
+    for member in range(3):
+        folder = run_dir / "folds" / "fold_00" / f"member_{member:02d}"
+        result = json.loads((folder / "result.json").read_text())
+        assert result["timesteps"] == expected
+        steps = [e["timesteps"] for e in result["evaluations"]]
+        assert steps == sorted(set(steps)) and steps[-1] == expected
+    assert (run_dir / "report.md").exists()
