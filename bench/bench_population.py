@@ -105,7 +105,9 @@ def _run_arm(
 
 def _measure(run_dir: Path, wall: float, jobs: int) -> dict[str, Any]:
     summary = json.loads((run_dir / "metrics.json").read_text())
-    results = [json.loads(p.read_text()) for p in sorted(run_dir.glob("folds/*/member_*/result.json"))]
+    results = [
+        json.loads(p.read_text()) for p in sorted(run_dir.glob("folds/*/member_*/result.json"))
+    ]
     validation = [max(e["sharpe"] for e in r["evaluations"]) for r in results]
     test = [r["test"]["agent"]["sharpe"] for r in results]
     agent = summary["strategies"]["agent"]
@@ -114,14 +116,17 @@ def _measure(run_dir: Path, wall: float, jobs: int) -> dict[str, Any]:
         "members_per_hour": jobs / wall * 3600,
         "jobs": len(results),
         "timesteps": [r["timesteps"] for r in results],
-        "member_validation_sharpe": {"mean": statistics.fmean(validation),
-                                     "median": statistics.median(validation)},  # fmt: skip
-        "member_test_sharpe": {"mean": statistics.fmean(test), "median": statistics.median(test)},
+        "member_validation_sharpe": _centre(validation),
+        "member_test_sharpe": _centre(test),
         "ensemble_test_sharpe": agent["sharpe"],
         "dsr": agent["dsr"],
         "folds_beating_buy_and_hold": summary["folds_beating_buy_and_hold"],
         "folds": summary["folds"],
     }
+
+
+def _centre(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "median": statistics.median(values)}
 
 
 def _print(results: dict[str, Any]) -> None:

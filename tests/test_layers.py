@@ -40,6 +40,7 @@ TRAINING_RANKS = {
     "training.launcher": 1,  # backends, the launch loop, the job's process
     "training.member": 2,  # one member's training, and the member as a workload
     "training.tuning": 3,  # sweeps
+    "training.population": 3,  # a fold's members in groups: batched rollouts, update, walks
     "training.post": 3,  # ensemble walk, fused model, results, report, plots
     "training.commands": 4,  # flags, the pipeline, planning, sweep and data commands
     "training.train_walk_forward": 5,  # the command line

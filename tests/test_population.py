@@ -18,8 +18,8 @@ from training.member.checkpoints import TrainingState
 from training.member.models import load_model
 from training.member.trainer import member_configs, member_model
 from training.population.adam import StackedAdam
-from training.population.group import run_group
 from training.population.stacked import StackedPolicies
+from training.population.trainer import run_group
 from training.population.update import group_train
 from training.population.walks import walk_members
 from training.run.job import NO_HOOKS, Job

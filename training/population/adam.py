@@ -23,13 +23,18 @@ class StackedAdam:
         self.params = params
         self.optimizers = optimizers
         groups = [optimizer.param_groups[0] for optimizer in optimizers]
-        self.beta1 = torch.tensor([g["betas"][0] for g in groups], dtype=torch.float64)
-        self.beta2 = torch.tensor([g["betas"][1] for g in groups], dtype=torch.float64)
-        self.eps = torch.tensor([g["eps"] for g in groups], dtype=torch.float64)
+        device = next(iter(params.values())).device
+
+        def column(values: list[float]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float64, device=device)
+
+        self.beta1 = column([g["betas"][0] for g in groups])
+        self.beta2 = column([g["betas"][1] for g in groups])
+        self.eps = column([g["eps"] for g in groups])
         for group in groups:
             if group.get("weight_decay", 0) or group.get("amsgrad") or group.get("maximize"):
                 raise ValueError("the group learner's Adam has no weight decay, amsgrad, maximize")
-        self.steps = torch.zeros(len(optimizers), dtype=torch.float64)
+        self.steps = torch.zeros(len(optimizers), dtype=torch.float64, device=device)
         self.exp_avg = {name: torch.zeros_like(value) for name, value in params.items()}
         self.exp_avg_sq = {name: torch.zeros_like(value) for name, value in params.items()}
         self.load_from_members()
@@ -61,7 +66,7 @@ class StackedAdam:
                 for name, param in zip(self.params, params, strict=True):
                     state = optimizer.state[param]
                     if not state:
-                        state["step"] = torch.tensor(0.0)
+                        state["step"] = torch.tensor(0.0)  # torch keeps it on the CPU
                         state["exp_avg"] = torch.zeros_like(param)
                         state["exp_avg_sq"] = torch.zeros_like(param)
                     state["step"].fill_(float(self.steps[m]))

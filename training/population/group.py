@@ -9,7 +9,6 @@ early is frozen and leaves the batch; a member that fails is reported and the ot
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +18,11 @@ import torch
 
 from core.config import Config
 from core.envs.settings import EnvSettings, env_settings
-from core.evaluation.judge import annualisation_of
 from core.features.store import FeatureStore
 from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState
 from training.member.trainer import member_callback, member_configs, member_model
 from training.run.job import Hooks, Job
-from training.run.records import read_job_result
 
 
 @dataclass
@@ -93,37 +90,3 @@ def _member_hooks(job: Job, hooks: Hooks) -> Hooks:
             warn(f"member {job.member}: {message}")
 
     return Hooks(advance=hooks.advance, warn=member_warn)
-
-
-def run_group(jobs: Sequence[Job], hooks: Hooks) -> dict[str, Any]:
-    """Train, test and record every unfinished member; return {member: result} of all."""
-    from training.population.judging import test_members
-    from training.population.loop import train_members
-
-    torch.set_num_threads(jobs[0].torch_threads)
-    store = FeatureStore.attach(jobs[0].store_path)
-    results: dict[int, Any] = {}
-    pending = []
-    for job in jobs:
-        if job.files.result.exists():
-            results[job.member] = read_job_result(job.files)
-            if hooks.advance:
-                hooks.advance(results[job.member]["timesteps"])
-        else:
-            pending.append(job)
-    if pending:
-        annual = annualisation_of(store, member_configs(pending[0], store)[1])
-        started = time.perf_counter()
-        members = train_members(pending, store, annual, hooks)
-        for member, result in test_members(members, store, annual, hooks).items():
-            results[member] = result
-        print(
-            f"group of {len(pending)} trained and tested in {time.perf_counter() - started:.1f} s"
-        )
-        failed = {m.job.member: m.error for m in members if m.error is not None}
-        if failed:
-            raise RuntimeError(
-                "member(s) failed inside the group (the others are saved): "
-                + "; ".join(f"member {k}: {why}" for k, why in failed.items())
-            )
-    return {"members": results, "timesteps": sum(r["timesteps"] for r in results.values())}

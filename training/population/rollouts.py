@@ -27,8 +27,7 @@ def collect_group_rollouts(
 ) -> dict[int, list[dict[str, Any]]]:
     """Fill the rollout buffers of members `members` (n_steps each); return each one's last
     step infos (the callbacks' `locals["infos"]`)."""
-    index = torch.tensor(list(members))
-    everyone = list(members) == list(range(stacked.size))
+    index = stacked.index(members)
     n_steps = {models[m].n_steps for m in members}
     if len(n_steps) != 1:
         raise ValueError("a group's members must share n_steps")
@@ -37,20 +36,16 @@ def collect_group_rollouts(
         models[m].rollout_buffer.reset()
         models[m].policy.set_training_mode(False)
     for _ in range(n_steps.pop()):
-        obs = {
-            key: torch.stack(
-                [obs_as_tensor(models[m]._last_obs, models[m].device)[key] for m in members]
-            )
-            for key in models[members[0]]._last_obs
-        }
+        current = [obs_as_tensor(models[m]._last_obs, models[m].device) for m in members]
+        obs = {key: torch.stack([rows[key] for rows in current]) for key in current[0]}
         with torch.no_grad():
-            mean, values, log_std = stacked.heads(obs, None if everyone else index)
+            mean, values, log_std = stacked.heads(obs, index)
             noise = torch.stack(
                 [
                     torch.empty(mean.shape[1:], dtype=mean.dtype).normal_(generator=generators[m])
                     for m in members
                 ]
-            )
+            ).to(mean.device)
             actions = mean + noise * log_std.exp().unsqueeze(1)
             log_probs = gaussian_log_prob(actions, mean, log_std)
         for row, m in enumerate(members):
@@ -69,7 +64,7 @@ def _step_member(
     model: Any, actions: torch.Tensor, values: torch.Tensor, log_probs: torch.Tensor
 ) -> list[dict[str, Any]]:
     """One env step of one member, as SB3's collect_rollouts takes it."""
-    taken = actions.numpy()
+    taken = actions.cpu().numpy()
     space = model.action_space
     clipped = np.clip(taken, space.low, space.high)
     env = model.env

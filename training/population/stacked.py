@@ -82,6 +82,16 @@ class StackedPolicies:
     def size(self) -> int:
         return len(self.policies)
 
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+    def index(self, members: Sequence[int]) -> torch.Tensor | None:
+        """The index tensor that selects `members` (None: all of them, in order)."""
+        if list(members) == list(range(self.size)):
+            return None
+        return torch.tensor(list(members), device=self.device)
+
     def _member_heads(
         self, params: dict[str, torch.Tensor], obs: Observation
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -79,9 +79,9 @@ class _Settings:
     normalize_advantage: bool
 
     @classmethod
-    def of(cls, models: Sequence[Any]) -> _Settings:
+    def of(cls, models: Sequence[Any], device: torch.device) -> _Settings:
         def column(values: list[float]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.float32)
+            return torch.tensor(values, dtype=torch.float32, device=device)
 
         lrs, clips, clips_vf = [], [], []
         for model in models:
@@ -96,7 +96,7 @@ class _Settings:
         if len(normalize) > 1:
             raise ValueError("a group's members must agree on normalize_advantage")
         return cls(
-            torch.tensor(lrs, dtype=torch.float64),
+            torch.tensor(lrs, dtype=torch.float64, device=device),
             column(clips),
             column(clips_vf),
             column([float(model.ent_coef) for model in models]),
@@ -121,7 +121,7 @@ def group_train(
     if len(epochs) != 1 or len(batch_sizes) != 1:
         raise ValueError("a group's members must share n_epochs and batch_size")
     n_epochs, batch_size = epochs.pop(), batch_sizes.pop()
-    settings = _Settings.of(models)
+    settings = _Settings.of(models, stacked.device)
     columns = {m: _Columns.of(models[m].rollout_buffer) for m in members}
     total = len(next(iter(columns.values())).returns)
     stats = {m: _Stats() for m in members}
@@ -157,18 +157,18 @@ def _minibatch(
     """The loss and (for members not past target_kl) the step of one minibatch per member;
     returns the members that stop their epochs here."""
     members = list(picked)
-    index = torch.tensor(members)
+    index = torch.tensor(members, device=stacked.device)
 
     def gathered(get: Any) -> torch.Tensor:
-        return torch.stack([get(columns[m]).index_select(0, picked[m]) for m in members])
+        rows = [get(columns[m]).index_select(0, picked[m]) for m in members]
+        return torch.stack(rows).to(stacked.device)
 
     keys = columns[members[0]].observations.keys()
     obs = {key: gathered(lambda c, key=key: c.observations[key]) for key in keys}
     actions = gathered(lambda c: c.actions)
     old_values, old_log_prob = gathered(lambda c: c.old_values), gathered(lambda c: c.old_log_prob)
     advantages, returns = gathered(lambda c: c.advantages), gathered(lambda c: c.returns)
-    everyone = len(members) == stacked.size and members == list(range(stacked.size))
-    mean, values, log_std = stacked.heads(obs, None if everyone else index)
+    mean, values, log_std = stacked.heads(obs, stacked.index(members))
     log_prob = gaussian_log_prob(actions, mean, log_std)
     entropy = gaussian_entropy(mean, log_std)
     if settings.normalize_advantage and advantages.shape[1] > 1:
@@ -204,7 +204,7 @@ def _minibatch(
         record.clip.append(clip_fraction[row].item())
         record.kl.append(approx_kl[row].item())
         record.loss = loss[row].item()
-    stepping = torch.zeros(stacked.size, dtype=torch.bool)
+    stepping = torch.zeros(stacked.size, dtype=torch.bool, device=stacked.device)
     stepping[index[~stop]] = True
     if bool(stepping.any()):
         _step(stacked, adam, settings, (loss * (~stop).to(loss.dtype)).sum(), stepping)

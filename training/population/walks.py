@@ -20,15 +20,18 @@ def joint_policy(
     stacked: StackedPolicies, members: Sequence[int], low: np.ndarray, high: np.ndarray
 ) -> JointPolicy:
     """Env k of a walk acts as member members[k] of `stacked`."""
-    index = None if list(members) == list(range(stacked.size)) else torch.tensor(list(members))
+    index = stacked.index(members)
+    device = stacked.device
 
     def decide(
         obs: dict[str, np.ndarray], weights: np.ndarray, t: int, alive: np.ndarray
     ) -> np.ndarray:
-        rows = {key: torch.as_tensor(value).unsqueeze(1) for key, value in obs.items()}
+        rows = {
+            key: torch.as_tensor(value, device=device).unsqueeze(1) for key, value in obs.items()
+        }
         with torch.no_grad():
             mean, _, _ = stacked.heads(rows, index)
-        return np.clip(mean[:, 0].numpy(), low, high)
+        return np.clip(mean[:, 0].cpu().numpy(), low, high)
 
     return decide
 

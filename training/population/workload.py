@@ -45,7 +45,7 @@ class GroupRun:
         return self.jobs[0].torch_threads
 
     def run(self, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
-        from training.population.group import run_group
+        from training.population.trainer import run_group
 
         result = run_group(self.jobs, hooks)
         write_json(self.files.result, result)

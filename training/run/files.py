@@ -49,6 +49,16 @@ class JobFiles:
 
 
 @dataclass(frozen=True)
+class GroupFiles(JobFiles):
+    """A population group's progress and summary; its members keep their own job folders (and
+    their own result.json, which nothing may mistake the group's summary for)."""
+
+    @property
+    def result(self) -> Path:
+        return self.folder / "group.json"
+
+
+@dataclass(frozen=True)
 class FedAvgFiles:
     """One fold's weight-averaging rounds: what each member wrote, who was in, the average."""
 
@@ -157,9 +167,8 @@ class RunFiles:
     def job(self, fold: int, member: int) -> JobFiles:
         return JobFiles(self.fold(fold) / f"member_{member:02d}")
 
-    def group(self, fold: int, first_member: int) -> JobFiles:
-        """A population group's progress and summary (its members keep their own folders)."""
-        return JobFiles(self.fold(fold) / f"group_{first_member:02d}")
+    def group(self, fold: int, first_member: int) -> GroupFiles:
+        return GroupFiles(self.fold(fold) / f"group_{first_member:02d}")
 
     def job_folders(self) -> list[JobFiles]:
         """Every job folder on disk (member × fold), in fold and member order."""

@@ -1,0 +1,30 @@
+"""The population benchmark runs both learners through the CLI on a tiny ensemble and reports
+the speed-up with each arm's learning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.bench import run_bench
+
+
+@pytest.mark.slow
+def test_population_benchmark_reports_members_per_hour_and_learning_of_both_arms(
+    tmp_path: Path,
+) -> None:
+    stdout, result = run_bench(
+        "bench_population.py",
+        tmp_path / "bench.json",
+        *("--members", "2", "--timesteps", "8192", "--folds", "1", "--cases", "flat-quick"),
+    )
+    assert "population / separate" in stdout
+    case = result["cases"]["flat-quick"]
+    separate, population = case["separate"], case["population"]
+    assert separate["jobs"] == population["jobs"] == 2
+    assert separate["timesteps"] == population["timesteps"]
+    assert case["speedup"] == pytest.approx(separate["wall_s"] / population["wall_s"])
+    for arm in (separate, population):
+        assert arm["members_per_hour"] == pytest.approx(2 / arm["wall_s"] * 3600)
+        assert arm["folds"] == 1 and 0 <= arm["dsr"] <= 1
