@@ -104,12 +104,18 @@ def test_one_member_group_update_equals_sb3_train(four: list[Job]) -> None:
     sb3_and_group_updates(models, [11])
 
 
-def test_each_member_of_a_mixed_group_updates_as_its_own_sb3_model(four: list[Job]) -> None:
+@pytest.mark.parametrize("extractor", ["flat", "shared_asset", "multi_timeframe_cnn"])
+def test_each_member_of_a_mixed_group_updates_as_its_own_sb3_model(
+    four: list[Job], extractor: str, tmp_path: Path
+) -> None:
     """Different seeds and ent_coef; one member with value clipping; one stopped by target_kl
     after its first minibatch; a second update proves Adam's step counts and moments carried."""
     from stable_baselines3.common.utils import FloatSchedule
 
-    models = models_of(four)
+    jobs = four
+    if extractor != "flat":
+        jobs = small_run(tmp_path, 4, 4096, "ppo.n_epochs=2", f"policy.extractor={extractor}").jobs
+    models = models_of(jobs)
     for model, ent_coef in zip(models, (0.0, 0.01, 0.05, 0.002), strict=True):
         model.ent_coef = ent_coef
     models[1].clip_range_vf = FloatSchedule(0.05)

@@ -149,7 +149,10 @@ def plan(
     layout = _fit_members(hardware, config, ensemble, device, shape, budget_gb, notes)
     if autotune is not None:
         layout = _measured(layout, autotune, hardware, config, device, shape, budget_gb, notes)
-    choice = choose_learner(config, ensemble, layout.members, layout.memory_gb, budget_gb)
+    # Members per fold decide the learner, also where the plan is for one SLURM task (ensemble 1):
+    # each array task then holds a group.
+    members = config.ensemble.size
+    choice = choose_learner(config, members, layout.members, layout.memory_gb, budget_gb)
     notes.decide("learner", choice.learner, "auto", choice.learner_why)
     if choice.learner == "population":
         notes.decide("group_size", choice.group_size, choice.group_chosen, choice.group_why)  # type: ignore[arg-type]

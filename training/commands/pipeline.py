@@ -323,13 +323,18 @@ def jobs_line(config: Config, n_folds: int, resource_plan: Plan) -> str:
     )
     if resource_plan.learner != "population":
         return f"{line}, run {how}"
-    groups = groups_per_fold(
-        members, n_folds, resource_plan.members_concurrent, resource_plan.group_size
-    )
+    cluster = config.launcher.cluster
+    slots = resource_plan.members_concurrent if cluster == "local" else 1
+    groups = groups_per_fold(members, n_folds, slots, resource_plan.group_size)
     largest = group_sizes(members, groups)[0]
+    where = {
+        "local": f"up to {resource_plan.members_concurrent} group(s) at once on this machine",
+        "slurm": "one SLURM array task per group",
+        "debug": "one group after another in this process (debug)",
+    }[cluster]
     return (
         f"{line}, trained in {n_folds * groups} group(s) of up to {largest} member(s) "
-        f"(ensemble.learner population), {how.replace('up to', 'groups: up to')}"
+        f"(ensemble.learner population), {where}"
     )
 
 

@@ -88,10 +88,12 @@ class StackedAdam:
                 continue
             shape = (-1,) + (1,) * (param.dim() - 1)
             keep = active.view(shape)
-            beta1 = self.beta1.to(param.dtype).view(shape)
+            # 1 - beta in double, then cast, as torch passes it (1 - float32(0.999) is off by 1e-5)
+            weight1 = (1 - self.beta1).to(param.dtype).view(shape)
+            weight2 = (1 - self.beta2).to(param.dtype).view(shape)
             beta2 = self.beta2.to(param.dtype).view(shape)
-            exp_avg = torch.lerp(self.exp_avg[name], grad, 1 - beta1)
-            exp_avg_sq = self.exp_avg_sq[name] * beta2 + (1 - beta2) * grad * grad
+            exp_avg = torch.lerp(self.exp_avg[name], grad, weight1)
+            exp_avg_sq = self.exp_avg_sq[name] * beta2 + weight2 * grad * grad
             denom = exp_avg_sq.sqrt() / correction2_sqrt.to(param.dtype).view(shape)
             denom = denom + self.eps.to(param.dtype).view(shape)
             moved = param - step_size.to(param.dtype).view(shape) * exp_avg / denom

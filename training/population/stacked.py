@@ -49,17 +49,22 @@ class _Heads(nn.Module):
 
 
 def check_groupable(policy: Any) -> None:
-    """The group learner batches SB3's diagonal-Gaussian actor-critic; say so for anything else."""
+    """The group learner batches SB3's diagonal-Gaussian actor-critic whose buffers are constants
+    (multi_timeframe_cnn's gather indices: one copy serves every member); say so for anything
+    else."""
     if not isinstance(policy.action_dist, DiagGaussianDistribution) or policy.use_sde:
         raise UserError(
             f"ensemble.learner population batches a diagonal Gaussian policy; "
             f"{type(policy).__name__} uses {type(policy.action_dist).__name__}: "
             "set ensemble.learner=separate"
         )
-    if any(True for _ in policy.buffers()):
+    norms = [
+        type(m).__name__ for m in policy.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+    ]
+    if norms:
         raise UserError(
-            f"{type(policy).__name__} has buffers (batch norm?) the group learner does not stack: "
-            "set ensemble.learner=separate"
+            f"{type(policy).__name__} has {norms[0]} layers, whose running statistics the group "
+            "learner does not stack: set ensemble.learner=separate"
         )
 
 
@@ -96,7 +101,10 @@ class StackedPolicies:
         self, params: dict[str, torch.Tensor], obs: Observation
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         named = {f"policy.{name}": value for name, value in params.items()}
-        mean, values = functional_call(self._heads, named, (obs,))
+        # One name per parameter and no tying: SB3's unshared extractors reach the actor's
+        # extractor by two names (an alias of `features_extractor`), and swapping one module's
+        # tensor under both names restores the batched tensor instead of the member's own.
+        mean, values = functional_call(self._heads, named, (obs,), tie_weights=False)
         return mean, values, params["log_std"]
 
     def heads(

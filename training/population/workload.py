@@ -73,5 +73,7 @@ def launch_ensemble(
     """Train the run's members with the planned learner."""
     if learner != "population":
         return launch_members(jobs, settings, tell)
-    slots = len(settings.slots) if settings.cluster == "local" else settings.array_parallelism
+    # Locally the groups fill the slots evenly; a SLURM array task (or this process) holds one
+    # group of up to group_size, so there the fewest groups are made.
+    slots = len(settings.slots) if settings.cluster == "local" else 1
     return launch(fold_groups(jobs, slots, group_size), settings, tell)
