@@ -229,7 +229,7 @@ class EnsembleConfig(Section):
     sync_temperature: Annotated[float, Field(gt=0)]
     sync_timeout_s: Annotated[float, Field(ge=1, le=7 * 86_400)]
     sync_optimizer: Literal["keep", "reset"]
-    learner: Literal["population", "separate"]
+    learner: Literal["auto", "population", "separate"]
 
     @field_validator("risk_profiles")
     @classmethod

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from core.config import Config
 from core.policies.registry import EXTRACTORS
 
+# flat's first layer at a large observation is one large matmul that batching members does not
+# speed up: measured on 2 CPUs (bench_population.py, 8 members x 3 folds), population / separate
+# 1.69x at obs_dim 145 but 0.97x at 4,361; above this size (between the two) flat stays separate.
+FLAT_GROUP_MAX_OBS = 1024
+
 
 @dataclass(frozen=True)
 class LearnerChoice:
@@ -25,7 +30,7 @@ class LearnerChoice:
     group_chosen: str  # auto | config
 
 
-def separate_because(config: Config, ensemble: int) -> str | None:
+def separate_because(config: Config, ensemble: int, obs_dim: int) -> str | None:
     """Why this run cannot train in groups, or None when it can."""
     if config.ensemble.learner == "separate":
         return "ensemble.learner=separate in the config"
@@ -35,6 +40,13 @@ def separate_because(config: Config, ensemble: int) -> str | None:
         return "ensemble.mode=fedavg: members meet at file barriers (groups of fedavg members are not built yet)"
     if EXTRACTORS[config.policy.extractor].recurrent:
         return f"policy.extractor={config.policy.extractor} trains with RecurrentPPO (its update is not batched yet)"
+    automatic = config.ensemble.learner == "auto"
+    if automatic and config.policy.extractor == "flat" and obs_dim > FLAT_GROUP_MAX_OBS:
+        return (
+            f"policy.extractor=flat at obs_dim {obs_dim:,} > {FLAT_GROUP_MAX_OBS:,}: its first layer is "
+            "one large matmul already, and a group measured no faster (0.97x at 4,361, "
+            "bench_population.py); ensemble.learner=population groups it anyway"
+        )
     if config.hardware.vec_env != "batch":
         return f"hardware.vec_env={config.hardware.vec_env}: a group steps its members' envs in its own process"
     return None
@@ -43,16 +55,19 @@ def separate_because(config: Config, ensemble: int) -> str | None:
 def choose_learner(
     config: Config,
     ensemble: int,
+    obs_dim: int,
     slots: int,
     member_memory_gb: float,
     budget_gb: float,
 ) -> LearnerChoice:
     """The learner and the largest group: every slot holds one group, whose members share one
     process's fixed memory (hardware.learner_memory_gb) and add their rollout buffers and models."""
-    why_not = separate_because(config, ensemble)
+    why_not = separate_because(config, ensemble, obs_dim)
     if why_not is not None:
         return LearnerChoice("separate", why_not, 1, "ensemble.learner separate", "auto")
-    learner_why = "ensemble.learner=population: a fold's members train in groups, batched"
+    learner_why = (
+        f"ensemble.learner={config.ensemble.learner}: a fold's members train in groups, batched"
+    )
     configured = config.hardware.group_size
     if configured != "auto":
         size = min(configured, ensemble)

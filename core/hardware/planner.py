@@ -152,8 +152,11 @@ def plan(
     # Members per fold decide the learner, also where the plan is for one SLURM task (ensemble 1):
     # each array task then holds a group.
     members = config.ensemble.size
-    choice = choose_learner(config, members, layout.members, layout.memory_gb, budget_gb)
-    notes.decide("learner", choice.learner, "auto", choice.learner_why)
+    choice = choose_learner(
+        config, members, shape.obs_dim, layout.members, layout.memory_gb, budget_gb
+    )
+    chosen = "auto" if config.ensemble.learner == "auto" else "config"
+    notes.decide("learner", choice.learner, chosen, choice.learner_why)
     if choice.learner == "population":
         notes.decide("group_size", choice.group_size, choice.group_chosen, choice.group_why)  # type: ignore[arg-type]
     assembled = _assemble(hardware, ensemble, device, shape, layout, budget_gb, notes)
