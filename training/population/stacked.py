@@ -37,9 +37,17 @@ class _Heads(nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, obs: Observation, critic: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         policy = self.policy
         prepared = preprocess_obs(obs, policy.observation_space, policy.normalize_images)
+        if not critic:  # a deterministic walk needs the actor only
+            extractor = (
+                policy.features_extractor
+                if policy.share_features_extractor
+                else policy.pi_features_extractor
+            )
+            latent_pi = policy.mlp_extractor.forward_actor(extractor(prepared))
+            return policy.action_net(latent_pi), latent_pi.new_zeros(())
         if policy.share_features_extractor:
             latent_pi, latent_vf = policy.mlp_extractor(policy.features_extractor(prepared))
         else:
@@ -82,6 +90,7 @@ class StackedPolicies:
         }
         self._heads = _Heads(policies[0])
         self._mapped = vmap(self._member_heads, in_dims=(0, 0))
+        self._mapped_actor = vmap(self._member_actor, in_dims=(0, 0))
 
     @property
     def size(self) -> int:
@@ -107,15 +116,26 @@ class StackedPolicies:
         mean, values = functional_call(self._heads, named, (obs,), tie_weights=False)
         return mean, values, params["log_std"]
 
+    def _member_actor(self, params: dict[str, torch.Tensor], obs: Observation) -> torch.Tensor:
+        named = {f"policy.{name}": value for name, value in params.items()}
+        mean, _ = functional_call(self._heads, named, (obs, False), tie_weights=False)
+        return mean
+
+    def mean_actions(self, obs: Observation, members: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean actions [g, n, a] only (what `predict(deterministic=True)` takes), for walks."""
+        return self._mapped_actor(self._selected(members), obs)
+
+    def _selected(self, members: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        if members is None:
+            return self.params
+        return {name: value.index_select(0, members) for name, value in self.params.items()}
+
     def heads(
         self, obs: Observation, members: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mean actions [g, n, a], values [g, n], log_std [g, a]) of members `members` (all
         when None) for their own observations obs[key][g, n, ...]."""
-        params = self.params
-        if members is not None:
-            params = {name: value.index_select(0, members) for name, value in params.items()}
-        return self._mapped(params, obs)
+        return self._mapped(self._selected(members), obs)
 
     def copy_to_members(self) -> None:
         """Each member's modules take their slice of the stacked tensors (in place)."""

@@ -30,7 +30,7 @@ def joint_policy(
             key: torch.as_tensor(value, device=device).unsqueeze(1) for key, value in obs.items()
         }
         with torch.no_grad():
-            mean, _, _ = stacked.heads(rows, index)
+            mean = stacked.mean_actions(rows, index)
         return np.clip(mean[:, 0].cpu().numpy(), low, high)
 
     return decide
