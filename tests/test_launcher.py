@@ -308,3 +308,29 @@ def test_the_board_counts_jobs_and_caps_steps_at_each_jobs_total(tmp_path: Path)
     assert "0 queued, 1 running, 1 done, 1 failed, 1 retried" in text
     assert "2,000/3,000 steps" in text and "1,000/1,000" in text  # PPO's overshoot not shown
     assert "fold 0 member 0" in text and "try 2" in text and "fold 0 member 2" not in text
+
+
+def test_the_board_gives_each_member_of_a_running_group_its_line(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from core.bar_range import BarRange
+    from core.folds import Fold
+    from training.launcher.board import JobBoard
+    from training.launcher.launch import JobStatus
+    from training.population.workload import GroupRun
+    from training.run.job import Job
+
+    part = BarRange(0, 10)
+    fold = Fold(index=0, train=part, validation=part, test=part, embargo_bars=0)
+    jobs = tuple(
+        Job(str(tmp_path), str(tmp_path), fold, m, m, 1000, "batch", 8, 64, 64, "cpu", 1)
+        for m in range(2)
+    )
+    parts = {"member 0": 1536, "member 1": 512}
+    status = JobStatus(GroupRun(jobs), state="running", steps=2048, phase="training", parts=parts)
+    console = Console(record=True, width=160)
+    console.print(JobBoard("1 job(s) on local", live=False).render([status]))
+    text = console.export_text()
+    assert "fold 0 members 0-1" in text and "2,000/2,000" in text
+    assert "member 0" in text and "1,000/1,000" in text  # capped at the member's own steps
+    assert "member 1" in text and "512/1,000" in text

@@ -152,9 +152,20 @@ def results_of(jobs: list[Job]) -> dict[int, dict]:
 
 
 def test_a_group_trains_tests_and_writes_each_members_result(tmp_path: Path) -> None:
+    from training.run.job import Hooks
+
     run = small_run(tmp_path, 3, 4096)
-    outcome = run_group(run.jobs, NO_HOOKS)
+    parts: dict[str, int] = {}
+    total: list[int] = []
+
+    def part(name: str, steps: int) -> None:
+        parts[name] = parts.get(name, 0) + steps
+
+    outcome = run_group(run.jobs, Hooks(advance=total.append, part=part))
     assert sorted(outcome["members"]) == [0, 1, 2]
+    # each member's steps reach its own line on the board, and the group's sum
+    assert sorted(parts) == ["member 0", "member 1", "member 2"]
+    assert all(steps >= 4096 for steps in parts.values()) and sum(total) == sum(parts.values())
     for job in run.jobs:
         result = json.loads(job.files.result.read_text())
         assert result["timesteps"] >= 4096

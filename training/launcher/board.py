@@ -1,5 +1,5 @@
 """The live view of a launch: counts of queued / running / done / failed / retried jobs, and a
-line per running job with its steps; events (start, done, retry, failure) scroll above it.
+line per running job with its steps (and one per member of a running group); events (start, done, retry, failure) scroll above it.
 Without a terminal (CI, --no-progress) only the events are printed, one line each."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rich.text import Text
 
 from training.launcher.launch import JobStatus
 
-MAX_ROWS = 24  # running jobs shown; the rest are counted
+MAX_ROWS = 24  # lines of running jobs (and a group's members) shown; the rest are counted
 
 
 class JobBoard:
@@ -66,7 +66,11 @@ class JobBoard:
         for column in ("job", "where", "attempt", "phase", "bar", "steps"):
             table.add_column(column, justify="right" if column == "steps" else "left")
         running = [s for s in statuses if s.state == "running"]
-        for status in running[:MAX_ROWS]:
+        rows = shown = 0
+        for status in running:
+            if rows >= MAX_ROWS:
+                break
+            rows, shown = rows + 1, shown + 1
             table.add_row(
                 status.job.name,
                 status.cluster_id,
@@ -75,10 +79,15 @@ class JobBoard:
                 ProgressBar(total=status.job.timesteps, completed=_done(status), width=30),
                 f"{_done(status):,}/{status.job.timesteps:,}",
             )
+            # A group's members, each on its own line (their steps share the group's total).
+            each = status.job.timesteps // max(len(status.parts), 1)
+            for name, steps in list(status.parts.items())[: MAX_ROWS - rows]:
+                rows += 1
+                done = min(steps, each)
+                bar = ProgressBar(total=each, completed=done, width=30)
+                table.add_row(f"  {name}", "", "", "", bar, f"{done:,}/{each:,}")
         more = (
-            [Text(f"... and {len(running) - MAX_ROWS} more running")]
-            if len(running) > MAX_ROWS
-            else []
+            [Text(f"... and {len(running) - shown} more running")] if shown < len(running) else []
         )
         return Group(head, table, *more)
 

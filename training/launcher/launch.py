@@ -220,6 +220,7 @@ def _read_progress(status: JobStatus, attempt: Attempt) -> float:
         return 0.0
     status.steps = int(progress.get("steps", 0))
     status.phase = str(progress.get("phase", ""))
+    status.parts = {str(k): int(v) for k, v in (progress.get("parts") or {}).items()}
     return updated
 
 

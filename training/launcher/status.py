@@ -46,6 +46,7 @@ class JobStatus:
     error: str = ""
     result: dict[str, Any] | None = None
     preemptions: int = 0
+    parts: dict[str, int] = field(default_factory=dict)  # a group's members: steps of each
 
     @property
     def job(self) -> Any:

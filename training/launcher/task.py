@@ -58,6 +58,7 @@ class TrainTask(submitit.helpers.Checkpointable):
         with progress:
             hooks = Hooks(
                 advance=progress.advance,
+                part=progress.advance_part,
                 warn=lambda message: print(f"warning: {message}", flush=True),
                 phase=preemption.phase,
                 preemption=preemption,
@@ -79,6 +80,7 @@ class ProgressFile:
     def __init__(self, files: JobFiles, total: int, interval: float) -> None:
         self.path, self.total, self.interval = files.progress, total, interval
         self.steps, self.current = 0, "starting"
+        self.parts: dict[str, int] = {}  # a group's members: steps of each
         self._written = 0.0  # time.monotonic() of the last write
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
@@ -98,6 +100,9 @@ class ProgressFile:
         if time.monotonic() - self._written >= min(self.interval, STEPS_EVERY_S):
             self.write()
 
+    def advance_part(self, name: str, steps: int) -> None:
+        self.parts[name] = self.parts.get(name, 0) + steps
+
     def phase(self, name: str) -> None:
         self.current = name
         self.write()
@@ -110,6 +115,7 @@ class ProgressFile:
                 "steps": self.steps,
                 "total": self.total,
                 "phase": self.current,
+                "parts": dict(self.parts),
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "updated": time.time(),

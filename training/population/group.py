@@ -83,10 +83,20 @@ def build_members(
 
 
 def _member_hooks(job: Job, hooks: Hooks) -> Hooks:
-    warn = hooks.warn
+    """The group's hooks as one member's: its steps count for the group and for its own line."""
+    warn, advance, part = hooks.warn, hooks.advance, hooks.part
+    name = f"member {job.member}"
+    if part is not None:
+        part(name, 0)  # every member has its line from the start
 
     def member_warn(message: str) -> None:
         if warn is not None:
-            warn(f"member {job.member}: {message}")
+            warn(f"{name}: {message}")
 
-    return Hooks(advance=hooks.advance, warn=member_warn)
+    def member_advance(steps: int) -> None:
+        if advance is not None:
+            advance(steps)
+        if part is not None:
+            part(name, steps)
+
+    return Hooks(advance=member_advance, warn=member_warn)

@@ -81,6 +81,8 @@ class Hooks:
     phase: Callable[[str], None] | None = None  # "training", "testing", ...
     preemption: Preemption | None = None
     validated: Callable[[dict[str, float]], None] | None = None  # each validation's metrics
+    part: Callable[[str, int], None] | None = None  # steps just done by one named part (a
+    # group's member), for its own line on the live board
 
 
 NO_HOOKS = Hooks()
