@@ -266,3 +266,45 @@ def test_a_killed_group_resumes_to_the_same_step_counts(tmp_path: Path) -> None:
         steps = [e["timesteps"] for e in result["evaluations"]]
         assert steps == sorted(set(steps)) and steps[-1] == expected
     assert (run_dir / "report.md").exists()
+
+
+class _Requeued(Exception):
+    """Stands in for submitit's requeue, which does not return."""
+
+
+class _PreemptAfter:
+    """A preemption request that arrives once the group has trained `steps` steps."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps, self.seen = steps, 0
+
+    @property
+    def requested(self) -> bool:
+        return self.seen >= self.steps
+
+    def requeue(self) -> None:
+        raise _Requeued
+
+    def advance(self, steps: int) -> None:
+        self.seen += steps
+
+
+def test_a_preempted_group_commits_every_member_then_resumes_to_the_same_steps(
+    tmp_path: Path,
+) -> None:
+    from training.run.job import Hooks
+
+    run = small_run(tmp_path, 2, 8192)
+    preemption = _PreemptAfter(2 * 2 * 2048)  # two rollouts of each of the two members
+    with pytest.raises(_Requeued):
+        run_group(run.jobs, Hooks(advance=preemption.advance, preemption=preemption))
+    for job in run.jobs:
+        state = TrainingState.load(job.files.state)
+        assert state.preempted_at == [state.timesteps] and 0 < state.timesteps < 8192
+        assert not job.files.result.exists()
+    run_group(run.jobs, NO_HOOKS)
+    for job in run.jobs:
+        result = json.loads(job.files.result.read_text())
+        assert result["timesteps"] == 8192 and result["preempted_at"]
+        steps = [e["timesteps"] for e in result["evaluations"]]
+        assert steps == sorted(set(steps)) and steps[-1] == 8192
