@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from core.evaluation.walks import walk_members
 from core.features.store import FeatureStore
+from core.policies.stacked import StackedPolicies
 from tests.helpers.launch import small_run
 from training.member.checkpoints import TrainingState
 from training.member.models import load_model
 from training.member.trainer import member_configs, member_model
 from training.population.adam import StackedAdam
-from training.population.stacked import StackedPolicies
 from training.population.trainer import run_group
 from training.population.update import group_train
-from training.population.walks import walk_members
 from training.run.job import NO_HOOKS, Job
 
 RELATIVE = 1e-5

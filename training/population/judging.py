@@ -9,12 +9,12 @@ from typing import Any
 
 from core.evaluation.judge import with_baselines
 from core.evaluation.metrics import Annualisation
+from core.evaluation.walks import walk_members
 from core.features.store import FeatureStore
+from core.policies.stacked import StackedPolicies
 from training.member.checkpoints import load_tested
 from training.member.trainer import job_result
 from training.population.group import Member
-from training.population.stacked import StackedPolicies
-from training.population.walks import walk_members
 from training.run.job import Hooks
 from training.run.records import JobResult, write_job_result
 from training.run.tracks import save_tracks

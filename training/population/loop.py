@@ -15,14 +15,14 @@ import torch
 
 from core.errors import UserError
 from core.evaluation.metrics import Annualisation
+from core.evaluation.walks import walk_members
 from core.features.store import FeatureStore
+from core.policies.stacked import StackedPolicies
 from training.member.validation import track_validation
 from training.population.adam import StackedAdam
 from training.population.group import Member, build_members
 from training.population.rollouts import collect_group_rollouts
-from training.population.stacked import StackedPolicies
 from training.population.update import group_train
-from training.population.walks import walk_members
 from training.run.job import Hooks, Job
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.utils import obs_as_tensor
 
-from training.population.stacked import StackedPolicies, gaussian_log_prob
+from core.policies.stacked import StackedPolicies, gaussian_log_prob
 
 
 def collect_group_rollouts(

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.utils import explained_variance
 
+from core.policies.stacked import StackedPolicies, gaussian_entropy, gaussian_log_prob
 from training.population.adam import StackedAdam
-from training.population.stacked import StackedPolicies, gaussian_entropy, gaussian_log_prob
 
 ADVANTAGE_EPS = 1e-8  # SB3's
 CLIP_NORM_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s

@@ -13,7 +13,7 @@ from core.bar_range import BarRange
 from core.envs.settings import EnvSettings
 from core.evaluation.rollout import JointPolicy, Track, walk
 from core.features.store import FeatureStore
-from training.population.stacked import StackedPolicies
+from core.policies.stacked import StackedPolicies
 
 
 def joint_policy(
