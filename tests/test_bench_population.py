@@ -17,7 +17,7 @@ def test_population_benchmark_reports_members_per_hour_and_learning_of_both_arms
     stdout, result = run_bench(
         "bench_population.py",
         tmp_path / "bench.json",
-        *("--members", "2", "--timesteps", "8192", "--folds", "1", "--cases", "flat-quick"),
+        *("--members", "2", "--timesteps", "4096", "--folds", "1", "--cases", "flat-quick"),
     )
     assert "population / separate" in stdout
     case = result["cases"]["flat-quick"]
