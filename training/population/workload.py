@@ -24,8 +24,10 @@ class GroupRun:
     @property
     def name(self) -> str:
         members = [job.member for job in self.jobs]
-        span = f"{members[0]}-{members[-1]}" if len(members) > 1 else str(members[0])
-        return f"fold {self.jobs[0].fold.index} members {span}"
+        fold = self.jobs[0].fold.index
+        if len(members) == 1:
+            return f"fold {fold} member {members[0]}"
+        return f"fold {fold} members {members[0]}-{members[-1]}"
 
     @property
     def files(self) -> JobFiles:
