@@ -276,6 +276,8 @@ class _Requeued(Exception):
 class _PreemptAfter:
     """A preemption request that arrives once the group has trained `steps` steps."""
 
+    requeues = True
+
     def __init__(self, steps: int) -> None:
         self.steps, self.seen = steps, 0
 

@@ -223,15 +223,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         parser.error(problem)
     from core.errors import UserError
+    from training.launcher import signals
 
+    signals.install()  # SIGTERM and SIGHUP: as Ctrl-C (cancel the run's jobs, say --resume)
     try:
-        return run(args)
+        return signals.exit_status(run(args))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return signals.exit_status(130)
     except BrokenPipeError:  # output piped into `head` or a closed pager: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -250,7 +250,22 @@ def train_and_report(
     profile: ClusterProfile | None,
     show_progress: bool,
 ) -> int:
-    """Launch the jobs, record failures, then the post-run chain and the printed summary."""
+    """Launch the jobs, record failures, then the post-run chain and the printed summary; one
+    command at a time writes a run folder (training.run.lock)."""
+    from training.run.lock import RunLock
+
+    with RunLock(run_dir):
+        return _train_and_report(run_dir, jobs, config, resource_plan, profile, show_progress)
+
+
+def _train_and_report(
+    run_dir: Path,
+    jobs: list[Job],
+    config: Config,
+    resource_plan: Plan,
+    profile: ClusterProfile | None,
+    show_progress: bool,
+) -> int:
     from training.launcher.board import JobBoard
     from training.launcher.settings import launch_settings
     from training.population.workload import launch_ensemble

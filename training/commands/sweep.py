@@ -21,6 +21,7 @@ def tune(prepared: Prepared, args: argparse.Namespace) -> int:
     """A run folder whose jobs are one trial's members (folds x seeds), the workers, the results."""
     from core.hardware.planner import plan
     from training.run.folder import create_run
+    from training.run.lock import RunLock
 
     seeds = prepared.config.tuning.seeds_per_trial
     config = prepared.config.model_copy(
@@ -39,10 +40,13 @@ def tune(prepared: Prepared, args: argparse.Namespace) -> int:
         Path(args.output), args.name or "tune", config, resource_plan,
         prepared.hardware.to_json(), store, prepared.folds, command_argv(),
     )  # fmt: skip
-    outcome, study, files = _run_workers(prepared, args, config, resource_plan, run_dir, len(jobs))
-    if outcome is None:
-        return 130
-    summary = _print_results(run_dir, study, store, config, files)
+    with RunLock(run_dir):  # one command at a time writes a run folder
+        outcome, study, files = _run_workers(
+            prepared, args, config, resource_plan, run_dir, len(jobs)
+        )
+        if outcome is None:
+            return 130
+        summary = _print_results(run_dir, study, store, config, files)
     if outcome.failures:
         print(
             f"error: {len(outcome.failures)} worker(s) failed: {outcome.failures}", file=sys.stderr

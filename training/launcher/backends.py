@@ -11,7 +11,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from submitit.core.utils import FailedJobError
 
 from core.errors import UserError
 from core.hardware import threads
+from core.process import ProcessIdentity
 from training.launcher import slurm_queue
 from training.launcher.orphans import kill_recorded_task
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
@@ -75,11 +76,13 @@ class QueueBackend(Backend, ABC):
 
 class LocalBackend(QueueBackend):
     """Processes on this machine: submitit's LocalExecutor starts every job it is given at once,
-    so jobs wait here until one of the plan's slots (CPUs and GPU) is free."""
+    so jobs wait here until one of the plan's slots (CPUs and GPU) is free. Each job is told who
+    launched it (pid and start time): it stops by itself once this process is gone for good."""
 
     def __init__(self, settings: LaunchSettings) -> None:
         super().__init__(settings)
         self.free_slots = list(range(len(settings.slots)))
+        self.launcher = ProcessIdentity.current()
 
     def submit(self, state: Running) -> list[tuple[JobStatus, Any, int | None]]:
         started = []
@@ -102,21 +105,21 @@ class LocalBackend(QueueBackend):
 
     def stop(self, attempt: Attempt) -> None:
         """Cancel and wait, so a retry never shares its folder with the hung attempt."""
-        handle = attempt.handle
-        handle.cancel(check=False)  # SIGINT to its controller, which SIGKILLs the task
-        deadline = time.time() + CANCEL_WAIT_S
-        while handle.state == "RUNNING" and time.time() < deadline:
-            time.sleep(0.1)
-        # A task stopped (SIGSTOP) or busy may outlive its controller's cancel: kill it by the pid
-        # its own heartbeat recorded (this attempt's), so no orphan goes on writing into its folder.
-        kill_recorded_task(attempt.status.workload.files.progress, attempt.submitted)
+        attempt.handle.cancel(check=False)  # SIGINT to its controller, which SIGKILLs the task
+        _wait_ended([attempt])
+
+    def cancel_all(self, state: Running) -> None:
+        """Cancel every running job and wait until its processes are gone: the command exits
+        with none of its jobs left behind."""
+        super().cancel_all(state)
+        _wait_ended(state.running)
 
     def started_line(self, status: JobStatus, handle: Any, slot: int | None) -> str:
         return f"start {status.name} (attempt {status.attempts}, slot {slot}, pid {handle.job_id})"
 
     def _submit(self, workload: Any, slot: int) -> Any:
         settings = self.settings
-        placement = settings.slots[slot]
+        placement = replace(settings.slots[slot], launcher=self.launcher)
         executor = submitit.LocalExecutor(folder=settings.folder)
         gpus = [placement.gpu] if placement.gpu is not None else []
         executor.update_parameters(
@@ -131,6 +134,17 @@ class LocalBackend(QueueBackend):
             _inherited_output(settings.folder / CONTROLLER_LOG),
         ):
             return executor.submit(TrainTask(), workload, placement)
+
+
+def _wait_ended(attempts: list[Attempt]) -> None:
+    """Wait (CANCEL_WAIT_S at most) for cancelled local jobs' controllers to end; a task stopped
+    (SIGSTOP) or busy may outlive its controller's cancel: it is killed by the identity its own
+    heartbeat recorded (this attempt's), so no orphan goes on writing into its folder."""
+    deadline = time.time() + CANCEL_WAIT_S
+    while any(a.handle.state == "RUNNING" for a in attempts) and time.time() < deadline:
+        time.sleep(0.1)
+    for attempt in attempts:
+        kill_recorded_task(attempt.status.workload.files.progress, attempt.submitted)
 
 
 @dataclass

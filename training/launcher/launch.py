@@ -17,6 +17,7 @@ from typing import Any
 from submitit.core.utils import pickle_load
 
 from core.atomic import read_json
+from training.launcher import signals
 from training.launcher.backends import QueueBackend, backend_for
 from training.launcher.orphans import end_orphans
 from training.launcher.status import (
@@ -74,8 +75,9 @@ def launch(
             tell(statuses, None)
             if state.running:
                 time.sleep(POLL_S)
-    except KeyboardInterrupt:
-        backend.cancel_all(state)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM / SIGHUP (training.launcher.signals)
+        with signals.deferred():
+            backend.cancel_all(state)
         raise
     return Outcome(statuses)
 

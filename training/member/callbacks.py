@@ -96,7 +96,8 @@ class WalkForwardCallback(BaseCallback):
             # After the update and before new steps: the checkpoint of this moment resumes
             # to the same step count as an uninterrupted run.
             if self.checkpoint_on_preemption:
-                self.state.preempted_at.append(done)
+                if self.preemption.requeues:
+                    self.state.preempted_at.append(done)
                 self.checkpoint()
             self.preemption.requeue()
         if done <= self.state.timesteps:

@@ -122,13 +122,14 @@ def _rollout_end(member: Member, infos: list[dict[str, Any]], iteration: int) ->
 
 
 def _preempt_if_asked(members: Sequence[Member], hooks: Hooks) -> None:
-    """USR2: every member still training commits this moment (after an update, before new
+    """USR2 (or a local job's stop): every member still training commits this moment (after an update, before new
     steps: it resumes to the same step counts), then the group hands over to the requeue."""
     if hooks.preemption is None or not hooks.preemption.requested:
         return
     for member in members:
         if member.error is None and not member.state.finished:
-            member.state.preempted_at.append(member.model.num_timesteps)
+            if hooks.preemption.requeues:
+                member.state.preempted_at.append(member.model.num_timesteps)
             member.callback.checkpoint()
     hooks.preemption.requeue()
 

@@ -68,8 +68,14 @@ class Preemption(Protocol):
     @property
     def requested(self) -> bool: ...
 
+    @property
+    def requeues(self) -> bool:
+        """False: a stop for good (a local job's launcher is gone), not counted as preempted."""
+        ...
+
     def requeue(self) -> None:
-        """Hand over to the launcher's requeue; does not return."""
+        """Hand over to the launcher's requeue (or exit, when it does not requeue); does not
+        return."""
 
 
 @dataclass(frozen=True)

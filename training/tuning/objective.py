@@ -83,6 +83,7 @@ class Objective:
             advance=self.hooks.advance,
             warn=self.hooks.warn,
             phase=self.hooks.phase,
+            preemption=self.hooks.preemption,  # a trial's training stops at a safe point too
             validated=validated,
         )
         instances = []
