@@ -18,7 +18,7 @@ import pytest
 from core.errors import UserError
 from core.process import ProcessIdentity
 from tests.conftest import ENTRY, PYTHON, REPO_ROOT
-from tests.helpers.launch import small_run, wait_for_steps
+from tests.helpers.launch import small_run
 from training.launcher import signals
 from training.launcher.orphans import kill_recorded_task
 from training.run import lock
@@ -169,6 +169,22 @@ def _run_processes(run_dir: Path) -> list[int]:
     return found
 
 
+def _training(run_dir: Path, at_least: int, timeout_s: float = 180.0) -> dict:
+    """The progress of the run's first job (a member's or a group's) once it has trained
+    `at_least` steps."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for path in sorted(run_dir.glob("folds/*/*/progress.json")):
+            try:
+                progress = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if progress.get("phase") == "training" and progress.get("steps", 0) >= at_least:
+                return {**progress, "path": path}
+        time.sleep(0.05)
+    raise AssertionError(f"no job of {run_dir} reached {at_least} steps in {timeout_s} s")
+
+
 def _until(condition, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -184,7 +200,7 @@ def test_sigterm_to_the_launcher_cancels_its_jobs_and_a_second_writer_is_refused
 ) -> None:
     run = small_run(tmp_path, 2, 65536)
     launcher = _launcher(run.run_dir)
-    wait_for_steps(run.jobs[0], 2048)
+    _training(run.run_dir, 2048)
     assert _run_processes(run.run_dir)
     second = subprocess.run(
         [PYTHON, str(ENTRY), "--resume", str(run.run_dir), "--no-progress"],
@@ -211,13 +227,12 @@ def test_a_local_job_whose_launcher_was_killed_stops_by_itself_at_a_safe_point(
     run = small_run(tmp_path, 1, 65536)
     (job,) = run.jobs
     launcher = _launcher(run.run_dir)
-    task = wait_for_steps(job, 2048)["pid"]
+    task = _training(run.run_dir, 2048)
     launcher.kill()  # SIGKILL: no cancel; its job is re-parented and would train on
     launcher.communicate()
     assert _until(lambda: not _run_processes(run.run_dir), 30), _run_processes(run.run_dir)
-    assert ProcessIdentity.of(task) is None
-    progress = json.loads(job.files.progress.read_text())
-    assert progress["phase"] == "stopped"
+    assert ProcessIdentity.of(task["pid"]) is None
+    assert json.loads(task["path"].read_text())["phase"] == "stopped"
     state = json.loads(job.files.state.read_text())  # the safe point's checkpoint
     assert 2048 <= state["timesteps"] < 65536 and state["preempted_at"] == []
     assert not job.files.result.exists()
