@@ -21,7 +21,7 @@ from submitit.core.utils import FailedJobError
 from core.errors import UserError
 from core.hardware import threads
 from core.process import ProcessIdentity
-from training.launcher import slurm_queue
+from training.launcher import signals, slurm_queue
 from training.launcher.orphans import kill_recorded_task
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
 
@@ -132,6 +132,7 @@ class LocalBackend(QueueBackend):
         with (
             _environment(threads.thread_environment(workload.blas_threads)),
             _inherited_output(settings.folder / CONTROLLER_LOG),
+            signals.interruptible_children(),
         ):
             return executor.submit(TrainTask(), workload, placement)
 

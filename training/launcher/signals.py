@@ -30,9 +30,30 @@ class _State:
 
 
 def install() -> None:
-    """Make SIGTERM and SIGHUP raise StopSignal in the main thread."""
+    """Make SIGTERM and SIGHUP raise StopSignal in the main thread; one this process was started
+    ignoring stays ignored (`nohup` ignores SIGHUP so that a closed terminal does not stop it)."""
     for signum in STOP_SIGNALS:
-        signal.signal(signum, _on_signal)
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _on_signal)
+
+
+@contextlib.contextmanager
+def interruptible_children() -> Iterator[None]:
+    """While children are started: an ignored SIGINT stays ignored across exec, so a launcher
+    started where SIGINT is ignored (`cmd &` in a script) would start submitit controllers that
+    ignore the SIGINT a cancel sends them; a handler (even a no-op) is reset to the default."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, _ignore)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    return None
 
 
 def received() -> int | None:

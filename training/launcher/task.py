@@ -165,7 +165,8 @@ class SignalPreemption:
         if callable(self.handler):  # a submitit job process (not debug mode)
             signal.signal(self.signum, self._on_signal)
         for signum in self.stop_signals:
-            signal.signal(signum, self._on_stop)
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup` ignores SIGHUP: kept
+                signal.signal(signum, self._on_stop)
 
     def phase(self, name: str) -> None:
         self._training = name == "training"
