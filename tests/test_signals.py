@@ -125,9 +125,8 @@ def test_a_recorded_task_is_killed_only_if_its_start_time_matches(tmp_path: Path
 
 # SIGTERM and SIGHUP do what Ctrl-C does ---------------------------------------------------------
 def test_sigterm_and_sighup_raise_what_ctrl_c_raises() -> None:
-    saved = {signum: signal.getsignal(signum) for signum in signals.STOP_SIGNALS}
-    try:
-        signals.install()
+    before = {signum: signal.getsignal(signum) for signum in signals.STOP_SIGNALS}
+    with signals.installed():
         for signum in signals.STOP_SIGNALS:
             with pytest.raises(KeyboardInterrupt) as stopped:
                 os.kill(os.getpid(), signum)
@@ -138,10 +137,7 @@ def test_sigterm_and_sighup_raise_what_ctrl_c_raises() -> None:
         with signals.deferred():  # cleanup: a second signal does not cut it short
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.2)
-    finally:
-        signals._State.received = None
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+    assert {signum: signal.getsignal(signum) for signum in signals.STOP_SIGNALS} == before
 
 
 # End to end: a launcher's local jobs -------------------------------------------------------------

@@ -225,18 +225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.errors import UserError
     from training.launcher import signals
 
-    signals.install()  # SIGTERM and SIGHUP: as Ctrl-C (cancel the run's jobs, say --resume)
-    try:
-        return signals.exit_status(run(args))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return signals.exit_status(130)
-    except BrokenPipeError:  # output piped into `head` or a closed pager: not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    with signals.installed():  # SIGTERM and SIGHUP: as Ctrl-C (cancel the jobs, say --resume)
+        try:
+            return signals.exit_status(run(args))
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return signals.exit_status(130)
+        except BrokenPipeError:  # output piped into `head` or a closed pager: not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
 
 
 def run(args: argparse.Namespace) -> int:

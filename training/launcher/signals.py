@@ -29,31 +29,21 @@ class _State:
     deferring = False  # inside `deferred()`: cleanup that a second signal must not cut short
 
 
-def install() -> None:
-    """Make SIGTERM and SIGHUP raise StopSignal in the main thread; one this process was started
-    ignoring stays ignored (`nohup` ignores SIGHUP so that a closed terminal does not stop it)."""
-    for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-            signal.signal(signum, _on_signal)
-
-
 @contextlib.contextmanager
-def interruptible_children() -> Iterator[None]:
-    """While children are started: an ignored SIGINT stays ignored across exec, so a launcher
-    started where SIGINT is ignored (`cmd &` in a script) would start submitit controllers that
-    ignore the SIGINT a cancel sends them; a handler (even a no-op) is reset to the default."""
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        yield
-        return
-    signal.signal(signal.SIGINT, _ignore)
+def installed() -> Iterator[None]:
+    """While a command runs: SIGTERM and SIGHUP raise StopSignal in the main thread; one this
+    process was started ignoring stays ignored (`nohup` ignores SIGHUP so that a closed terminal
+    does not stop it). The previous handlers come back after (a test calls `main` in process)."""
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    _State.received = None
+    for signum, handler in saved.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, _on_signal)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _ignore(signum: int, frame: FrameType | None) -> None:
-    return None
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def received() -> int | None:

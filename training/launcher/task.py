@@ -177,7 +177,7 @@ class SignalPreemption:
     def requeue(self) -> None:
         if not self._requeues:
             self.progress.phase("stopped")
-            print("stopped at a safe point; continue with --resume", flush=True)
+            print("stopped at a safe point (no requeue)", flush=True)
             sys.exit(STOPPED_STATUS)
         self.progress.phase("requeued")
         if callable(self.handler):
