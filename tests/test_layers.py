@@ -18,6 +18,7 @@ CORE_RANKS = {
     "core.suggest": 0,
     "core.bar_range": 0,
     "core.atomic": 0,
+    "core.process": 0,  # psutil only
     "core.features.registry": 0,  # stdlib-only lists the config validates against
     "core.policies.registry": 0,
     "core.config": 1,
