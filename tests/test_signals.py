@@ -141,12 +141,14 @@ def test_sigterm_and_sighup_raise_what_ctrl_c_raises() -> None:
 
 
 # End to end: a launcher's local jobs -------------------------------------------------------------
-def _launcher(run_dir: Path) -> subprocess.Popen[str]:
-    """`--resume RUN` in its own session (as from a terminal), output captured."""
+def _launcher(run_dir: Path, sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """`--resume RUN` in its own session, output captured; `sigint_ignored`: as a shell starts
+    `cmd &` from a script (its children would inherit an ignored SIGINT)."""
     command = [PYTHON, str(ENTRY), "--resume", str(run_dir), "--no-progress"]
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=ignore,
     )  # fmt: skip
 
 
@@ -165,11 +167,15 @@ def _run_processes(run_dir: Path) -> list[int]:
     return found
 
 
-def _training(run_dir: Path, at_least: int, timeout_s: float = 180.0) -> dict:
+def _training(
+    launcher: subprocess.Popen[str], run_dir: Path, at_least: int, timeout_s: float = 180.0
+) -> dict:
     """The progress of the run's first job (a member's or a group's) once it has trained
-    `at_least` steps."""
+    `at_least` steps; fails at once if the launcher has exited."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if launcher.poll() is not None:
+            raise AssertionError(f"the launcher exited {launcher.returncode}: {launcher.stderr}")
         for path in sorted(run_dir.glob("folds/*/*/progress.json")):
             try:
                 progress = json.loads(path.read_text())
@@ -195,8 +201,8 @@ def test_sigterm_to_the_launcher_cancels_its_jobs_and_a_second_writer_is_refused
     tmp_path: Path,
 ) -> None:
     run = small_run(tmp_path, 2, 65536)
-    launcher = _launcher(run.run_dir)
-    _training(run.run_dir, 2048)
+    launcher = _launcher(run.run_dir, sigint_ignored=True)
+    _training(launcher, run.run_dir, 2048)
     assert _run_processes(run.run_dir)
     second = subprocess.run(
         [PYTHON, str(ENTRY), "--resume", str(run.run_dir), "--no-progress"],
@@ -207,9 +213,12 @@ def test_sigterm_to_the_launcher_cancels_its_jobs_and_a_second_writer_is_refused
     assert "  fix: " in second.stderr and "Traceback" not in second.stderr
     assert launcher.poll() is None  # the first one goes on
 
+    sent = time.monotonic()
     launcher.send_signal(signal.SIGTERM)
     _, err = launcher.communicate(timeout=60)
     assert launcher.returncode == 128 + signal.SIGTERM, err
+    # Its controllers took the cancel's SIGINT (not the 15 s wait, then a kill by pid).
+    assert time.monotonic() - sent < 10
     assert f"continue with --resume {run.run_dir}" in err and "Traceback" not in err
     assert _until(lambda: not _run_processes(run.run_dir), 5), _run_processes(run.run_dir)
     assert not (run.run_dir / LOCK_FILE).exists()
@@ -223,7 +232,7 @@ def test_a_local_job_whose_launcher_was_killed_stops_by_itself_at_a_safe_point(
     run = small_run(tmp_path, 1, 65536)
     (job,) = run.jobs
     launcher = _launcher(run.run_dir)
-    task = _training(run.run_dir, 2048)
+    task = _training(launcher, run.run_dir, 2048)
     launcher.kill()  # SIGKILL: no cancel; its job is re-parented and would train on
     launcher.communicate()
     assert _until(lambda: not _run_processes(run.run_dir), 30), _run_processes(run.run_dir)

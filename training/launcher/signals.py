@@ -46,9 +46,19 @@ def installed() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def received() -> int | None:
-    """The stop signal this process got, if any."""
-    return _State.received
+@contextlib.contextmanager
+def interruptible_children() -> Iterator[None]:
+    """While children are started: an ignored SIGINT stays ignored across exec, so a launcher
+    started where SIGINT is ignored (`cmd &` in a script) would start submitit controllers that
+    ignore the SIGINT a cancel sends them; a handler (even a no-op) is reset to the default."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, _ignore)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def exit_status(status: int) -> int:
@@ -71,3 +81,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         _State.received = signum
     if not _State.deferring:
         raise StopSignal(signum)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    return None
