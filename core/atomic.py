@@ -4,12 +4,13 @@ fsynced, renamed into place in one step, and the rename fsynced too.
 A job killed mid-write (SIGKILL, preemption, power loss) leaves the previous version or nothing,
 never a half-written checkpoint, result or dataset; readers never need to validate partial files.
 Temp files are `.{target name}.{pid}-{random}.tmp` beside their target, so `temp_files` finds
-what a killed writer left. Standard library only: the trainer and the report import this.
+what a killed writer left. Standard library only (and core.errors): the trainer and the report import this.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -18,22 +19,57 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from core.errors import UserError
+
 TEMP_SUFFIX = ".tmp"
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full filesystem, a user's quota used up
+
+
+class DiskFullError(UserError):
+    """A write found no space: the target is untouched (the temp file is removed), so the
+    command can be run again once there is room. `fix` says how; callers that know how the work
+    continues (--resume RUN) say so with `with_fix`."""
+
+    def __init__(self, path: Path, error: OSError, fix: str | None = None) -> None:
+        self.path, self.error = path, error
+        self.fix = fix or (
+            f"free space on the filesystem of {path.parent} (df -h {path.parent}) or raise "
+            "your quota, then run the command again"
+        )
+        why = "no space left" if error.errno == errno.ENOSPC else "disk quota exceeded"
+        super().__init__(f"{why} writing {path}: it was not written\n  fix: {self.fix}")
+
+    def with_fix(self, fix: str) -> DiskFullError:
+        return DiskFullError(self.path, self.error, fix)
 
 
 @contextlib.contextmanager
 def replacing_path(path: Path) -> Iterator[Path]:
     """Yield a temp path for writers that want a file name (pandas, pyarrow); on success it is
-    fsynced and renamed onto `path`, on any failure it is removed and `path` is untouched."""
-    tmp = _claim_temp(path)
+    fsynced and renamed onto `path`, on any failure it is removed and `path` is untouched; a
+    full disk or quota is raised as DiskFullError (a message, not a traceback)."""
+    with _said_when_full(path):
+        tmp = _claim_temp(path)
     try:
-        yield tmp
-        _keep_mode(tmp, path)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        with _said_when_full(path):
+            yield tmp
+            _keep_mode(tmp, path)
+            _fsync_file(tmp)
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _said_when_full(path: Path) -> Iterator[None]:
+    """A full disk or quota while writing `path` becomes DiskFullError; other errors pass."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise DiskFullError(path, error) from None
+        raise
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import platform
 import re
 import sys
@@ -30,6 +29,7 @@ from core.folds import Fold
 from core.hardware.planner import Plan
 from training.run.files import RunFiles
 from training.run.job import Job
+from training.run.records import read_record
 
 PACKAGES = ("numpy", "pandas", "torch", "stable-baselines3", "gymnasium", "ta-lib", "ploutos")
 FOLD_SEED_STRIDE = 1000  # member m of fold f is seeded base_seed + f * stride + m
@@ -144,7 +144,7 @@ def load_run(run_dir: Path) -> list[Job]:
             f"{run_dir} is not a Ploutos run folder (no {files.jobs.name})\n"
             "  fix: pass the folder the run printed, e.g. --resume runs/20261122-101500-quick"
         )
-    document = json.loads(files.jobs.read_text())
+    document = read_record(files.jobs, "the run's job list")
     store = Path(document["store"])
     if read_meta(store) is None:
         raise UserError(
@@ -159,7 +159,7 @@ def load_run(run_dir: Path) -> list[Job]:
 
 def run_store(run_dir: Path) -> FeatureStore:
     """The feature store the run's jobs trained on."""
-    return FeatureStore.attach(json.loads(RunFiles(run_dir).jobs.read_text())["store"])
+    return FeatureStore.attach(read_record(RunFiles(run_dir).jobs, "the run's job list")["store"])
 
 
 def run_config(run_dir: str | Path) -> Config:
