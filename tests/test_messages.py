@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from core.atomic import write_json
 from core.config import MAX_STEPS, load_config
 from core.errors import UserError
+from tests.conftest import ENTRY
+from tests.helpers.launch import small_run
+from training.population.workload import reopen_groups
+from training.run.files import RunFiles
+from training.run.folder import load_run
+from training.run.records import check_job_results
 
 PRESETS = Path(__file__).resolve().parents[1] / "config" / "presets"
 
@@ -96,3 +109,138 @@ def test_sizes_have_upper_bounds_that_the_message_states() -> None:
 @pytest.mark.parametrize("preset", sorted(PRESETS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_presets_load_within_the_bounds(preset: Path) -> None:
     load_config([preset])
+
+
+# --- run folders: SLURM missing, damaged records, a full disk ----------------------------------
+
+
+def cli(*args: str, path: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": path} if path is not None else None
+    command = [sys.executable, str(ENTRY), *args, "--no-progress"]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def one_message(done: subprocess.CompletedProcess) -> str:
+    """The command failed with one UserError message, no traceback."""
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.startswith("error: ")
+    assert "\n  fix: " in done.stderr
+    return done.stderr
+
+
+def test_slurm_without_its_commands_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    bare = tmp_path / "bin"  # a PATH without sbatch, srun, squeue, scancel
+    bare.mkdir()
+    output = tmp_path / "runs"
+    done = cli("--preset", "quick", "--cluster", "slurm", "--cluster-profile", "localhost",
+               "--output", str(output), path=str(bare))  # fmt: skip
+    message = one_message(done)
+    assert "sbatch, srun, squeue, scancel are not on PATH" in message
+    assert not output.exists()
+    planned = cli("--preset", "quick", "--cluster", "slurm", "--cluster-profile", "localhost",
+                  "--dry-run", "--json", path=str(bare))  # fmt: skip
+    assert planned.returncode == 0, planned.stderr  # planning for a cluster needs no SLURM
+
+
+def test_a_truncated_result_is_named_with_the_fix(tmp_path: Path) -> None:
+    files = RunFiles(tmp_path / "run").job(0, 1)
+    write_json(files.result, {"fold": 0, "member": 1, "timesteps": 64})
+    check_job_results([files])
+    files.result.write_text(files.result.read_text()[:20])
+    with pytest.raises(UserError) as caught:
+        check_job_results([files])
+    message = str(caught.value)
+    assert str(files.result) in message and "cannot be read" in message
+    assert f"fix: delete it, then --resume {tmp_path / 'run'}" in message
+
+
+def test_a_truncated_run_definition_is_named_with_the_fix(tmp_path: Path) -> None:
+    files = RunFiles(tmp_path)
+    files.jobs.write_text('{"store": "/x", "jo')
+    with pytest.raises(UserError) as caught:
+        load_run(tmp_path)
+    assert f"the run's job list cannot be read: {files.jobs}" in str(caught.value)
+    assert "  fix: " in str(caught.value)
+
+
+def test_a_group_whose_member_lost_its_result_runs_again(tmp_path: Path) -> None:
+    files = RunFiles(tmp_path)
+    kept, lost, damaged = files.group(0, 0).result, files.group(1, 0).result, files.group(2, 0)
+    for fold, group in ((0, kept), (1, lost)):
+        write_json(group, {"members": {"0": {}, "1": {}}})
+        write_json(files.job(fold, 0).result, {})
+        if group is kept:
+            write_json(files.job(fold, 1).result, {})
+    damaged.result.parent.mkdir(parents=True)
+    damaged.result.write_text('{"members": {"0"')
+    lines = reopen_groups(tmp_path)
+    assert kept.exists() and not lost.exists() and not damaged.result.exists()
+    assert len(lines) == 2
+    assert "member(s) 1 without a result.json" in lines[0] and "cannot be read" in lines[1]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run (one fold, two members, 256 steps) trained and reported once."""
+    run = small_run(tmp_path_factory.mktemp("finished"), 2, 256, "training.eval_every_steps=256")
+    done = cli("--resume", str(run.run_dir), "--cluster", "debug")
+    assert done.returncode == 0, done.stderr
+    return run.run_dir
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str) -> Iterator[Path]:
+    """A real filesystem of `size` (tmpfs), which fills up for real; needs root."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def fill(disk: Path, leave_bytes: int) -> Path:
+    """Write a filler file until about `leave_bytes` are left on `disk`."""
+    filler = disk / "filler"
+    free = shutil.disk_usage(disk).free - leave_bytes
+    with open(filler, "wb") as handle:
+        handle.write(b"\0" * max(free, 0))
+    return filler
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_the_report_is_written_is_one_message(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    with small_disk(tmp_path / "disk", "16m") as disk:
+        run_dir = disk / finished_run.name
+        shutil.copytree(finished_run, run_dir)
+        files = RunFiles(run_dir)
+        for made in (files.ensemble_tracks(0), files.ensemble_members(0), files.report):
+            made.unlink()
+        filler = fill(disk, 64 * 1024)  # the ensemble's tracks alone take ~1 MB
+        message = one_message(cli("--resume", str(run_dir), "--cluster", "debug"))
+        assert "no space left writing" in message and str(run_dir) in message
+        assert f"--resume {run_dir} finishes the report" in message
+        leftovers = [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+        assert not leftovers and not files.ensemble_tracks(0).exists()
+        filler.unlink()
+        done = cli("--resume", str(run_dir), "--cluster", "debug")
+        assert done.returncode == 0, done.stderr
+        assert files.report.exists() and files.ensemble_tracks(0).exists()
+
+
+@pytest.mark.slow
+def test_resume_names_a_truncated_result_before_it_trains(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / finished_run.name
+    shutil.copytree(finished_run, run_dir)
+    result = RunFiles(run_dir).job(0, 0).result
+    result.write_text(result.read_text()[:50])
+    done = cli("--resume", str(run_dir), "--cluster", "debug")
+    assert f"the job's result cannot be read: {result}" in one_message(done)
+    assert "Resuming" not in done.stdout  # said before anything runs
