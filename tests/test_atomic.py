@@ -77,7 +77,7 @@ def test_a_failed_fsync_leaves_the_old_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.fsync", disk_full)
-    with pytest.raises(DiskFullError, match="no space left writing .*result.json"):
+    with pytest.raises(DiskFullError, match=r"no space left writing .*result\.json"):
         write_json(path, {"new": 2})
     assert path.read_text() == '{\n  "old": 1\n}\n'
     assert names(tmp_path) == ["result.json"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.atomic import write_json
 from core.config import MAX_STEPS, load_config
@@ -244,3 +246,41 @@ def test_resume_names_a_truncated_result_before_it_trains(
     done = cli("--resume", str(run_dir), "--cluster", "debug")
     assert f"the job's result cannot be read: {result}" in one_message(done)
     assert "Resuming" not in done.stdout  # said before anything runs
+
+
+# --- a diverged member --------------------------------------------------------------------------
+
+
+def test_non_finite_weights_are_named_with_the_step_and_the_fix() -> None:
+    from stable_baselines3 import PPO
+
+    from training.member.divergence import DivergedError, check_finite, said_when_nonfinite
+
+    config = load_config(overrides=["ppo.learning_rate=0.5"])
+    model = PPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, device="cpu")
+    check_finite(model, "fold 0 member 3", config)  # fresh weights: finite
+    with torch.no_grad():
+        model.policy.action_net.weight.fill_(float("nan"))
+    with pytest.raises(DivergedError) as caught:
+        check_finite(model, "fold 0 member 3", config)
+    message = str(caught.value)
+    assert message.startswith("fold 0 member 3: PPO diverged: the update after step 0")
+    assert "action_net.weight" in message and "lower ppo.learning_rate (now 0.5)" in message
+    with pytest.raises(DivergedError) as caught, said_when_nonfinite(model, "job", config):
+        model.predict(model.observation_space.sample())  # torch's "found invalid values"
+    assert "tensor(" not in str(caught.value) and "action_net.weight" in str(caught.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("learner", ["separate"])  # SB3's own update: torch's NaN dump came from it
+def test_a_run_that_blows_up_says_what_went_non_finite(tmp_path: Path, learner: str) -> None:
+    absurd = ["ppo.learning_rate=1", "ppo.max_grad_norm=1e9", "ppo.n_epochs=30", "ppo.vf_coef=10",
+              "ppo.clip_range=1", "reward.reward_scale=1e6", "reward.reward_clip=1e30"]  # fmt: skip
+    run = small_run(tmp_path, 1, 4096, "training.eval_every_steps=1024", "launcher.max_retries=0",
+                    f"ensemble.learner={learner}", *absurd)  # fmt: skip
+    done = cli("--resume", str(run.run_dir), "--cluster", "debug")
+    assert done.returncode == 1
+    (why,) = json.loads(RunFiles(run.run_dir).failures.read_text()).values()
+    assert "fold 0 member 0: PPO diverged: the update after step" in why
+    assert "fix: lower ppo.learning_rate (now 1)" in why and "tensor(" not in why
+    assert len(why) < 1000

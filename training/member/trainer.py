@@ -21,6 +21,7 @@ from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
 from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState, load_tested
+from training.member.divergence import check_finite, said_when_nonfinite
 from training.member.models import agent_policy, load_model, new_model, store_layout
 from training.member.validation import validation_metrics
 from training.run.files import JobFiles, RunFiles
@@ -130,9 +131,10 @@ def _train(
         else:
             remaining = job.timesteps - model.num_timesteps
             if remaining > 0 and not state.stopped_early:
-                model.learn(
-                    remaining, callback=callback, reset_num_timesteps=not state.last_checkpoint
-                )
+                with said_when_nonfinite(model, job.name, config):
+                    model.learn(
+                        remaining, callback=callback, reset_num_timesteps=not state.last_checkpoint
+                    )
         callback.init_callback(model)
         callback.finish()
     vec.close()
@@ -195,6 +197,7 @@ def member_callback(
         preemption=hooks.preemption,
         checkpoint_on_preemption=not rounds,
         validated=hooks.validated,
+        check=lambda model: check_finite(model, job.name, config),
     )
 
 
