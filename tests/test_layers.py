@@ -17,7 +17,8 @@ CORE_RANKS = {
     "core.units": 0,
     "core.suggest": 0,
     "core.bar_range": 0,
-    "core.atomic": 0,
+    "core.atomic": 1,  # its DiskFullError is a core.errors.UserError
+    "core.bounded_yaml": 0,  # yaml only: the config reads through it
     "core.features.registry": 0,  # stdlib-only lists the config validates against
     "core.policies.registry": 0,
     "core.config": 1,
