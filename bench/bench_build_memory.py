@@ -6,7 +6,7 @@ build leaves it; a fresh child imports the modules, notes its peak RSS, runs `co
 with the default feature config, and reports the growth of its peak RSS (ru_maxrss). Heavy for
 large N (2,000,000 bars: ~20 s and GBs), so it is a benchmark, not a test.
 
-    python bench/bench_build_memory.py [--bars 2000000] [--json out.json]
+    python bench/bench_build_memory.py [--bars 2000000] [--set features.timeframes=[1h]] [--json out.json]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ print(json.dumps({"before_bytes": before, "peak_bytes": peak, "seconds": seconds
 """
 
 
-def measure(n_bars: int) -> dict[str, float]:
+def measure(n_bars: int, overrides: list[str]) -> dict[str, float]:
     import numpy as np
 
     from core.config import load_config
@@ -44,7 +44,7 @@ def measure(n_bars: int) -> dict[str, float]:
     from core.features.windows import resolve_windows
     from core.units import HOUR_NS, YEAR_NS
 
-    config, _ = resolve_windows(load_config(), HOUR_NS, YEAR_NS / HOUR_NS)
+    config, _ = resolve_windows(load_config(overrides=overrides), HOUR_NS, YEAR_NS / HOUR_NS)
     frame = next(iter(generate(1, n_bars, HOUR_NS, 0.0, seed=1).values()))
     ohlcv = frame[["open", "high", "low", "close", "volume"]].to_numpy(np.float64)[None]
     timestamps = frame["timestamp"].astype("int64").to_numpy()
@@ -85,9 +85,10 @@ def measure(n_bars: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=2_000_000)
+    parser.add_argument("--set", action="append", default=[], help="a config override (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    result = measure(args.bars)
+    result = measure(args.bars, args.set)
     print(
         f"compute_asset, {result['bars']:,} bars x {result['features']} features: peak RSS grew "
         f"{result['peak_growth_bytes'] / 1e9:.2f} GB ({result['bytes_per_bar']:,.0f} bytes per "
