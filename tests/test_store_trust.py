@@ -193,3 +193,22 @@ def test_parallel_builds_are_bounded_by_memory() -> None:
         "available"
     )
     assert build_workers(8, 16, 2_000_000, 34, 0.1 * GIB)[0] == 1  # never fewer than one
+
+
+def test_resume_verifies_the_run_store_once_and_names_the_fix(tmp_path: Path) -> None:
+    from tests.helpers.launch import small_run
+    from training.run.folder import load_run
+
+    run = small_run(tmp_path, members=1)
+    store = Path(json.loads((run.run_dir / "jobs.json").read_text())["store"])
+    assert len(load_run(run.run_dir)) == len(run.jobs)
+    with (store / "prices.npy").open("r+b") as handle:
+        handle.seek(-3, os.SEEK_END)
+        handle.write(b"\x7f")
+    with pytest.raises(UserError) as err:
+        load_run(run.run_dir)
+    assert str(err.value) == (
+        f"the run's feature store {store} is damaged (prices.npy: checksum mismatch)\n"
+        f"  fix: rebuild it with the run's config (./start_training.sh --config "
+        f"{run.run_dir / 'config.yaml'} --dry-run), then resume"
+    )
