@@ -176,8 +176,15 @@ def test_a_read_only_cache_is_one_message_and_a_valid_store_there_is_used(
     damaged = tmp_path / "damaged"
     store, _, _ = build(dataset, damaged)
     os.truncate(store.path / "features.npy", 500)
-    with read_only(damaged), pytest.raises(UserError, match="the existing store is damaged"):
+    with read_only(damaged), pytest.raises(UserError) as err:
         build(dataset, damaged)
+    assert str(err.value).startswith(
+        f"the feature store in data.cache_dir {damaged} is damaged (features.npy: 500 bytes, "
+    )
+    assert "and cannot be rebuilt there: " in str(err.value)
+    under = empty / "sub" / "cache"  # a cache folder to create under a read-only one
+    with read_only(empty), pytest.raises(UserError, match="cannot build the feature store in"):
+        build(dataset, under)
 
 
 def test_parallel_builds_are_bounded_by_memory() -> None:
@@ -212,3 +219,23 @@ def test_resume_verifies_the_run_store_once_and_names_the_fix(tmp_path: Path) ->
         f"  fix: rebuild it with the run's config (./start_training.sh --config "
         f"{run.run_dir / 'config.yaml'} --dry-run), then resume"
     )
+
+
+def test_a_cache_disk_too_small_is_one_message_before_anything_is_written(
+    dataset: Path, tmp_path: Path
+) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a small filesystem needs root to mount")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"root without mount permission ({mounted.stderr!r})")
+    try:
+        with pytest.raises(UserError, match=r"the build needs about [0-9,]+ MB, 0 MB free\n"):
+            build(dataset, small)
+        assert list(small.iterdir()) == []  # the scratch folder went with the refusal
+    finally:
+        subprocess.run(["umount", "--lazy", str(small)], check=True)

@@ -124,11 +124,10 @@ def open_store(
     problem = store_problem(final, digest, checksums=True) if final.exists() else None
     if final.exists() and problem is None:
         return FeatureStore.attach(final), False
-    if problem is not None:
-        say(f"feature store {_shown(final)} is {problem}; rebuilding")
     try:
         if problem is not None:
             remove_dir(final)  # renamed aside in one step: nobody attaches it half-deleted
+            say(f"feature store {_shown(final)} is {problem}; rebuilding")
         cache_dir.mkdir(parents=True, exist_ok=True)
         _sweep_abandoned(cache_dir)
         with _building(cache_dir, digest) as scratch:
@@ -146,15 +145,21 @@ def _cannot_write(error: OSError, cache_dir: Path) -> bool:
     """A refused write in the cache (read-only, no permission, full), not a dataset read."""
     if error.errno not in UNWRITABLE:
         return False
-    where = error.filename
-    return where is None or Path(where).resolve().is_relative_to(cache_dir.resolve())
+    if error.filename is None:
+        return True
+    where, cache = Path(error.filename).resolve(), cache_dir.resolve()
+    return where.is_relative_to(cache) or cache.is_relative_to(where)  # in it, or a parent made
 
 
 def _unwritable(cache_dir: Path, error: OSError, problem: str | None) -> UserError:
-    why = f"the existing store is {problem}, and " if problem else ""
+    where = f"data.cache_dir {_shown(cache_dir)}"
+    what = (
+        f"the feature store in {where} is {problem} and cannot be rebuilt there"
+        if problem
+        else f"cannot build the feature store in {where}"
+    )
     return UserError(
-        f"cannot build the feature store in data.cache_dir {_shown(cache_dir)}: {why}"
-        f"{error.strerror or error}\n"
+        f"{what}: {error.strerror or error}\n"
         "  fix: --set data.cache_dir=<a folder you can write to> (or make room / allow writing "
         "there); a valid store already in a read-only cache is used as it is"
     )
@@ -231,6 +236,7 @@ def _build(
     exogenous, exogenous_names = _exogenous_matrix(config, market)
     names = feature_names(config.features, market.bar_ns, exogenous_names)
     n_assets, n_bars = len(market.assets), len(market.timestamps)
+    _check_room(scratch, n_assets, n_bars, len(names))
     np.save(scratch / "bars_full.npy", market.ohlcv)
     np.save(scratch / "timestamps_full.npy", market.timestamps)
     if exogenous is not None:
@@ -265,6 +271,18 @@ def _build(
     meta["arrays"] = describe_arrays(scratch)
     meta["build_seconds"] = round(time.perf_counter() - started, 3)
     (scratch / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _check_room(scratch: Path, n_assets: int, n_bars: int, n_features: int) -> None:
+    """Refuse a build the disk cannot hold before writing: numpy reports a short write as a
+    bare OSError ("N requested and M written"), not as ENOSPC. Scratch and final arrays
+    (float32 features, float64 prices, int64 times) coexist at the end of a build."""
+    needed = 2 * (n_assets * n_bars * (n_features * 4 + 5 * 8) + n_bars * 8)
+    free = shutil.disk_usage(scratch).free
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC, f"the build needs about {needed / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free"
+        )
 
 
 def _bounded_workers(
