@@ -25,7 +25,7 @@ from core.atomic import write_json, write_text
 from core.config import Config, dump_config, load_config
 from core.errors import UserError
 from core.features.resolved import inferred_settings
-from core.features.store import FeatureStore, read_meta
+from core.features.store import FeatureStore, store_problem
 from core.folds import Fold
 from core.hardware.planner import Plan
 from core.redact import redact
@@ -147,9 +147,11 @@ def load_run(run_dir: Path) -> list[Job]:
         )
     document = json.loads(files.jobs.read_text())
     store = Path(document["store"])
-    if read_meta(store) is None:
+    # Verified byte for byte once here, the resume's main process: its jobs only check sizes.
+    problem = store_problem(store, checksums=True) if store.is_dir() else "gone"
+    if problem:
         raise UserError(
-            f"the run's feature store {store} is gone\n"
+            f"the run's feature store {store} is {problem}\n"
             "  fix: rebuild it with the run's config (./start_training.sh --config "
             f"{files.config} --dry-run), then resume"
         )
