@@ -44,16 +44,19 @@ class DiskFullError(UserError):
 
 
 @contextlib.contextmanager
-def replacing_path(path: Path) -> Iterator[Path]:
+def replacing_path(path: Path, private: bool = False) -> Iterator[Path]:
     """Yield a temp path for writers that want a file name (pandas, pyarrow); on success it is
     fsynced and renamed onto `path`, on any failure it is removed and `path` is untouched; a
-    full disk or quota is raised as DiskFullError (a message, not a traceback)."""
+    full disk or quota is raised as DiskFullError (a message, not a traceback).
+    private: readable by the user only (0600) from its creation, whatever the umask or an older
+    `path` allowed."""
     with _said_when_full(path):
-        tmp = _claim_temp(path)
+        tmp = _claim_temp(path, 0o600 if private else 0o666)
     try:
         with _said_when_full(path):
             yield tmp
-            _keep_mode(tmp, path)
+            if not private:
+                _keep_mode(tmp, path)
             _fsync_file(tmp)
             os.replace(tmp, path)
             fsync_dir(path.parent)
@@ -96,6 +99,12 @@ def read_json(path: Path) -> Any:
 
 def write_text(path: Path, text: str) -> None:
     with replacing(path, "w") as handle:
+        handle.write(text)
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """A secret (a storage URL with its password) for this user's processes only: 0600."""
+    with replacing_path(path, private=True) as tmp, open(tmp, "w") as handle:
         handle.write(text)
 
 
@@ -150,15 +159,15 @@ def fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _claim_temp(path: Path) -> Path:
+def _claim_temp(path: Path, mode: int = 0o666) -> Path:
     """Create a new empty file beside `path` (same filesystem, so the rename is atomic), unique
     per call so concurrent writers never share one; created as open() would, so it gets the
-    umask's permissions, not mkstemp's 0600."""
+    umask's permissions (not mkstemp's 0600) unless `mode` is stricter."""
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         tmp = _sibling(path, TEMP_SUFFIX)
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
         except FileExistsError:
             continue
         return tmp

@@ -223,11 +223,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         parser.error(problem)
     from core.errors import UserError
+    from core.redact import keep_secret, redact
 
+    if args.storage:
+        keep_secret(args.storage)
     try:
         return run(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

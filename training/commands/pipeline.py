@@ -109,8 +109,9 @@ def store_of(args: argparse.Namespace, config: Config, detected: Hardware) -> tu
 
     # A described machine (--hardware) is planned for, but the features are built here.
     workers = len(os.sched_getaffinity(0)) if args.hardware else detected.usable_cpus
+    memory_gb = None if args.hardware else detected.memory_available_gb  # None: detect here
     with progress_bar(enabled=not args.no_progress and not args.json) as progress:
-        return feature_store(config, workers=workers, progress=progress)
+        return feature_store(config, workers=workers, progress=progress, memory_gb=memory_gb)
 
 
 def prepare(
