@@ -113,8 +113,8 @@ def open_store(
     """Attach the store for this dataset and config, building it first if needed or damaged.
 
     A finished store is verified byte for byte (its checksums) before it is reused: the one
-    full read per command, so workers only check sizes. `memory_gb` (available memory; detected
-    when None) bounds how many assets are built at once; `notice` gets the lines that say a
+    full read per command, so workers only check sizes. `memory_gb` (available memory, from
+    core.hardware's detection; None: unbounded) bounds how many assets are built at once; `notice` gets the lines that say a
     store is rebuilt or parallelism is limited (default: stderr). Returns the store and whether
     it was built now.
     """
@@ -292,9 +292,7 @@ def _bounded_workers(
     if min(workers, n_assets) <= 1 or n_assets * n_bars < PARALLEL_MIN_BARS:
         return workers  # built in this process, one asset at a time: nothing to bound
     if memory_gb is None:
-        from core.hardware.machine import detect
-
-        memory_gb = detect().memory_available_gb
+        return workers  # the caller knows no memory figure (core.hardware is a sibling layer)
     bounded, why = build_workers(workers, n_assets, n_bars, n_features, memory_gb * GIB)
     if why:
         say(why)

@@ -105,11 +105,12 @@ def store_of(args: argparse.Namespace, config: Config, detected: Hardware) -> tu
     import os
 
     from core.features.build import feature_store
+    from core.hardware.machine import detect
     from training.views.data import progress_bar
 
     # A described machine (--hardware) is planned for, but the features are built here.
     workers = len(os.sched_getaffinity(0)) if args.hardware else detected.usable_cpus
-    memory_gb = None if args.hardware else detected.memory_available_gb  # None: detect here
+    memory_gb = (detect() if args.hardware else detected).memory_available_gb
     with progress_bar(enabled=not args.no_progress and not args.json) as progress:
         return feature_store(config, workers=workers, progress=progress, memory_gb=memory_gb)
 
