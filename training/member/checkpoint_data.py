@@ -43,7 +43,7 @@ def checkpoint_data(path: Path) -> dict[str, Any]:
         with zipfile.ZipFile(path) as archive:
             missing = [name for name in REQUIRED if name not in archive.namelist()]
             if missing:
-                raise unreadable(path, f"no {', '.join(missing)} in the zip")
+                raise unreadable(path, f"no {' or '.join(missing)} in the zip (cut short?)")
             damaged = archive.testzip()
             if damaged is not None:
                 raise unreadable(path, f"{damaged} in the zip fails its CRC check")
