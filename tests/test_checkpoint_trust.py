@@ -244,3 +244,18 @@ def test_without_a_state_file_or_a_readable_checkpoint_the_job_refuses(job: Job)
     assert "is missing, and no checkpoint of the job to resume from can be read" in message
     assert "  fix: nothing was deleted" in message
     assert sorted(job.files.checkpoints.glob("*.zip")) == zips
+
+
+def test_a_damaged_last_and_previous_checkpoint_say_how_to_go_on(job: Job) -> None:
+    state = TrainingState.load(job.files.state)
+    for name in (state.last_checkpoint, state.previous_checkpoint):
+        (job.files.checkpoints / str(name)).write_bytes(b"")
+    with pytest.raises(UserError) as refused:
+        train_only(job)
+    message = str(refused.value)
+    assert (
+        message.startswith("the job cannot resume: checkpoint ")
+        and message.count("cannot be read") == 2
+    )
+    assert f"fix: delete {job.files.state} and --resume" in message
+    assert (job.files.checkpoints / str(state.last_checkpoint)).exists()

@@ -62,8 +62,8 @@ def serialized_entries(data: dict[str, Any]) -> list[str]:
 def unreadable(path: Path, reason: str) -> UnreadableCheckpoint:
     return UnreadableCheckpoint(
         f"checkpoint {path} cannot be read: {reason}\n"
-        "  fix: the file is damaged (a full disk or a copy cut short?); delete it and --resume, "
-        "the job goes on from its previous checkpoint or from the start"
+        "  fix: the file is damaged (a full disk, a copy cut short?); a --resume of its run goes "
+        "on from the job's previous checkpoint when that one reads"
     )
 
 

@@ -40,21 +40,22 @@ def job_state(files: JobFiles, warn: Warn = None) -> TrainingState:
         try:
             readable.append((path.name, int(checkpoint_data(path)["num_timesteps"])))
         except UnreadableCheckpoint as exc:
-            problems.append(str(exc).splitlines()[0])
+            problems.append(_first_line(exc))
     # a job resumes from its "last" checkpoints only: a fedavg member's "best" holds its weights
     # before the round's average
     lasts = [(name, steps) for name, steps in readable if name.startswith("last")]
     bests = [name for name, _ in readable if name.startswith("best")]
-    if not found:
+    if not any(name.startswith("last") for name in (p.name for p in found)):
+        # nothing was committed (a best saved just before a first commit is not a resume point)
         state = TrainingState()
         if files.state.exists():
-            _say(warn, state, f"{lost} and no checkpoint is left: the job starts from step 0")
+            _say(warn, state, f"{lost} and no last checkpoint is left: the job starts from step 0")
         return state
     if not lasts:
         raise UserError(
             f"{lost}, and no checkpoint of the job to resume from can be read:\n  "
-            + "\n  ".join(problems or [f"no last-*.zip in {files.checkpoints}"])
-            + f"\n  fix: nothing was deleted; to train this job from step 0, move "
+            + "\n  ".join(problems)
+            + "\n  fix: nothing was deleted; to train this job from step 0, move "
             f"{files.checkpoints} away and --resume"
         )
     (last, steps), *older = lasts
@@ -79,22 +80,34 @@ def resumed_model(
     """The model of state's last checkpoint, or of the previous one when the last is damaged
     (`state` then goes back to that point: later validations are dropped, they come again)."""
     assert state.last_checkpoint is not None
+    damaged, previous = state.last_checkpoint, state.previous_checkpoint
     try:
-        return load(files.checkpoints / state.last_checkpoint)
+        return load(files.checkpoints / damaged)
     except UnreadableCheckpoint as exc:
-        previous = state.previous_checkpoint
+        problems = [_first_line(exc)]
+    try:
         if previous is None:
-            raise
-        damaged, reason = state.last_checkpoint, str(exc).splitlines()[0]
-    model = load(files.checkpoints / previous)
+            raise UnreadableCheckpoint(f"{files.state} names no previous checkpoint")
+        model = load(files.checkpoints / previous)
+    except UnreadableCheckpoint as exc:
+        problems.append(_first_line(exc))
+        raise UserError(
+            "the job cannot resume: " + "; ".join(problems) + f"\n  fix: delete {files.state} "
+            "and --resume: the job goes on from its newest checkpoint that reads (nothing was "
+            f"deleted; with none left, move {files.checkpoints} away to train it from step 0)"
+        ) from None
     _roll_back(state, previous, model.num_timesteps)
     _say(
         warn,
         state,
-        f"{reason}; resumed from the previous checkpoint {previous} at "
+        f"{problems[0]}; resumed from the previous checkpoint {previous} at "
         f"{model.num_timesteps:,} steps ({damaged} is replaced at the next commit)",
     )
     return model
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0]
 
 
 def _roll_back(state: TrainingState, checkpoint: str, steps: int) -> None:
