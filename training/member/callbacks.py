@@ -176,7 +176,7 @@ class WalkForwardCallback(BaseCallback):
 
     def checkpoint(self) -> None:
         self.state.timesteps = self.model.num_timesteps
-        self.state.last_checkpoint = save_checkpoint(self.files, self.model, "last")
+        self.state.commit_last(save_checkpoint(self.files, self.model, "last"))
         commit_state(self.files, self.state)
 
     def _alarms(self, result: dict[str, float]) -> None:

@@ -23,6 +23,7 @@ from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState, load_tested
 from training.member.divergence import check_finite, said_when_nonfinite
 from training.member.models import agent_policy, load_model, new_model, store_layout
+from training.member.recovery import job_state, resumed_model
 from training.member.validation import validation_metrics
 from training.run.files import JobFiles, RunFiles
 from training.run.folder import fold_seed, run_config
@@ -115,7 +116,7 @@ def _train(
 
     settings = env_settings(config)
     vec = vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed)
-    state = TrainingState.load(files.state) if files.state.exists() else TrainingState()
+    state = job_state(files, hooks.warn)
     model = member_model(job, config, store, vec, state, hooks)
 
     def validate(current: Any) -> dict[str, float]:
@@ -149,7 +150,11 @@ def member_model(
     from stable_baselines3.common.utils import set_random_seed
 
     if state.last_checkpoint:
-        model = load_model(config, job.files.checkpoints / state.last_checkpoint, job.device, vec)
+
+        def load(path: Path) -> Any:
+            return load_model(config, path, store, job.device, vec)
+
+        model = resumed_model(load, job.files, state, hooks.warn)
         if hooks.advance:
             hooks.advance(model.num_timesteps)
     else:
@@ -225,6 +230,8 @@ def _train_rounds(
     )
     sync = _every(ensemble.sync_steps, job.timesteps)
     ends = round_ends(job.timesteps, sync, job.n_envs * job.n_steps)
+    if state.rounds_done == 0 and model.num_timesteps:  # recovered without its state.json:
+        state.rounds_done = sum(end <= model.num_timesteps for end in ends)  # a commit a round
     run_settings = env_settings(run)  # the fused model is judged with the run's, not a profile's
 
     def validate_fused(current: Any) -> dict[str, float]:
