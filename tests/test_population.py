@@ -17,8 +17,8 @@ from core.features.store import FeatureStore
 from core.policies.stacked import StackedPolicies
 from tests.helpers.launch import small_run
 from training.member.checkpoints import TrainingState
-from training.member.models import load_model
-from training.member.trainer import member_configs, member_model
+from training.member.models import load_model, member_configs
+from training.member.trainer import member_model
 from training.population.adam import StackedAdam
 from training.population.trainer import run_group
 from training.population.update import group_train

@@ -117,8 +117,7 @@ def load_tested(
 ) -> Any:
     """That checkpoint as a model of the member's algorithm and network."""
     from core.features.store import FeatureStore
-    from training.member.models import load_model
-    from training.member.trainer import member_configs
+    from training.member.models import load_model, member_configs
 
     path = tested_checkpoint(job.files, select, state)
     store = FeatureStore.attach(job.store_path)

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from core.config import Config
+from core.config import Config, risk_profile_config
 from core.evaluation.rollout import Policy
+from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
 from core.policies.build import algorithm_class, is_recurrent, policy_arguments
 from core.policies.layout import ObservationLayout, layout_from_names
@@ -21,6 +22,8 @@ from training.member.checkpoint_data import (
     unreadable,
     untrusted,
 )
+from training.run.folder import run_config
+from training.run.job import Job
 
 
 def store_layout(store: FeatureStore, config: Config) -> ObservationLayout:
@@ -163,3 +166,12 @@ def agent_policy(model: Any) -> Policy:
         return action
 
     return decide_recurrent
+
+
+def member_configs(job: Job, store: FeatureStore) -> tuple[Config, Config]:
+    """(the member's config, the run's): a risk profile may set a window as a span, resolved
+    for the store after the profile."""
+    run = with_inferred(run_config(job.run_dir), store.meta)
+    if job.risk_profile is None:
+        return run, run
+    return with_inferred(risk_profile_config(run, job.risk_profile), store.meta), run

@@ -12,17 +12,22 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.config import Config, risk_profile_config
+from core.config import Config
 from core.envs.settings import env_settings
 from core.evaluation.judge import annualisation_of, evaluate_window, track_metrics
 from core.evaluation.metrics import Annualisation
 from core.evaluation.rollout import Track
-from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
 from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState, load_tested
 from training.member.divergence import check_finite, said_when_nonfinite
-from training.member.models import agent_policy, load_model, new_model, store_layout
+from training.member.models import (
+    agent_policy,
+    load_model,
+    member_configs,
+    new_model,
+    store_layout,
+)
 from training.member.recovery import job_state, resumed_model
 from training.member.validation import validation_metrics
 from training.run.files import JobFiles, RunFiles
@@ -91,15 +96,6 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
     save_tracks(files.tracks, tracks)
     write_job_result(files, result)
     return result
-
-
-def member_configs(job: Job, store: FeatureStore) -> tuple[Config, Config]:
-    """(the member's config, the run's): a risk profile may set a window as a span, resolved
-    for the store after the profile."""
-    run = with_inferred(run_config(job.run_dir), store.meta)
-    if job.risk_profile is None:
-        return run, run
-    return with_inferred(risk_profile_config(run, job.risk_profile), store.meta), run
 
 
 def _train(

@@ -21,8 +21,9 @@ from core.envs.settings import EnvSettings, env_settings
 from core.features.store import FeatureStore
 from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState
+from training.member.models import member_configs
 from training.member.recovery import job_state
-from training.member.trainer import member_callback, member_configs, member_model
+from training.member.trainer import member_callback, member_model
 from training.run.job import Hooks, Job
 
 
