@@ -40,6 +40,7 @@ def measure(n_bars: int, overrides: list[str]) -> dict[str, float]:
 
     from core.config import load_config
     from core.data.synthetic import generate
+    from core.features.build import asset_build_bytes
     from core.features.matrix import feature_names
     from core.features.windows import resolve_windows
     from core.units import HOUR_NS, YEAR_NS
@@ -73,12 +74,15 @@ def measure(n_bars: int, overrides: list[str]) -> dict[str, float]:
         )
     report = json.loads(child.stdout)
     growth = report["peak_bytes"] - report["before_bytes"]
+    estimate = asset_build_bytes(n_bars, width)
     return {
         "bars": n_bars,
         "features": width,
         "seconds": round(report["seconds"], 2),
         "peak_growth_bytes": growth,
         "bytes_per_bar": round(growth / n_bars, 1),
+        "planned_bytes": estimate,
+        "planned_over_measured": round(estimate / max(growth, 1), 2),
     }
 
 
@@ -92,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"compute_asset, {result['bars']:,} bars x {result['features']} features: peak RSS grew "
         f"{result['peak_growth_bytes'] / 1e9:.2f} GB ({result['bytes_per_bar']:,.0f} bytes per "
-        f"bar) in {result['seconds']:.1f} s"
+        f"bar) in {result['seconds']:.1f} s\n"
+        f"baseline, the build planner's estimate (asset_build_bytes): "
+        f"{result['planned_bytes'] / 1e9:.2f} GB; planned / measured = "
+        f"{result['planned_over_measured']:.2f} (>= 1: the planner never starts more builds "
+        "than memory holds)"
     )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
