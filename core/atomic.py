@@ -4,12 +4,13 @@ fsynced, renamed into place in one step, and the rename fsynced too.
 A job killed mid-write (SIGKILL, preemption, power loss) leaves the previous version or nothing,
 never a half-written checkpoint, result or dataset; readers never need to validate partial files.
 Temp files are `.{target name}.{pid}-{random}.tmp` beside their target, so `temp_files` finds
-what a killed writer left. Standard library only: the trainer and the report import this.
+what a killed writer left. Standard library only (and core.errors): the trainer and the report import this.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -18,22 +19,60 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from core.errors import UserError
+
 TEMP_SUFFIX = ".tmp"
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full filesystem, a user's quota used up
+
+
+class DiskFullError(UserError):
+    """A write found no space: the target is untouched (the temp file is removed), so the
+    command can be run again once there is room. `fix` says how; callers that know how the work
+    continues (--resume RUN) say so with `with_fix`."""
+
+    def __init__(self, path: Path, error: OSError, fix: str | None = None) -> None:
+        self.path, self.error = path, error
+        self.fix = fix or (
+            f"free space on the filesystem of {path.parent} (df -h {path.parent}) or raise "
+            "your quota, then run the command again"
+        )
+        why = "no space left" if error.errno == errno.ENOSPC else "disk quota exceeded"
+        super().__init__(f"{why} writing {path}: it was not written\n  fix: {self.fix}")
+
+    def with_fix(self, fix: str) -> DiskFullError:
+        return DiskFullError(self.path, self.error, fix)
 
 
 @contextlib.contextmanager
-def replacing_path(path: Path) -> Iterator[Path]:
+def replacing_path(path: Path, private: bool = False) -> Iterator[Path]:
     """Yield a temp path for writers that want a file name (pandas, pyarrow); on success it is
-    fsynced and renamed onto `path`, on any failure it is removed and `path` is untouched."""
-    tmp = _claim_temp(path)
+    fsynced and renamed onto `path`, on any failure it is removed and `path` is untouched; a
+    full disk or quota is raised as DiskFullError (a message, not a traceback).
+    private: readable by the user only (0600) from its creation, whatever the umask or an older
+    `path` allowed."""
+    with _said_when_full(path):
+        tmp = _claim_temp(path, 0o600 if private else 0o666)
     try:
-        yield tmp
-        _keep_mode(tmp, path)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        with _said_when_full(path):
+            yield tmp
+            if not private:
+                _keep_mode(tmp, path)
+            _fsync_file(tmp)
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _said_when_full(path: Path) -> Iterator[None]:
+    """A full disk or quota while writing `path` becomes DiskFullError; other errors pass."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise DiskFullError(path, error) from None
+        raise
 
 
 @contextlib.contextmanager
@@ -60,6 +99,12 @@ def read_json(path: Path) -> Any:
 
 def write_text(path: Path, text: str) -> None:
     with replacing(path, "w") as handle:
+        handle.write(text)
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """A secret (a storage URL with its password) for this user's processes only: 0600."""
+    with replacing_path(path, private=True) as tmp, open(tmp, "w") as handle:
         handle.write(text)
 
 
@@ -114,15 +159,15 @@ def fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _claim_temp(path: Path) -> Path:
+def _claim_temp(path: Path, mode: int = 0o666) -> Path:
     """Create a new empty file beside `path` (same filesystem, so the rename is atomic), unique
     per call so concurrent writers never share one; created as open() would, so it gets the
-    umask's permissions, not mkstemp's 0600."""
+    umask's permissions (not mkstemp's 0600) unless `mode` is stricter."""
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         tmp = _sibling(path, TEMP_SUFFIX)
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
         except FileExistsError:
             continue
         return tmp

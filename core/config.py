@@ -25,7 +25,12 @@ from pydantic import (
     model_validator,
 )
 
-from core.errors import UserError
+from core.bounded_yaml import (
+    MAX_YAML_CHARS,
+    YamlBoundError,
+    load_bounded,
+)
+from core.errors import UserError, shortened, shown
 from core.features.registry import NAMES as INDICATOR_NAMES
 from core.policies.registry import EXTRACTORS
 from core.suggest import did_you_mean
@@ -35,13 +40,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "default.yaml"
 
 Auto = Literal["auto"]
-PositiveInt = Annotated[int, Field(ge=1)]
+# Upper bounds no real run reaches, so a typo (1e32 steps) or an overflow is refused with the bound.
+MAX_STEPS = 10**12  # PPO steps per member: a year of a 30k steps/s learner is 1e12
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]  # numpy takes < 2**32; members add their index
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 Bps = Annotated[float, Field(ge=0, le=1000)]
 # Checked without pandas: this module loads before the thread limits are set.
 TIMEFRAME_PATTERN = re.compile(r"[1-9][0-9]*(min|h|d|D)")
 Months = Annotated[int, Field(ge=1, le=120)]
+MESSAGE_LINE_CHARS = 1000  # a line of a config error: a key, its value, where, what is allowed
 
 
 def bars_or_span(minimum: int) -> Any:
@@ -97,7 +106,7 @@ class DataConfig(Section):
     synthetic_years: Annotated[float, Field(gt=0, le=50)]
     synthetic_signal: Annotated[float, Field(ge=0, lt=1)]
     synthetic_permuted: bool
-    seed: Annotated[int, Field(ge=0)]
+    seed: Seed
 
 
 class FeaturesConfig(Section):
@@ -127,7 +136,7 @@ class EnvConfig(Section):
     fee_bps: Bps
     half_spread_bps: Bps
     slippage_bps: Bps
-    initial_equity: Annotated[float, Field(gt=0)]
+    initial_equity: Annotated[float, Field(gt=0, le=1e15)]
     stop_loss: Annotated[float, Field(gt=0, lt=1)] | None
     take_profit: Annotated[float, Field(gt=0)] | None
     borrow_bps_per_year: Annotated[float, Field(ge=0, le=100_000)]
@@ -182,7 +191,7 @@ class PPOConfig(Section):
     ent_coef: Annotated[float, Field(ge=0, le=1)]
     vf_coef: Annotated[float, Field(ge=0, le=10)]
     max_grad_norm: Annotated[float, Field(gt=0)]
-    total_timesteps: Annotated[int, Field(ge=1)]
+    total_timesteps: Steps
 
 
 class WalkForwardConfig(Section):
@@ -190,8 +199,8 @@ class WalkForwardConfig(Section):
     validation_months: Months
     test_months: Months
     step_months: Months | Auto
-    embargo_bars: Annotated[int, Field(ge=0)] | Auto | Literal["lookback"]
-    max_folds: PositiveInt | None
+    embargo_bars: Annotated[int, Field(ge=0, le=10_000_000)] | Auto | Literal["lookback"]
+    max_folds: Annotated[int, Field(ge=1, le=10_000)] | None
     mode: Literal["rolling", "expanding"]
 
     @field_validator("step_months")
@@ -220,11 +229,11 @@ RISK_SECTIONS = ("env", "reward")  # what a risk profile may change: never the n
 
 class EnsembleConfig(Section):
     size: Annotated[int, Field(ge=1, le=10_000)]
-    base_seed: Annotated[int, Field(ge=0)]
+    base_seed: Seed
     aggregate: Literal["mean", "median"]
     risk_profiles: dict[str, dict[str, dict[str, Any]]]
     mode: Literal["independent", "fedavg"]
-    sync_steps: PositiveInt | Auto
+    sync_steps: Steps | Auto
     sync_weighting: Literal["equal", "validation"]
     sync_temperature: Annotated[float, Field(gt=0)]
     sync_timeout_s: Annotated[float, Field(ge=1, le=7 * 86_400)]
@@ -259,7 +268,7 @@ class LauncherConfig(Section):
 
 class HardwareConfig(Section):
     device: Literal["auto", "cpu", "cuda"]
-    members_concurrent: PositiveInt | Auto
+    members_concurrent: Annotated[int, Field(ge=1, le=100_000)] | Auto
     group_size: Annotated[int, Field(ge=1, le=100_000)] | Auto
     vec_env: Literal["batch", "subproc"]
     n_envs: Annotated[int, Field(ge=1, le=100_000)] | Auto
@@ -269,19 +278,19 @@ class HardwareConfig(Section):
     blas_threads: Annotated[int, Field(ge=1, le=1024)] | Auto
     target_rollout_steps: Annotated[int, Field(ge=256, le=10_000_000)]
     max_env_workers_per_member: Annotated[int, Field(ge=1, le=10_000)]
-    gpu_min_policy_params: Annotated[int, Field(ge=0)]
+    gpu_min_policy_params: Annotated[int, Field(ge=0, le=10**12)]
     memory_headroom: Fraction
     gpu_memory_headroom: Fraction
-    learner_memory_gb: Annotated[float, Field(gt=0)]
-    worker_memory_gb: Annotated[float, Field(gt=0)]
+    learner_memory_gb: Annotated[float, Field(gt=0, le=1_000_000)]
+    worker_memory_gb: Annotated[float, Field(gt=0, le=1_000_000)]
 
 
 class TrainingConfig(Section):
-    eval_every_steps: PositiveInt | Auto
+    eval_every_steps: Steps | Auto
     validation_metric: Literal["sharpe", "sortino", "calmar", "total_return"]
-    patience: PositiveInt | None
+    patience: Annotated[int, Field(ge=1, le=1_000_000)] | None
     select: Literal["best", "last"]
-    checkpoint_every_steps: PositiveInt | Auto
+    checkpoint_every_steps: Steps | Auto
     min_action_std: Annotated[float, Field(ge=0)]
     min_entropy: float | None
     entropy_target: float | None
@@ -337,7 +346,7 @@ class TuningConfig(Section):
     aggregate: Literal["median", "mean"]
     pruner: Literal["wilcoxon", "median", "none"]
     wilcoxon_p_threshold: Annotated[float, Field(gt=0, lt=1)]
-    sampler_seed: Annotated[int, Field(ge=0)]
+    sampler_seed: Seed
     heartbeat_s: Annotated[int, Field(ge=1, le=3600)]
     grace_s: Annotated[int, Field(ge=2, le=86_400)]
     space: dict[str, TuningParam]
@@ -399,21 +408,33 @@ def read_yaml_mapping(
 ) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; errors name the file and line."""
     try:
+        if path.stat().st_size > MAX_YAML_CHARS * 4:  # never read a huge file to refuse it
+            raise UserError(
+                f"{what} {path} is {path.stat().st_size:,} bytes: not a config file\n"
+                f"  fix: pass {flag} a YAML file under {MAX_YAML_CHARS:,} characters"
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(
             f"{what} not found: {path}\n  fix: check the path passed to {flag}"
         ) from None
-    except OSError as exc:
-        raise UserError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise UserError(
+            f"cannot read {what} {path}: {why}\n  fix: pass {flag} a YAML file"
+        ) from None
     try:
-        loaded = yaml.safe_load(text)
+        loaded = load_bounded(text)
+    except YamlBoundError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise UserError(f"{what} refused at {where}: {exc.problem}\n  fix: {exc.fix}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise UserError(
-            f"invalid YAML at {where}: {problem}\n  fix: correct the YAML syntax there"
+            f"invalid YAML at {where}: {shortened(problem)}\n  fix: correct the YAML syntax there"
         ) from None
     if loaded is None:
         return {}
@@ -434,7 +455,11 @@ def parse_override(text: str) -> tuple[str, Any]:
             "  example: --set ppo.ent_coef=0.01"
         )
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
+        value = load_bounded(value_text) if value_text.strip() else ""
+    except YamlBoundError as exc:
+        raise UserError(
+            f"--set {shortened(key)}: the value is refused: {exc.problem}\n  fix: {exc.fix}"
+        ) from None
     except yaml.YAMLError:
         value = value_text
     return key, value
@@ -522,10 +547,11 @@ def format_validation_error(
         else:
             value = _lookup(raw, key)
             if error["type"] == "value_error":  # a validator's own explanation
-                lines.append(f"{key} = {value!r}{where} is not valid: {error['ctx']['error']}")
+                lines.append(f"{key} = {shown(value)}{where} is not valid: {error['ctx']['error']}")
                 continue
             expected = _describe_field(model, field) if field else error["msg"]
-            lines.append(f"{key} = {value!r}{where} is not valid: expected {expected}")
+            lines.append(f"{key} = {shown(value)}{where} is not valid: expected {expected}")
+    lines = [shortened(line, MESSAGE_LINE_CHARS) for line in lines]
     header = f"{title}:" if len(lines) > 1 else f"{title}: "
     return header + ("\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0])
 
@@ -555,7 +581,7 @@ def _locate(loc: tuple, root: type[BaseModel]) -> tuple[str, type[BaseModel], st
 
 
 def _unknown_key_message(key: str, model: type[BaseModel], where: str) -> str:
-    section, _, name = key.rpartition(".")
+    section, _, name = shortened(key).rpartition(".")
     valid = sorted(model.model_fields)
     hint = did_you_mean(name, valid, f"{section}." if section else "")
     listing = f"\n    valid keys{' in ' + section if section else ''}: {', '.join(valid)}"

@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # Real single-node SLURM cluster (munge + slurmctld + slurmd, no accounting DB) on localhost,
 # for integration tests. Usage: scripts/slurm_cluster.sh install|up|down|status
-# Conf, state, logs, pid files, munge key and socket all live in $PLOUTOS_SLURM_DIR.
-# `up` ends by printing the line to eval: export SLURM_CONF=<dir>/slurm.conf
+# Conf, state, logs, pid files, munge key and socket all live in one private folder (0700):
+# $PLOUTOS_SLURM_DIR if set, else a new one under /tmp that `up` makes and remembers
+# (scripts/private_state.sh), so `down` and `status` find it; `down` deletes that one.
+# `up` ends by printing the lines to eval: export PLOUTOS_SLURM_DIR=<dir>, then
+# export SLURM_CONF=<dir>/slurm.conf. The munge key is made anew by every `up`, never reused.
 set -euo pipefail
 
-# Absolute: the daemons chdir to / once daemonised.
-DIR="$(realpath -m "${PLOUTOS_SLURM_DIR:-/tmp/ploutos-slurm}")"
-CONF="$DIR/slurm.conf"
-MUNGE_DIR="$DIR/munge"
+source "$(dirname "${BASH_SOURCE[0]}")/private_state.sh"
+NAME=ploutos-slurm
 NODE="$(hostname -s)"
-export SLURM_CONF="$CONF" # the only way clients (sinfo, sbatch, ...) find this cluster
+
+# Absolute (the daemons chdir to / once daemonised); empty while no cluster was made.
+use_dir() {
+    DIR="$1"
+    CONF="$DIR/slurm.conf"
+    MUNGE_DIR="$DIR/munge"
+    export SLURM_CONF="$CONF" # the only way clients (sinfo, sbatch, ...) find this cluster
+}
+FOUND="$(state_dir "$NAME" "${PLOUTOS_SLURM_DIR:-}")" || exit 1
+use_dir "$FOUND"
 
 log() { echo "slurm_cluster: $*" >&2; }
 
@@ -97,13 +107,16 @@ EOF
 }
 
 start_munge() {
-    # The socket must be reachable by every job's user; the key itself stays 0600.
-    mkdir -p "$MUNGE_DIR"
-    chmod 755 "$DIR" "$MUNGE_DIR"
-    [[ -s $MUNGE_DIR/munge.key ]] || mungekey -c -k "$MUNGE_DIR/munge.key" 2>/dev/null ||
-        dd if=/dev/urandom of="$MUNGE_DIR/munge.key" bs=1 count=1024 status=none
-    chmod 600 "$MUNGE_DIR/munge.key"
-    # --force: as root, with the key under /tmp, munged's ownership/permission checks would refuse.
+    local key="$MUNGE_DIR/munge.key"
+    # The folder is private (0700): jobs authenticate as its owner (root: tests submit as root).
+    # A key found here is never trusted: each `up` makes its own, read-only for the munge user.
+    rm -rf "$MUNGE_DIR"
+    mkdir -m 700 "$MUNGE_DIR"
+    (umask 077 && { mungekey -c -k "$key" 2>/dev/null ||
+        dd if=/dev/urandom of="$key" bs=1 count=1024 status=none; })
+    if id munge >/dev/null 2>&1; then chown munge:munge "$key"; fi
+    chmod 400 "$key"
+    # --force: munged runs as root here, and would refuse a key owned by the munge user.
     munged --force -S "$MUNGE_DIR/munge.socket" --key-file="$MUNGE_DIR/munge.key" \
         --pid-file="$MUNGE_DIR/munged.pid" --seed-file="$MUNGE_DIR/munged.seed" \
         --log-file="$DIR/log/munged.log"
@@ -111,6 +124,10 @@ start_munge() {
 
 cmd_down() {
     local i
+    if [[ -z $DIR ]]; then
+        log "down (no cluster was made)"
+        return 0
+    fi
     # Cancel jobs first so their slurmstepd processes end instead of outliving slurmd.
     if pid_alive "$DIR/slurmctld.pid"; then
         scancel --partition=debug 2>/dev/null || true
@@ -122,6 +139,10 @@ cmd_down() {
     stop_pidfile "$DIR/slurmd.pid"
     stop_pidfile "$DIR/slurmctld.pid"
     stop_pidfile "$MUNGE_DIR/munged.pid" # only ever our own munged, never a system one
+    if [[ -z ${PLOUTOS_SLURM_DIR:-} ]]; then # the private folder `up` made: gone with it
+        rm -rf "$DIR"
+        forget_state_dir "$NAME"
+    fi
     log "down"
 }
 
@@ -129,12 +150,15 @@ cmd_up() {
     local state="" i
     cmd_install
     # Busy (mixed/allocated) counts as up too: restarting would kill the running jobs.
-    if pid_alive "$DIR/slurmctld.pid" && pid_alive "$DIR/slurmd.pid" && node_healthy; then
-        log "already up (node $NODE $(node_state))"
+    if [[ -n $DIR ]] && pid_alive "$DIR/slurmctld.pid" && pid_alive "$DIR/slurmd.pid" &&
+        node_healthy; then
+        log "already up (node $NODE $(node_state)) in $DIR"
+        echo "export PLOUTOS_SLURM_DIR=$DIR"
         echo "export SLURM_CONF=$CONF"
         return 0
     fi
-    cmd_down 2>/dev/null # stale daemons from an earlier run
+    cmd_down 2>/dev/null # stale daemons from an earlier run (a made folder goes with them)
+    [[ -n ${PLOUTOS_SLURM_DIR:-} ]] || use_dir "$(new_state_dir "$NAME")"
     rm -rf "$DIR/state" "$DIR/spool" # fresh start: no jobs or node states carried over
     mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log"
     write_conf
@@ -154,11 +178,18 @@ cmd_up() {
         log "node $NODE not idle after 60 s (state '$state'); see $DIR/log/"
         exit 1
     fi
-    log "up: node $NODE idle"
+    log "up: node $NODE idle, state in $DIR"
+    echo "export PLOUTOS_SLURM_DIR=$DIR"
     echo "export SLURM_CONF=$CONF"
 }
 
-cmd_status() { sinfo && squeue && node_healthy; }
+cmd_status() {
+    if [[ -z $DIR ]]; then
+        log "not up (no cluster was made)"
+        return 1
+    fi
+    sinfo && squeue && node_healthy
+}
 
 case "${1:-}" in
     install) cmd_install ;;

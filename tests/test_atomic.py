@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.atomic import (
+    DiskFullError,
     fsync_dir,
     publish_dir,
     remove_dir,
@@ -76,7 +77,7 @@ def test_a_failed_fsync_leaves_the_old_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.fsync", disk_full)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(DiskFullError, match=r"no space left writing .*result\.json"):
         write_json(path, {"new": 2})
     assert path.read_text() == '{\n  "old": 1\n}\n'
     assert names(tmp_path) == ["result.json"]

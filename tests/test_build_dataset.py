@@ -24,6 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.atomic import DiskFullError
 from core.data.providers.binance import (
     Bar,
     DownloadError,
@@ -409,7 +410,7 @@ def test_failed_write_leaves_the_old_file_intact(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.fsync", disk_full)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(DiskFullError, match=r"no space left writing .*BTCUSDT"):
         append_atomically(path, [bar])
     assert path.read_text() == HEADER
     assert [p.name for p in tmp_path.iterdir()] == ["BTCUSDT.csv"]

@@ -21,7 +21,7 @@ from core.evaluation.baselines import (
 )
 from core.evaluation.rollout import rollout
 from core.features.store import FeatureStore
-from tests.helpers.stores import built_store, small_config
+from tests.helpers.stores import built_store, restamp, small_config
 from training.member.checkpoints import TrainingState, commit_state
 from training.run.files import JobFiles
 
@@ -78,7 +78,7 @@ def test_ma_crossover_decides_from_closes_up_to_the_decision_bar(
     prices = np.load(tmp_path / "future" / "prices.npy")
     prices[:, 201:, :4] *= np.linspace(1, 3, prices.shape[1] - 201)[None, :, None]
     np.save(tmp_path / "future" / "prices.npy", prices)
-    changed = FeatureStore.attach(tmp_path / "future")
+    changed = restamp(tmp_path / "future")
     rules = rules_of(store)
     original, edited = ma_crossover(store, rules, 5, 20), ma_crossover(changed, rules, 5, 20)
     for t in range(20, 201):

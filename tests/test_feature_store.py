@@ -132,7 +132,7 @@ def test_store_pickles_as_its_path(dataset: Path, tmp_path: Path) -> None:
 
 
 def test_attach_refuses_an_unfinished_folder(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="not a finished feature store"):
+    with pytest.raises(UserError, match=r"not a usable feature store: not finished"):
         FeatureStore.attach(tmp_path)
 
 

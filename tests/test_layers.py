@@ -17,7 +17,9 @@ CORE_RANKS = {
     "core.units": 0,
     "core.suggest": 0,
     "core.bar_range": 0,
-    "core.atomic": 0,
+    "core.atomic": 1,  # its DiskFullError is a core.errors.UserError
+    "core.bounded_yaml": 0,  # yaml only: the config reads through it
+    "core.redact": 0,  # passwords out of output: stdlib, SQLAlchemy when a URL is shown
     "core.process": 0,  # psutil only
     "core.features.registry": 0,  # stdlib-only lists the config validates against
     "core.policies.registry": 0,
@@ -186,6 +188,8 @@ def test_every_module_is_in_a_known_family() -> None:
         # ...and reads the cluster profile it plans a SLURM task for.
         ("training.launcher.profile", ("numpy", "torch", "submitit")),
         ("core.units", ("numpy", "pandas")),
+        # The entry point remembers a --storage password before anything else loads.
+        ("core.redact", ("sqlalchemy",)),
         # Small shared types: importable from anywhere without a heavy dependency.
         ("core.bar_range", ("numpy", "pydantic")),
         ("core.envs.settings", ("numpy", "pandas", "torch")),

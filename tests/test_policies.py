@@ -239,7 +239,7 @@ def test_every_extractor_trains_saves_and_walks_the_same_after_loading(
     model = new_model(config, vec, store_layout(store, config), 16, 32, seed=0, device="cpu")
     model.learn(128)
     model.save(tmp_path / "model.zip")
-    loaded = load_model(config, tmp_path / "model.zip")
+    loaded = load_model(config, tmp_path / "model.zip", store)
     walks = [
         rollout(store, settings_, BarRange(n_time - 100, n_time), {"a": agent_policy(m)})["a"]
         for m in (model, loaded, loaded)

@@ -17,8 +17,8 @@ from core.features.store import FeatureStore
 from core.policies.stacked import StackedPolicies
 from tests.helpers.launch import small_run
 from training.member.checkpoints import TrainingState
-from training.member.models import load_model
-from training.member.trainer import member_configs, member_model
+from training.member.models import load_model, member_configs
+from training.member.trainer import member_model
 from training.population.adam import StackedAdam
 from training.population.trainer import run_group
 from training.population.update import group_train
@@ -141,7 +141,7 @@ def test_a_members_checkpoint_predicts_what_the_group_predicted(
     bars = four[1].fold.validation
     together = walk_members(store, env_settings(config), bars, stacked, [0, 1, 2])
     models[1].save(tmp_path / "member1.zip")
-    loaded = load_model(config, tmp_path / "member1.zip")
+    loaded = load_model(config, tmp_path / "member1.zip", store)
     alone = rollout(store, env_settings(config), bars, {AGENT: agent_policy(loaded)})[AGENT]
     np.testing.assert_allclose(together[1].returns, alone.returns, rtol=1e-6, atol=1e-9)
     assert together[1].trades.sum() == alone.trades.sum()

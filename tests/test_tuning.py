@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from training.tuning.space import check_space, overrides, suggest
 from training.tuning.study import open_storage, pruner_of
 
 POSTGRES_SCRIPT = REPO_ROOT / "scripts" / "postgres_server.sh"
+PASSWORD = "s3cret-PW"
 
 
 # The space ----------------------------------------------------------------------------------------
@@ -211,15 +213,26 @@ def postgres() -> Iterator[str]:
 def test_on_postgresql_a_killed_workers_trial_is_retried_and_the_budget_is_exact(
     tmp_path: Path, postgres: str
 ) -> None:
+    # The server trusts localhost, so a password in the URL is accepted: it must stay secret.
+    with_password = postgres.replace("://postgres@", f"://postgres:{PASSWORD}@", 1)
     process = _sweep(
-        tmp_path, "--workers", "2", "--n-trials", "4", "--storage", postgres,
+        tmp_path, "--workers", "2", "--n-trials", "4", "--storage", with_password,
         "--study-name", "killed-worker", "--set", "tuning.heartbeat_s=1",
         "--set", "tuning.grace_s=4", wait=False,
     )  # fmt: skip
     killed = _kill_worker_mid_trial(tmp_path / "runs")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    secret = run_dir / "tuning" / "storage.url"  # how the workers got the URL: 0600
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     out, _ = process.communicate(timeout=900)
     assert process.returncode == 0, out[-3000:]
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert PASSWORD not in out and "postgres:***@127.0.0.1" in (run_dir / "command.txt").read_text()
+    assert not secret.exists()  # removed once the workers are done
+    assert [
+        p for p in run_dir.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()
+    ] == []
+    for folder in (run_dir, run_dir / "launcher"):  # submitit's pickles and logs: private too
+        assert stat.S_IMODE(folder.stat().st_mode) & 0o077 == 0
     trials = _trials(run_dir)
     died = [t for t in trials if t["state"] == "FAIL"]
     assert len(died) == 1 and died[0]["reason"] == "its worker died", trials

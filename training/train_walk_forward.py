@@ -223,13 +223,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         parser.error(problem)
     from core.errors import UserError
+    from core.redact import keep_secret, redact
     from training.launcher import signals
 
+    if args.storage:
+        keep_secret(args.storage)
     with signals.installed():  # SIGTERM and SIGHUP: as Ctrl-C (cancel the jobs, say --resume)
         try:
             return signals.exit_status(run(args))
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {redact(str(exc))}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -23,11 +23,13 @@ from core.envs.simulator import STATE_LIMIT, Simulator, StepOutput
 from core.features.store import FeatureStore
 
 
-def observation_space(sim: Simulator) -> spaces.Dict:
-    """Bounds: features are clipped z-scores (or ±1 encodings); the state is clipped too."""
-    shape = (sim.n_assets * sim.window * sim.n_features,)
-    bound = max(float(sim.store.meta["config"]["features"]["clip"]), 1.0)
-    state = (2 * sim.n_assets + 1,)
+def observation_space(store: FeatureStore, window: int) -> spaces.Dict:
+    """Bounds: features are clipped z-scores (or ±1 encodings); the state is clipped too. From
+    the store and window alone, so a checkpoint's spaces come from the run, not from its file."""
+    n_assets, _, n_features = store.features.shape
+    shape = (n_assets * window * n_features,)
+    bound = max(float(store.meta["config"]["features"]["clip"]), 1.0)
+    state = (2 * n_assets + 1,)
     return spaces.Dict(
         {
             "market": spaces.Box(-bound, bound, shape, np.float32),
@@ -36,8 +38,8 @@ def observation_space(sim: Simulator) -> spaces.Dict:
     )
 
 
-def action_space(sim: Simulator) -> spaces.Box:
-    return spaces.Box(-1.0, 1.0, (sim.n_assets,), np.float32)
+def action_space(store: FeatureStore) -> spaces.Box:
+    return spaces.Box(-1.0, 1.0, (store.features.shape[0],), np.float32)
 
 
 def episode_start(sim: Simulator, requested: Any, rng: np.random.Generator) -> int:
@@ -153,7 +155,7 @@ class BatchTradingEnv(VecEnv):
         self.sim = Simulator(store, settings, bars, n_envs)
         self.assets = store.assets
         self.render_mode = None
-        super().__init__(n_envs, observation_space(self.sim), action_space(self.sim))
+        super().__init__(n_envs, observation_space(store, self.sim.window), action_space(store))
         self._rngs: list[np.random.Generator | None] = [None] * n_envs
         self._actions: np.ndarray | None = None
 

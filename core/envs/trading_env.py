@@ -42,8 +42,8 @@ class TradingEnv(gym.Env):
         self, store: FeatureStore, settings: EnvSettings, bars: BarRange, seed: int | None = None
     ) -> None:
         self.sim = Simulator(store, settings, bars, n_envs=1)
-        self.observation_space = observation_space(self.sim)
-        self.action_space = action_space(self.sim)
+        self.observation_space = observation_space(store, self.sim.window)
+        self.action_space = action_space(store)
         self.assets = store.assets
         self._first_seed = seed
         self._running = False

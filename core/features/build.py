@@ -3,17 +3,21 @@
 The hash covers every input file's bytes and every setting that changes a value,
 so an edit rebuilds and nothing else does. A build writes into a hidden temporary folder and
 renames it into place only when complete: a killed build leaves nothing that is later trusted.
+A finished store is reused only once its checksums verify (once per command, here in the main
+process); a damaged one is rebuilt, said on stderr.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -40,14 +44,29 @@ from core.features.matrix import (
     timeframe_labels,
 )
 from core.features.resample import Bars
-from core.features.store import STORE_FORMAT, FeatureStore, read_meta
+from core.features.store import (
+    STORE_FORMAT,
+    FeatureStore,
+    describe_arrays,
+    read_meta,
+    store_problem,
+)
 from core.features.windows import Resolved, resolve_windows
-from core.units import format_duration
+from core.units import GIB, format_duration
 
 PARALLEL_MIN_BARS = (
     2_000_000  # below this many asset-bars, worker start-up costs more than it saves
 )
+# Peak memory of one asset's computation (compute_asset), per bar: the float64 raw matrix and the
+# float32 result per feature, plus the bars and one column's temporaries. bench/bench_build_memory.py
+# measured 297 bytes per bar at 34 features and 80 at 14 (2,000,000 bars); this errs above both.
+BUILD_BYTES_PER_BAR_FEATURE = 10
+BUILD_BYTES_PER_BAR = 40
+BUILD_MEMORY_SHARE = 0.8  # of the memory available: the rest for the main process and the OS
+# Errors that say the cache folder cannot be written: the user's to fix, not a bug.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 Progress = Callable[[str, int, int], None]  # (step, done, total)
+Notice = Callable[[str], None]
 
 
 def content_hash(config: Config, dataset: Path) -> str:
@@ -88,21 +107,74 @@ def open_store(
     cache_dir: Path,
     workers: int = 1,
     progress: Progress | None = None,
+    memory_gb: float | None = None,
+    notice: Notice | None = None,
 ) -> tuple[FeatureStore, bool]:
-    """Attach the store for this dataset and config, building it first if needed.
+    """Attach the store for this dataset and config, building it first if needed or damaged.
 
-    Returns the store and whether it was built now.
+    A finished store is verified byte for byte (its checksums) before it is reused: the one
+    full read per command, so workers only check sizes. `memory_gb` (available memory, from
+    core.hardware's detection; None: unbounded) bounds how many assets are built at once; `notice` gets the lines that say a
+    store is rebuilt or parallelism is limited (default: stderr). Returns the store and whether
+    it was built now.
     """
+    say = notice or _to_stderr
     digest = content_hash(config, dataset)
     final = cache_dir / digest[:24]
-    if read_meta(final, digest) is not None:
+    problem = store_problem(final, digest, checksums=True) if final.exists() else None
+    if final.exists() and problem is None:
         return FeatureStore.attach(final), False
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _sweep_abandoned(cache_dir)
-    with _building(cache_dir, digest) as scratch:
-        _build(config, dataset, scratch, digest, workers, progress)
-        _publish(scratch, final, digest)
+    try:
+        if problem is not None:
+            remove_dir(final)  # renamed aside in one step: nobody attaches it half-deleted
+            say(f"feature store {_shown(final)} is {problem}; rebuilding")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _sweep_abandoned(cache_dir)
+        with _building(cache_dir, digest) as scratch:
+            limits = (workers, memory_gb, say)
+            _build(config, dataset, scratch, digest, limits, progress)
+            _publish(scratch, final, digest)
+    except OSError as error:
+        if not _cannot_write(error, cache_dir):
+            raise
+        raise _unwritable(cache_dir, error, problem) from None
     return FeatureStore.attach(final), True
+
+
+def _cannot_write(error: OSError, cache_dir: Path) -> bool:
+    """A refused write in the cache (read-only, no permission, full), not a dataset read."""
+    if error.errno not in UNWRITABLE:
+        return False
+    if error.filename is None:
+        return True
+    where, cache = Path(error.filename).resolve(), cache_dir.resolve()
+    return where.is_relative_to(cache) or cache.is_relative_to(where)  # in it, or a parent made
+
+
+def _unwritable(cache_dir: Path, error: OSError, problem: str | None) -> UserError:
+    where = f"data.cache_dir {_shown(cache_dir)}"
+    what = (
+        f"the feature store in {where} is {problem} and cannot be rebuilt there"
+        if problem
+        else f"cannot build the feature store in {where}"
+    )
+    return UserError(
+        f"{what}: {error.strerror or error}\n"
+        "  fix: --set data.cache_dir=<a folder you can write to> (or make room / allow writing "
+        "there); a valid store already in a read-only cache is used as it is"
+    )
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -151,7 +223,7 @@ def _build(
     dataset: Path,
     scratch: Path,
     digest: str,
-    workers: int,
+    limits: tuple[int, float | None, Notice],
     progress: Progress | None,
 ) -> None:
     started = time.perf_counter()
@@ -164,6 +236,7 @@ def _build(
     exogenous, exogenous_names = _exogenous_matrix(config, market)
     names = feature_names(config.features, market.bar_ns, exogenous_names)
     n_assets, n_bars = len(market.assets), len(market.timestamps)
+    _check_room(scratch, n_assets, n_bars, len(names))
     np.save(scratch / "bars_full.npy", market.ohlcv)
     np.save(scratch / "timestamps_full.npy", market.timestamps)
     if exogenous is not None:
@@ -175,6 +248,7 @@ def _build(
         shape=(n_assets, n_bars, len(names)),
     )
     del full
+    workers = _bounded_workers(limits, n_assets, n_bars, len(names))
     firsts = _compute_all(config, scratch, (n_assets, n_bars, market.bar_ns), workers, progress)
     warmup = max(firsts)
     if n_bars - warmup < 2:
@@ -194,8 +268,57 @@ def _build(
     for name in ("features_full", "bars_full", "timestamps_full", "exogenous_full"):
         (scratch / f"{name}.npy").unlink(missing_ok=True)
     meta = _meta(given, config, market, per_year, windows, names, digest, dataset, warmup)
+    meta["arrays"] = describe_arrays(scratch)
     meta["build_seconds"] = round(time.perf_counter() - started, 3)
     (scratch / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _check_room(scratch: Path, n_assets: int, n_bars: int, n_features: int) -> None:
+    """Refuse a build the disk cannot hold before writing: numpy reports a short write as a
+    bare OSError ("N requested and M written"), not as ENOSPC. Scratch and final arrays
+    (float32 features, float64 prices, int64 times) coexist at the end of a build."""
+    needed = 2 * (n_assets * n_bars * (n_features * 4 + 5 * 8) + n_bars * 8)
+    free = shutil.disk_usage(scratch).free
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC, f"the build needs about {needed / 1e6:,.0f} MB, {free / 1e6:,.0f} MB free"
+        )
+
+
+def _bounded_workers(
+    limits: tuple[int, float | None, Notice], n_assets: int, n_bars: int, n_features: int
+) -> int:
+    workers, memory_gb, say = limits
+    if min(workers, n_assets) <= 1 or n_assets * n_bars < PARALLEL_MIN_BARS:
+        return workers  # built in this process, one asset at a time: nothing to bound
+    if memory_gb is None:
+        return workers  # the caller knows no memory figure (core.hardware is a sibling layer)
+    bounded, why = build_workers(workers, n_assets, n_bars, n_features, memory_gb * GIB)
+    if why:
+        say(why)
+    return bounded
+
+
+def build_workers(
+    requested: int, n_assets: int, n_bars: int, n_features: int, available_bytes: float
+) -> tuple[int, str | None]:
+    """How many assets to compute at once: the workers asked for, as many as memory holds
+    (each asset's computation peaks at about `asset_build_bytes`). The line says why when
+    memory is the limit."""
+    wanted = max(1, min(requested, n_assets))
+    per_asset = asset_build_bytes(n_bars, n_features)
+    fits = max(1, int(available_bytes * BUILD_MEMORY_SHARE // per_asset))
+    if fits >= wanted:
+        return wanted, None
+    return fits, (
+        f"building features for {fits} asset(s) at a time, not {wanted}: each asset's "
+        f"{n_bars:,} bars x {n_features} features take about {per_asset / GIB:.1f} GiB and "
+        f"{available_bytes / GIB:.1f} GiB of memory is available"
+    )
+
+
+def asset_build_bytes(n_bars: int, n_features: int) -> int:
+    return n_bars * (n_features * BUILD_BYTES_PER_BAR_FEATURE + BUILD_BYTES_PER_BAR)
 
 
 def _meta(
@@ -371,9 +494,13 @@ def export_parquet(store: FeatureStore, out: Path) -> int:
 
 
 def feature_store(
-    config: Config, workers: int = 1, progress: Progress | None = None
+    config: Config,
+    workers: int = 1,
+    progress: Progress | None = None,
+    memory_gb: float | None = None,
 ) -> tuple[FeatureStore, bool]:
-    """Attach the feature store for this config (built first when missing); True if built now."""
+    """Attach the feature store for this config (built first when missing or damaged); True if
+    built now."""
     return open_store(
-        config, dataset_path(config), repo_path(config.data.cache_dir), workers, progress
+        config, dataset_path(config), repo_path(config.data.cache_dir), workers, progress, memory_gb
     )

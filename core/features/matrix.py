@@ -127,26 +127,33 @@ def lookback_bars(config: FeaturesConfig, base_bar_ns: int) -> int:
 def raw_features(
     base: Bars, config: FeaturesConfig, exogenous: np.ndarray | None = None
 ) -> np.ndarray:
-    """Un-normalised features [time, feature] in `feature_names` order (NaN during warm-up)."""
+    """Un-normalised features [time, feature] in `feature_names` order (NaN during warm-up).
+
+    Written column by column into one array: stacking per-timeframe blocks would hold the whole
+    matrix twice, the largest term of a build's memory on a long asset."""
     check_periods(config)
     decision_times = base.close_times
-    blocks = []
-    for tf in timeframes(config, base.bar_ns):
-        bars = resample(base, tf.bar_ns)
-        columns = timeframe_indicators(bars.ohlcv, config)
-        block = np.column_stack(list(columns.values()))
-        if tf.bar_ns == base.bar_ns:
-            blocks.append(block)
-            continue
-        index = last_closed(bars, decision_times)
-        mapped = block[np.maximum(index, 0)]
-        mapped[index < 0] = np.nan
-        blocks.append(mapped)
-    if "time" in config.indicators:
-        blocks.append(_time_encoding(decision_times))
+    frames = timeframes(config, base.bar_ns)
+    extra = [_time_encoding(decision_times)] if "time" in config.indicators else []
     if exogenous is not None and exogenous.shape[1]:
-        blocks.append(exogenous)
-    return np.column_stack(blocks)
+        extra.append(exogenous)
+    width = len(frames) * len(indicator_columns(config)) + sum(block.shape[1] for block in extra)
+    raw = np.empty((len(decision_times), width))
+    column = 0
+    for tf in frames:
+        bars = resample(base, tf.bar_ns)
+        index = None if tf.bar_ns == base.bar_ns else last_closed(bars, decision_times)
+        for values in timeframe_indicators(bars.ohlcv, config).values():
+            if index is None:
+                raw[:, column] = values
+            else:
+                np.take(values, np.maximum(index, 0), out=raw[:, column])
+                raw[index < 0, column] = np.nan
+            column += 1
+    for block in extra:
+        raw[:, column : column + block.shape[1]] = block
+        column += block.shape[1]
+    return raw
 
 
 def _time_encoding(decision_times: np.ndarray) -> np.ndarray:
@@ -160,23 +167,33 @@ def _time_encoding(decision_times: np.ndarray) -> np.ndarray:
 
 
 def normalise(raw: np.ndarray, config: FeaturesConfig, skip: slice | None = None) -> np.ndarray:
-    """Trailing z-scores (window ends at t, inclusive), clipped; columns in `skip` pass through."""
-    frame = pd.DataFrame(raw)
+    """Trailing z-scores (window ends at t, inclusive), clipped; columns in `skip` pass through.
+
+    One column at a time, so the float64 temporaries (mean, spread, z) are one column each
+    rather than the whole matrix: same values, a fraction of the peak memory."""
     window = config.normalisation_window
-    if config.normalisation == "rolling":
-        trailing = frame.rolling(window, min_periods=window)
-    else:
-        trailing = frame.expanding(min_periods=window)
-    mean = trailing.mean().to_numpy()
-    spread = trailing.std(ddof=0).to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = (raw - mean) / spread
-    # A constant window (a halted asset) carries no information: 0, not inf.
-    scaled[spread <= 1e-12 * np.maximum(np.abs(mean), 1.0)] = 0.0
-    scaled = np.clip(scaled, -config.clip, config.clip)
-    if skip is not None:
-        scaled[:, skip] = raw[:, skip]
-    return scaled.astype(np.float32)
+    passed = range(raw.shape[1])[skip] if skip is not None else range(0)
+    features = np.empty(raw.shape, np.float32)
+    for column in range(raw.shape[1]):
+        values = raw[:, column]
+        if column in passed:
+            features[:, column] = values
+            continue
+        series = pd.Series(values)
+        if config.normalisation == "rolling":
+            trailing = series.rolling(window, min_periods=window)
+        else:
+            trailing = series.expanding(min_periods=window)
+        mean = trailing.mean().to_numpy()
+        spread = trailing.std(ddof=0).to_numpy()
+        # A constant window (a halted asset) carries no information: 0, not inf.
+        flat = spread <= 1e-12 * np.maximum(np.abs(mean), 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled = values - mean
+            scaled /= spread
+        scaled[flat] = 0.0
+        features[:, column] = np.clip(scaled, -config.clip, config.clip, out=scaled)
+    return features
 
 
 def asset_features(

@@ -1,7 +1,8 @@
 """Feature stores for env tests: built from small synthetic data, or written by hand.
 
 A handwritten store has prices chosen by the test, so fills, costs and rewards can be computed
-by hand; `FeatureStore.attach` accepts it like any built store.
+by hand; `FeatureStore.attach` accepts it like any built store. A test that rewrites a store's
+arrays calls `restamp`, so meta.json describes (and checksums) what is there now.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from core.config import Config, load_config
 from core.features.build import open_store
-from core.features.store import STORE_FORMAT, FeatureStore
+from core.features.store import STORE_FORMAT, FeatureStore, describe_arrays
 from tests.helpers.datasets import HOUR_NS, bars, write_csv
 
 # Short lookbacks so a few hundred bars give a usable store quickly.
@@ -59,6 +60,14 @@ def handmade_store(
         "config": {"features": {"clip": 5.0}},
     }
     (folder / "meta.json").write_text(json.dumps(meta))
+    return restamp(folder)
+
+
+def restamp(folder: Path) -> FeatureStore:
+    """Record the arrays now in `folder` in its meta.json (after a test rewrote them), attached."""
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["arrays"] = describe_arrays(folder)
+    (folder / "meta.json").write_text(json.dumps(meta))
     return FeatureStore.attach(folder)
 
 
@@ -75,4 +84,4 @@ def poisoned_copy(
     prices[:, stop:] = np.nan
     np.save(folder / "features.npy", features)
     np.save(folder / "prices.npy", prices)
-    return FeatureStore.attach(folder)
+    return restamp(folder)

@@ -16,6 +16,7 @@ from core.folds import split
 from core.hardware.machine import detect
 from core.hardware.planner import plan
 from tests.helpers.datasets import write_csv
+from tests.helpers.stores import restamp
 from training.member.sequential import run_jobs
 from training.post.ensemble import aggregate_run
 from training.post.report import build_report
@@ -115,4 +116,4 @@ def oracle_store(store: FeatureStore, folder: Path) -> FeatureStore:
     nxt[:, :-1] = np.log(close[:, 1:] / close[:, :-1])
     z = np.clip(nxt / nxt[:, :-1].std(axis=1, keepdims=True), -5, 5)
     np.save(folder / "features.npy", z[:, :, None].astype(np.float32))
-    return FeatureStore.attach(folder)
+    return restamp(folder)

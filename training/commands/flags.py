@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+MAX_WORKERS = 10_000  # sweep workers on one study: past any cluster's array limit
+
 
 def positive_int(text: str) -> int:
     """A whole number >= 1, with a message argparse prints next to the flag."""
@@ -23,6 +25,8 @@ def flag_problem(args: argparse.Namespace) -> str | None:
     tune_only = [flag for flag, given in (("--n-trials", args.n_trials), ("--storage",
                  args.storage), ("--study-name", args.study_name), ("--workers",
                  args.workers != 1), ("--then-train", args.then_train)) if given]  # fmt: skip
+    if args.workers > MAX_WORKERS:
+        return f"--workers {args.workers:,} is above the {MAX_WORKERS:,} allowed"
     if tune_only and not args.tune:
         return f"{', '.join(tune_only)} only apply to --tune"
     if args.autotune and args.resume:

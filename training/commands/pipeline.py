@@ -82,9 +82,13 @@ def machine(args: argparse.Namespace, config: Config) -> tuple[Any, Hardware, Ha
     from a config-only plan before anything loads numpy."""
     from core.hardware.machine import detect, load_machine_file
     from core.hardware.planner import plan
+    from training.launcher import slurm_queue
     from training.launcher.profile import cluster_profile
 
     profile = cluster_profile(config)
+    launches = not (args.dry_run or args.check_data or args.generate_data or args.export_features)
+    if profile and launches:
+        slurm_queue.require_commands()  # before the store is built and the run folder written
     detected = load_machine_file(args.hardware) if args.hardware else detect()
     # A SLURM task is planned for its allocation, one member per task, not for this login node.
     hardware = profile.allocation() if profile else detected
@@ -101,12 +105,14 @@ def store_of(args: argparse.Namespace, config: Config, detected: Hardware) -> tu
     import os
 
     from core.features.build import feature_store
+    from core.hardware.machine import detect
     from training.views.data import progress_bar
 
     # A described machine (--hardware) is planned for, but the features are built here.
     workers = len(os.sched_getaffinity(0)) if args.hardware else detected.usable_cpus
+    memory_gb = (detect() if args.hardware else detected).memory_available_gb
     with progress_bar(enabled=not args.no_progress and not args.json) as progress:
-        return feature_store(config, workers=workers, progress=progress)
+        return feature_store(config, workers=workers, progress=progress, memory_gb=memory_gb)
 
 
 def prepare(
@@ -219,19 +225,27 @@ def resume(run_dir: Path, args: argparse.Namespace) -> int:
     from core.hardware.machine import detect
     from core.hardware.planner import plan
     from training.commands.planning import replan, saved_plan
+    from training.launcher import slurm_queue
     from training.launcher.profile import cluster_profile
     from training.run.files import checked_run_files
 
     files = checked_run_files(run_dir)
     config = load_config([files.config], launcher_overrides(args))
     profile = cluster_profile(config)
+    if profile:
+        slurm_queue.require_commands()
     hardware = profile.allocation() if profile else detect()
     kept = saved_plan(files, hardware)
     estimate = kept or plan(hardware, config, 1 if profile else None)  # before numpy loads
     threads.export_thread_limits(estimate.blas_threads)
+    from training.population.workload import reopen_groups
     from training.run.folder import load_run
+    from training.run.records import check_job_results
 
     jobs = load_run(run_dir)
+    check_job_results([job.files for job in jobs])
+    for line in reopen_groups(run_dir):
+        print(line, flush=True)
     if kept is not None:
         resource_plan, why = kept, f"it keeps its plan ({files.plan.name}: this machine)"
     else:
@@ -287,6 +301,20 @@ def _train_and_report(
 
 
 def _report(run_dir: Path, jobs: list[Job], config: Config, failures: dict[str, str]) -> int:
+    """The post-run chain; a full disk on the way is said with how to finish it."""
+    from core.atomic import DiskFullError
+
+    try:
+        return _post_run(run_dir, jobs, config, failures)
+    except DiskFullError as full:
+        where = full.path.parent
+        raise full.with_fix(
+            f"free space on the filesystem of {where} (df -h {where}) or raise your quota, "
+            f"then --resume {run_dir} finishes the report (the jobs' results are kept)"
+        ) from None
+
+
+def _post_run(run_dir: Path, jobs: list[Job], config: Config, failures: dict[str, str]) -> int:
     from core.atomic import write_json
     from training.post.ensemble import aggregate_run
     from training.post.report import build_report, print_summary

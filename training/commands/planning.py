@@ -3,7 +3,6 @@ probe (or a fresh one with --autotune), or, on --resume, the run's own plan.json
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,9 +114,11 @@ def cached_probe(config: Config, hardware: Hardware, store: FeatureStore) -> Any
 def saved_plan(files: RunFiles, hardware: Hardware) -> Plan | None:
     """The run's plan.json when this is the machine it was made for (same usable CPUs and GPUs):
     a resumed run keeps its plan. JSON only, so the thread limits can follow it before numpy."""
+    from training.run.records import read_record
+
     if not files.plan.exists():
         return None
-    saved = json.loads(files.plan.read_text())
+    saved = read_record(files.plan, "the run's plan")
     made_for = saved["hardware"]
     if made_for.get("usable_cpus") != hardware.usable_cpus:
         return None
@@ -133,12 +134,13 @@ def replan(
     machine's autotune probe); returns the plan and a sentence saying why."""
     from core.features.store import FeatureStore
     from core.hardware.planner import plan
+    from training.run.records import read_record
 
-    store = FeatureStore.attach(json.loads(files.jobs.read_text())["store"])
+    store = FeatureStore.attach(read_record(files.jobs, "the run's job list")["store"])
     shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
     measured = None if profile else cached_probe(config, hardware, store)
     resource_plan = plan(hardware, config, 1 if profile else None, **shape, autotune=measured)
-    saved = json.loads(files.plan.read_text())["hardware"] if files.plan.exists() else None
+    saved = read_record(files.plan, "the run's plan")["hardware"] if files.plan.exists() else None
     was = (
         f"made for {saved.get('usable_cpus')} CPU(s) and {len(saved.get('gpus', []))} GPU(s)"
         if saved

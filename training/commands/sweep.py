@@ -86,8 +86,9 @@ def _run_workers(
     )
     study = open_study(study_name, storage, tuning, 0)  # created once, joined by workers
     steps = tuning.n_trials * n_jobs * config.ppo.total_timesteps
+    secret = _storage_file(files, args.storage)
     team = [
-        TuneWorker(str(run_dir), i, workers, tuning.n_trials, study_name, args.storage,
+        TuneWorker(str(run_dir), i, workers, tuning.n_trials, study_name, secret,
                    config.launcher.dead_after_s, resource_plan.torch_threads,
                    resource_plan.blas_threads, -(-steps // workers))
         for i in range(workers)
@@ -108,6 +109,19 @@ def _run_workers(
     except KeyboardInterrupt:
         print(f"interrupted: the sweep's workers were cancelled ({run_dir})", file=sys.stderr)
         return None, study, files
+    finally:  # the workers are done or cancelled: the password leaves the disk
+        files.storage_url.unlink(missing_ok=True)
+
+
+def _storage_file(files: RunFiles, url: str | None) -> str | None:
+    """--storage URL in a 0600 file of the run folder (which SLURM tasks share): submitit
+    pickles the workers into the launcher folder, so they carry only the file's path."""
+    from core.atomic import write_private_text
+
+    if url is None:
+        return None
+    write_private_text(files.storage_url, url)
+    return str(files.storage_url)
 
 
 def _print_results(

@@ -161,6 +161,7 @@ class SlurmBackend(QueueBackend):
 
     def __init__(self, settings: LaunchSettings) -> None:
         super().__init__(settings)
+        slurm_queue.require_commands()
         self.queue = _Queue()
         self.missing_grace_s = settings.queue_poll_s
         self.first_state = "queued"

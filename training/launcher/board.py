@@ -15,6 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from core.redact import redact
 from training.launcher.launch import JobStatus
 
 MAX_ROWS = 24  # lines of running jobs (and a group's members) shown; the rest are counted
@@ -46,7 +47,8 @@ class JobBoard:
     def __call__(self, statuses: list[JobStatus], event: str | None) -> None:
         if event:
             stamp = _clock(time.monotonic() - self.started)
-            self.console.print(f"[dim]{stamp:>8}[/] {event}", highlight=False, soft_wrap=True)
+            shown = redact(event)  # an error may quote a storage URL
+            self.console.print(f"[dim]{stamp:>8}[/] {shown}", highlight=False, soft_wrap=True)
         if self.live is not None:
             self.live.update(self.render(statuses))
 

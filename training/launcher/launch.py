@@ -17,6 +17,7 @@ from typing import Any
 from submitit.core.utils import pickle_load
 
 from core.atomic import read_json
+from core.redact import redact
 from training.launcher import signals
 from training.launcher.backends import QueueBackend, backend_for
 from training.launcher.orphans import end_orphans
@@ -31,6 +32,7 @@ from training.launcher.status import (
 )
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
 from training.launcher.workload import LaunchListener, Stepwise, user_error_of
+from training.run.files import PRIVATE_DIR
 from training.run.job import Hooks
 
 __all__ = ["JobStatus", "LaunchSettings", "Outcome", "Tell", "launch"]
@@ -60,6 +62,7 @@ def launch(
             state.waiting.append(status)
             state.listener.queued(status.workload)
     tell(statuses, None)
+    settings.folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)  # before submitit's
     backend = backend_for(settings)
     if not isinstance(backend, QueueBackend):  # in process: the loop is the runner
         if settings.rounds and all(isinstance(s.workload, Stepwise) for s in state.waiting):
@@ -251,6 +254,7 @@ def _finish(status: JobStatus, result: dict[str, Any]) -> None:
 
 def _failed(state: Running, status: JobStatus, error: str, mistake: bool = False) -> None:
     """Retry, unless retries are spent or the error is the user's (it would fail again)."""
+    error = redact(error)  # recorded (failures.json) and shown: never a password
     status.error = error
     if status.attempts <= state.settings.max_retries and not mistake:
         status.state = "queued"

@@ -7,10 +7,28 @@ job that is in none of them and left no result is dead. Hand-written: two comman
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterable
 
+from core.errors import UserError
+
 SQUEUE_TIMEOUT_S = 30
+# srun: submitit's SlurmExecutor; sbatch: submission; squeue, scancel: this module.
+COMMANDS = ("sbatch", "srun", "squeue", "scancel")
+
+
+def require_commands() -> None:
+    """Refuse a SLURM launch from a machine without SLURM's commands, before anything is written
+    (submitit would raise a RuntimeError only at the first submission, past the run folder)."""
+    missing = [name for name in COMMANDS if shutil.which(name) is None]
+    if missing:
+        raise UserError(
+            f"--cluster slurm needs SLURM's commands, and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not on PATH here\n"
+            "  fix: run from a machine where sbatch works (a login node), add SLURM's bin "
+            "folder to PATH, or use --cluster local"
+        )
 
 
 def queue_states(array_ids: Iterable[str]) -> dict[str, str] | None:

@@ -47,6 +47,7 @@ class WalkForwardCallback(BaseCallback):
         preemption: Preemption | None = None,
         checkpoint_on_preemption: bool = True,
         validated: Callable[[dict[str, float]], None] | None = None,
+        check: Callable[[PPO], None] | None = None,
     ) -> None:
         super().__init__()
         self.validate, self.files, self.state, self.settings = validate, files, state, settings
@@ -58,6 +59,8 @@ class WalkForwardCallback(BaseCallback):
         # False for fedavg rounds: a round resumes from its start, never from the middle
         self.checkpoint_on_preemption = checkpoint_on_preemption
         self.validated = validated  # a sweep reports each validation (and may prune here)
+        # raises when the weights went non-finite: before they roll out, are walked or saved
+        self.check = check or (lambda model: None)
         self.stop = False
         self.action_std = float("nan")
         self.counted = 0
@@ -91,6 +94,7 @@ class WalkForwardCallback(BaseCallback):
         self.counted = done
 
     def _on_rollout_start(self) -> None:
+        self.check(self.model)
         done = self.model.num_timesteps
         if self.preemption is not None and self.preemption.requested:
             # After the update and before new steps: the checkpoint of this moment resumes
@@ -125,6 +129,7 @@ class WalkForwardCallback(BaseCallback):
     # Work --------------------------------------------------------------------------------
     def finish(self) -> None:
         """After learn(): evaluate the final weights (if not yet) and commit a final checkpoint."""
+        self.check(self.model)
         if self.final_evaluation_due():
             self.evaluate()
         self.state.finished = True
@@ -133,6 +138,7 @@ class WalkForwardCallback(BaseCallback):
     def evaluate(self, commit: bool = True) -> dict[str, float]:
         """Validate the current weights (keeping the best); `commit`: also a resumable checkpoint."""
         model, state, settings = self.model, self.state, self.settings
+        self.check(model)
         result = self.validate(model)
         entropy = policy_entropy(model)
         result |= {"timesteps": model.num_timesteps, "entropy": entropy, "ent_coef": model.ent_coef}
@@ -171,7 +177,7 @@ class WalkForwardCallback(BaseCallback):
 
     def checkpoint(self) -> None:
         self.state.timesteps = self.model.num_timesteps
-        self.state.last_checkpoint = save_checkpoint(self.files, self.model, "last")
+        self.state.commit_last(save_checkpoint(self.files, self.model, "last"))
         commit_state(self.files, self.state)
 
     def _alarms(self, result: dict[str, float]) -> None:

@@ -9,11 +9,21 @@ from typing import Any
 
 import numpy as np
 
-from core.config import Config
+from core.config import Config, risk_profile_config
 from core.evaluation.rollout import Policy
+from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
 from core.policies.build import algorithm_class, is_recurrent, policy_arguments
 from core.policies.layout import ObservationLayout, layout_from_names
+from training.member.checkpoint_data import (
+    NOT_SAVED,
+    checkpoint_data,
+    serialized_entries,
+    unreadable,
+    untrusted,
+)
+from training.run.folder import run_config
+from training.run.job import Job
 
 
 def store_layout(store: FeatureStore, config: Config) -> ObservationLayout:
@@ -42,10 +52,16 @@ def ppo_arguments(
         "policy_kwargs": policy_kwargs,
     }
     if not is_recurrent(config):  # RecurrentPPO keeps its own buffer (it stores LSTM states)
-        from training.member.rollout_buffer import FewCopiesDictRolloutBuffer
-
-        arguments["rollout_buffer_class"] = FewCopiesDictRolloutBuffer
+        arguments["rollout_buffer_class"] = rollout_buffer_class(config)
     return arguments
+
+
+def rollout_buffer_class(config: Config) -> Any:
+    if is_recurrent(config):
+        return None
+    from training.member.rollout_buffer import FewCopiesDictRolloutBuffer
+
+    return FewCopiesDictRolloutBuffer
 
 
 def new_model(
@@ -66,16 +82,64 @@ def new_model(
     )
 
 
-def load_model(config: Config, path: Path, device: str = "cpu", env: Any = None) -> Any:
-    """A checkpoint of this run (its algorithm follows policy.extractor). The rollout buffer's
-    class comes from here, not from the file: checkpoints saved before it moved
-    (training/rollout_buffer.py) load as well."""
-    custom = {}
-    if not is_recurrent(config):
-        from training.member.rollout_buffer import FewCopiesDictRolloutBuffer
+def load_model(
+    config: Config, path: Path, store: FeatureStore, device: str = "cpu", env: Any = None
+) -> Any:
+    """A checkpoint of this run (its algorithm follows policy.extractor), read as data: every
+    pickled entry of the file is replaced by the run's own value (spaces from the store or env,
+    network and schedules from the config), and a file with any other is refused unread."""
+    data = checkpoint_data(path)
+    trusted = trusted_entries(config, store, env)
+    foreign = [name for name in serialized_entries(data) if name not in trusted]
+    if foreign:
+        raise untrusted(path, foreign)
+    absent = [
+        name for name in ("policy_class", "observation_space", "action_space") if name not in data
+    ]
+    if absent:
+        raise unreadable(path, f"its data has no {', '.join(absent)}")
+    custom = {name: value for name, value in trusted.items() if name in data}
+    left_out = {name: trusted[name] for name in NOT_SAVED if name not in data}
+    try:  # the file was checked whole; what fails now is a network unlike the run's
+        return algorithm_class(config).load(
+            path, env=env, device=device, custom_objects=custom, **left_out
+        )
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise unreadable(path, f"it does not fit this run's network ({exc})") from None
 
-        custom["rollout_buffer_class"] = FewCopiesDictRolloutBuffer
-    return algorithm_class(config).load(path, env=env, device=device, custom_objects=custom)
+
+def trusted_entries(config: Config, store: FeatureStore, env: Any = None) -> dict[str, Any]:
+    """What SB3 would unpickle from a checkpoint, as this run builds it. Whatever SB3 rebuilds
+    on load or at the next learn() (env state, episode statistics, schedules) is None or the
+    config's value."""
+    from stable_baselines3.common.utils import FloatSchedule
+
+    from core.envs.batch_env import action_space, observation_space
+
+    policy, policy_kwargs = policy_arguments(config, store_layout(store, config))
+    if isinstance(policy, str):
+        policy = algorithm_class(config).policy_aliases[policy]
+    if env is not None:
+        spaces = env.observation_space, env.action_space
+    else:
+        spaces = observation_space(store, config.env.window), action_space(store)
+    return {
+        "policy_class": policy,
+        "policy_kwargs": policy_kwargs,
+        "observation_space": spaces[0],
+        "action_space": spaces[1],
+        "lr_schedule": FloatSchedule(config.ppo.learning_rate),
+        "clip_range": config.ppo.clip_range,  # PPO makes it a schedule when it sets up
+        "clip_range_vf": None,
+        "rollout_buffer_class": rollout_buffer_class(config),
+        "rollout_buffer_kwargs": {},
+        "action_noise": None,
+        "_last_obs": None,
+        "_last_episode_starts": None,
+        "_last_original_obs": None,
+        "ep_info_buffer": None,
+        "ep_success_buffer": None,
+    }
 
 
 def recurrent(model: Any) -> bool:
@@ -102,3 +166,12 @@ def agent_policy(model: Any) -> Policy:
         return action
 
     return decide_recurrent
+
+
+def member_configs(job: Job, store: FeatureStore) -> tuple[Config, Config]:
+    """(the member's config, the run's): a risk profile may set a window as a span, resolved
+    for the store after the profile."""
+    run = with_inferred(run_config(job.run_dir), store.meta)
+    if job.risk_profile is None:
+        return run, run
+    return with_inferred(risk_profile_config(run, job.risk_profile), store.meta), run

@@ -12,16 +12,23 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.config import Config, risk_profile_config
+from core.config import Config
 from core.envs.settings import env_settings
 from core.evaluation.judge import annualisation_of, evaluate_window, track_metrics
 from core.evaluation.metrics import Annualisation
 from core.evaluation.rollout import Track
-from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
 from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState, load_tested
-from training.member.models import agent_policy, load_model, new_model, store_layout
+from training.member.divergence import check_finite, said_when_nonfinite
+from training.member.models import (
+    agent_policy,
+    load_model,
+    member_configs,
+    new_model,
+    store_layout,
+)
+from training.member.recovery import job_state, resumed_model
 from training.member.validation import validation_metrics
 from training.run.files import JobFiles, RunFiles
 from training.run.folder import fold_seed, run_config
@@ -91,15 +98,6 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
     return result
 
 
-def member_configs(job: Job, store: FeatureStore) -> tuple[Config, Config]:
-    """(the member's config, the run's): a risk profile may set a window as a span, resolved
-    for the store after the profile."""
-    run = with_inferred(run_config(job.run_dir), store.meta)
-    if job.risk_profile is None:
-        return run, run
-    return with_inferred(risk_profile_config(run, job.risk_profile), store.meta), run
-
-
 def _train(
     job: Job,
     config: Config,
@@ -114,7 +112,7 @@ def _train(
 
     settings = env_settings(config)
     vec = vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed)
-    state = TrainingState.load(files.state) if files.state.exists() else TrainingState()
+    state = job_state(files, hooks.warn)
     model = member_model(job, config, store, vec, state, hooks)
 
     def validate(current: Any) -> dict[str, float]:
@@ -130,9 +128,10 @@ def _train(
         else:
             remaining = job.timesteps - model.num_timesteps
             if remaining > 0 and not state.stopped_early:
-                model.learn(
-                    remaining, callback=callback, reset_num_timesteps=not state.last_checkpoint
-                )
+                with said_when_nonfinite(model, job.name, config):
+                    model.learn(
+                        remaining, callback=callback, reset_num_timesteps=not state.last_checkpoint
+                    )
         callback.init_callback(model)
         callback.finish()
     vec.close()
@@ -147,7 +146,11 @@ def member_model(
     from stable_baselines3.common.utils import set_random_seed
 
     if state.last_checkpoint:
-        model = load_model(config, job.files.checkpoints / state.last_checkpoint, job.device, vec)
+
+        def load(path: Path) -> Any:
+            return load_model(config, path, store, job.device, vec)
+
+        model = resumed_model(load, job.files, state, hooks.warn)
         if hooks.advance:
             hooks.advance(model.num_timesteps)
     else:
@@ -195,6 +198,7 @@ def member_callback(
         preemption=hooks.preemption,
         checkpoint_on_preemption=not rounds,
         validated=hooks.validated,
+        check=lambda model: check_finite(model, job.name, config),
     )
 
 
@@ -222,6 +226,8 @@ def _train_rounds(
     )
     sync = _every(ensemble.sync_steps, job.timesteps)
     ends = round_ends(job.timesteps, sync, job.n_envs * job.n_steps)
+    if state.rounds_done == 0 and model.num_timesteps:  # recovered without its state.json:
+        state.rounds_done = sum(end <= model.num_timesteps for end in ends)  # a commit a round
     run_settings = env_settings(run)  # the fused model is judged with the run's, not a profile's
 
     def validate_fused(current: Any) -> dict[str, float]:

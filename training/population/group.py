@@ -21,7 +21,9 @@ from core.envs.settings import EnvSettings, env_settings
 from core.features.store import FeatureStore
 from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState
-from training.member.trainer import member_callback, member_configs, member_model
+from training.member.models import member_configs
+from training.member.recovery import job_state
+from training.member.trainer import member_callback, member_model
 from training.run.job import Hooks, Job
 
 
@@ -65,8 +67,8 @@ def build_members(
         settings = env_settings(config)
         vec = vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed)
         files = job.files
-        state = TrainingState.load(files.state) if files.state.exists() else TrainingState()
         member_hooks = _member_hooks(job, hooks)
+        state = job_state(files, member_hooks.warn)
         model = member_model(job, config, store, vec, state, member_hooks)
         torch_rng = torch.Generator()
         torch_rng.set_state(torch.get_rng_state())

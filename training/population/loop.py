@@ -18,6 +18,7 @@ from core.evaluation.metrics import Annualisation
 from core.evaluation.walks import walk_members
 from core.features.store import FeatureStore
 from core.policies.stacked import StackedPolicies
+from training.member.divergence import diverged_message
 from training.member.validation import track_validation
 from training.population.adam import StackedAdam
 from training.population.group import Member, build_members
@@ -165,15 +166,20 @@ def _guarded(
 def _fail_non_finite(
     members: Sequence[Member], stacked: StackedPolicies, active: list[int]
 ) -> None:
-    """A member whose update left non-finite weights has diverged: it fails, alone."""
+    """A member whose update left non-finite weights has diverged: it fails, alone, with the
+    weights, the step and the fix named (training.member.divergence)."""
     with torch.no_grad():
-        finite = torch.ones(stacked.size, dtype=torch.bool)
-        for value in stacked.params.values():
-            finite &= torch.isfinite(value.reshape(stacked.size, -1)).all(dim=1)
+        finite = {
+            name: torch.isfinite(value.reshape(stacked.size, -1)).all(dim=1)
+            for name, value in stacked.params.items()
+        }
     for index in active:
-        if not finite[index]:
-            members[index].error = "non-finite weights after a PPO update (diverged)"
-            members[index].callback.warn(members[index].error)
+        weights = [name for name, ok in finite.items() if not ok[index]]
+        if weights:
+            member = members[index]
+            step = member.model.num_timesteps
+            member.error = diverged_message(member.job.name, step, weights, member.config)
+            member.callback.warn(member.error)
 
 
 def _finish(members: Sequence[Member], validations: _Validations) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from core.evaluation.judge import annualisation_of
 from core.features.store import FeatureStore
-from training.member.trainer import member_configs
+from training.member.models import member_configs
 from training.population.judging import test_members
 from training.population.loop import train_members
 from training.run.job import Hooks, Job

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.atomic import write_json
+from core.atomic import read_json, write_json
 from core.hardware.groups import group_sizes, groups_per_fold
 from training.launcher.launch import LaunchSettings, Outcome, Tell, launch
 from training.member.workload import launch_members
@@ -52,6 +52,27 @@ class GroupRun:
         result = run_group(self.jobs, hooks)
         write_json(self.files.result, result)
         return result
+
+
+def reopen_groups(run_dir: Path) -> list[str]:
+    """Drop the summary (group.json) of a group that a resumed run must run again: one that is
+    unreadable, or that names a member whose result.json is gone. The launcher takes a group
+    with a summary for done, and the group's own run skips the members that have results."""
+    files = RunFiles(run_dir)
+    lines = []
+    for summary in sorted(files.folds.glob("fold_*/group_*/group.json")):
+        fold = int(summary.parent.parent.name.split("_")[1])
+        members = (read_json(summary) or {}).get("members")
+        if not isinstance(members, dict):
+            why = "cannot be read"
+        else:
+            lost = [m for m in sorted(map(int, members)) if not files.job(fold, m).result.exists()]
+            if not lost:
+                continue
+            why = f"names member(s) {', '.join(map(str, lost))} without a result.json"
+        summary.unlink()
+        lines.append(f"{summary} {why}: that group runs again for its unfinished members")
+    return lines
 
 
 def fold_groups(jobs: list[Job], slots: int, largest: int) -> list[GroupRun]:

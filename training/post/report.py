@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -17,6 +16,7 @@ from training.post.plots import write_plots
 from training.post.results import FoldResult, RunResults, gather_results
 from training.run.files import RunFiles
 from training.run.folder import run_config
+from training.run.records import read_record
 
 # (metric key, column title, format): "%" scales by 100.
 COLUMNS = (
@@ -269,8 +269,8 @@ def fused_lines(summary: dict[str, Any]) -> list[str]:
 
 def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[str, str]) -> str:
     summary, fold_metrics, folds = results.summary, results.fold_metrics, results.folds
-    plan = json.loads(files.plan.read_text())["plan"]
-    versions = json.loads(files.versions.read_text())
+    plan = read_record(files.plan, "the run's plan")["plan"]
+    versions = read_record(files.versions, "the run's package versions")
     command = files.command.read_text().strip()
     agent = summary["strategies"][AGENT]
     lines = [

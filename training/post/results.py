@@ -11,7 +11,6 @@ Rendering (report.md, plots) is `training.post.report`'s work.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from core.folds import coverage
 from training.run.files import RunFiles
 from training.run.folder import load_run, run_config, run_store
 from training.run.job import Job, jobs_by_fold
-from training.run.records import read_fused_record, read_job_result
+from training.run.records import read_fused_record, read_job_result, read_record
 from training.run.tracks import SERIES, load_tracks
 from training.views.folds import coverage_document
 
@@ -76,7 +75,7 @@ def gather_results(run_dir: Path) -> RunResults:
     evaluations = [e for fold in folds for m in fold.members for e in m["evaluations"]]
     evaluations += [r["validation"] for fold in folds if fold.fused for r in fold.fused["rounds"]]
     per_bar = [e["sharpe_per_bar"] for e in evaluations if np.isfinite(e["sharpe_per_bar"])]
-    sweep = json.loads(files.sweep.read_text()) if files.sweep.exists() else None
+    sweep = read_record(files.sweep, "the sweep record") if files.sweep.exists() else None
     n_trials = max(1, len(evaluations) + (sweep["trials"] if sweep else 0))
     variance = float(np.var(per_bar, ddof=1)) if len(per_bar) > 1 else 0.0
     fold_metrics = [_write_fold_metrics(files, fold, annual) for fold in folds]
@@ -250,10 +249,13 @@ def _member_metrics(
     return rows
 
 
+FAILURES_FIX = "delete it (it lists the jobs that failed); --resume {run} retries them"
+
+
 def _failed_jobs(files: RunFiles) -> dict[str, str]:
     if not files.failures.exists():
         return {}
-    return dict(json.loads(files.failures.read_text()))
+    return dict(read_record(files.failures, "the failed jobs' record", FAILURES_FIX))
 
 
 def _metrics(

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# Run folders and launcher folders: their configs, logs, pickled workloads and a sweep's storage
+# URL are the user's alone (mkdir's mode goes through the umask: a stricter one wins).
+PRIVATE_DIR = 0o700
+
 
 @dataclass(frozen=True)
 class JobFiles:
@@ -197,6 +201,11 @@ class RunFiles:
     def tuning_journal(self) -> Path:
         """The study's default storage (Optuna's journal file)."""
         return self.tuning / "journal.log"
+
+    @property
+    def storage_url(self) -> Path:
+        """--storage URL for the sweep's workers while it runs: 0600, never in a pickle."""
+        return self.tuning / "storage.url"
 
     def trial(self, number: int) -> Path:
         """A trial's own run folder: its config (the run's with the trial's values) and members."""

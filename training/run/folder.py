@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import platform
 import re
 import sys
@@ -25,11 +24,13 @@ from core.atomic import write_json, write_text
 from core.config import Config, dump_config, load_config
 from core.errors import UserError
 from core.features.resolved import inferred_settings
-from core.features.store import FeatureStore, read_meta
+from core.features.store import FeatureStore, store_problem
 from core.folds import Fold
 from core.hardware.planner import Plan
-from training.run.files import RunFiles
+from core.redact import redact
+from training.run.files import PRIVATE_DIR, RunFiles
 from training.run.job import Job
+from training.run.records import read_record
 
 PACKAGES = ("numpy", "pandas", "torch", "stable-baselines3", "gymnasium", "ta-lib", "ploutos")
 FOLD_SEED_STRIDE = 1000  # member m of fold f is seeded base_seed + f * stride + m
@@ -85,7 +86,7 @@ def create_run(
         suffix += 1
         run_dir = output / f"{stamp}-{slug}-{suffix}"
     try:
-        run_dir.mkdir(parents=True)
+        run_dir.mkdir(parents=True, mode=PRIVATE_DIR)  # its parents: as the umask says
         run_dir = run_dir.resolve()
         jobs = make_jobs(run_dir, store, folds, config, plan)
         _write_metadata(RunFiles(run_dir), config, plan, hardware, store, folds, jobs, argv)
@@ -112,7 +113,7 @@ def _write_metadata(
     if inferred:
         write_text(files.inferred_config, _inferred_yaml(inferred))
     write_json(files.plan, {"hardware": hardware, "plan": plan.to_json()})
-    write_text(files.command, " ".join([sys.executable, *argv]) + "\n")
+    write_text(files.command, redact(" ".join([sys.executable, *argv])) + "\n")
     write_json(files.versions, versions())
     write_json(files.fold_windows, [fold.to_json(store.timestamps, store.bar_ns) for fold in folds])
     write_json(
@@ -144,11 +145,13 @@ def load_run(run_dir: Path) -> list[Job]:
             f"{run_dir} is not a Ploutos run folder (no {files.jobs.name})\n"
             "  fix: pass the folder the run printed, e.g. --resume runs/20261122-101500-quick"
         )
-    document = json.loads(files.jobs.read_text())
+    document = read_record(files.jobs, "the run's job list")
     store = Path(document["store"])
-    if read_meta(store) is None:
+    # Verified byte for byte once here, the resume's main process: its jobs only check sizes.
+    problem = store_problem(store, checksums=True) if store.is_dir() else "gone"
+    if problem:
         raise UserError(
-            f"the run's feature store {store} is gone\n"
+            f"the run's feature store {store} is {problem}\n"
             "  fix: rebuild it with the run's config (./start_training.sh --config "
             f"{files.config} --dry-run), then resume"
         )
@@ -159,7 +162,7 @@ def load_run(run_dir: Path) -> list[Job]:
 
 def run_store(run_dir: Path) -> FeatureStore:
     """The feature store the run's jobs trained on."""
-    return FeatureStore.attach(json.loads(RunFiles(run_dir).jobs.read_text())["store"])
+    return FeatureStore.attach(read_record(RunFiles(run_dir).jobs, "the run's job list")["store"])
 
 
 def run_config(run_dir: str | Path) -> Config:

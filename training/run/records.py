@@ -1,5 +1,6 @@
 """The run folder's records, typed, each with one writer and one reader: a job's result.json and
-a fold's fused.json. The reader turns a damaged file into one clear message."""
+a fold's fused.json; and the one reader of every JSON record of a run folder, which turns a
+missing or damaged file into one clear message."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from core.atomic import write_json
-from core.errors import UserError
+from core.errors import UserError, shortened
 from training.run.files import JobFiles, RunFiles
 
 
@@ -58,12 +59,29 @@ class FusedRecord(TypedDict):
     rounds: list[FusedRound]
 
 
+DEFINITION_FIX = (
+    "it was written before any job started: restore it from a copy of the run folder, or start "
+    "a new run with --config {run}/config.yaml"
+)
+
+REDO_FIX = "delete it, then --resume {run} redoes that part of the run"
+FINISH_FIX = "finish the run with --resume {run}"
+
+
 def write_job_result(files: JobFiles, result: JobResult) -> None:
     write_json(files.result, result)
 
 
 def read_job_result(files: JobFiles) -> JobResult:
-    return _read(files.result, "the job's result")
+    return read_record(files.result, "the job's result", REDO_FIX, FINISH_FIX)
+
+
+def check_job_results(files: list[JobFiles]) -> None:
+    """Read every result.json there is, so a damaged one is said before a resumed run trains
+    for hours and then fails on it in the report."""
+    for job in files:
+        if job.result.exists():
+            read_job_result(job)
 
 
 def write_fused_record(files: RunFiles, fold: int, record: FusedRecord) -> None:
@@ -71,25 +89,31 @@ def write_fused_record(files: RunFiles, fold: int, record: FusedRecord) -> None:
 
 
 def read_fused_record(files: RunFiles, fold: int) -> FusedRecord:
-    return _read(files.fused_record(fold), "the fold's fused-model record")
+    return read_record(
+        files.fused_record(fold), "the fold's fused-model record", REDO_FIX, FINISH_FIX
+    )
 
 
-def _read(path: Path, what: str) -> Any:
+def read_record(
+    path: Path, what: str, fix: str = DEFINITION_FIX, missing_fix: str | None = None
+) -> Any:
+    """A JSON record of the run folder, or one message naming the file and `fix` when it is
+    truncated or not JSON (`missing_fix` when it is missing; {run} in either is the run folder)."""
+    run = _run_of(path)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
+        missing = (missing_fix or fix).format(run=run)
+        raise UserError(f"{what} is missing: {path}\n  fix: {missing}") from None
+    except (OSError, ValueError) as error:  # ValueError: truncated JSON, or not UTF-8 text
+        why = shortened(str(error), 120)
         raise UserError(
-            f"{what} is missing: {path}\n  fix: finish the run with --resume {_run_of(path)}"
-        ) from None
-    except (OSError, ValueError) as error:
-        raise UserError(
-            f"{what} cannot be read: {path} ({error})\n"
-            f"  fix: delete it and run --resume {_run_of(path)} to redo that part of the run"
+            f"{what} cannot be read: {path} ({why})\n  fix: {fix.format(run=run)}"
         ) from None
 
 
 def _run_of(path: Path) -> Path:
-    """The run folder a record lies in (folds/fold_XX[/member_YY]/FILE)."""
+    """The run folder a record lies in (folds/fold_XX[/member_YY]/FILE, or the run's own)."""
     for parent in path.parents:
         if parent.name == "folds":
             return parent.parent

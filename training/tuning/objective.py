@@ -19,6 +19,7 @@ import numpy as np
 
 from core.atomic import write_text
 from core.config import dump_config
+from core.redact import redact
 from training.run.files import RunFiles
 from training.run.folder import load_run
 from training.run.job import Hooks, Job
@@ -98,7 +99,7 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except Exception as error:  # recorded with the trial; Optuna marks it failed
-            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            trial.set_user_attr("fail_reason", redact(f"{type(error).__name__}: {error}"))
             raise
         finally:
             for leftover in RunFiles(folder).checkpoint_files():

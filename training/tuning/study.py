@@ -17,6 +17,7 @@ from typing import Any
 
 from core.config import TuningConfig
 from core.errors import UserError
+from core.redact import hide_password, keep_secret, redact
 
 MAX_RETRIES = 2  # a trial whose worker died is run again at most this many times
 
@@ -32,9 +33,10 @@ def open_storage(
     if url is None:
         journal.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(journal)))
+    keep_secret(url)
     if url.startswith("sqlite") and workers > 1:
         raise UserError(
-            f"--storage {url}: SQLite locks the whole database on every write, so {workers} "
+            f"--storage {hide_password(url)}: SQLite locks the whole database on every write, so {workers} "
             "workers would fail each other's trials with 'database is locked'\n"
             "  fix: drop --storage (a journal file in the study folder serves workers on one "
             "machine) or use postgresql://... for workers on several machines"
@@ -51,7 +53,8 @@ def open_storage(
             )
     except (ImportError, optuna.exceptions.StorageInternalError, Exception) as error:
         raise UserError(
-            f"cannot open the study storage {url}: {type(error).__name__}: {error}\n"
+            f"cannot open the study storage {hide_password(url)}: "
+            f"{type(error).__name__}: {redact(str(error))}\n"
             "  fix: check the URL (postgresql://user:password@host:port/database), that the "
             "server is up, and that its driver (psycopg) is installed"
         ) from None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import read_json
+from core.errors import UserError
 from training.run.files import JobFiles, RunFiles
 from training.run.job import Hooks
 
@@ -38,7 +39,7 @@ class TuneWorker:
     workers: int
     n_trials: int
     study: str
-    storage: str | None  # None: the journal file in the run folder
+    storage_file: str | None  # the --storage URL's 0600 file (None: the journal file)
     dead_after_s: float
     torch_threads: int
     blas_threads: int
@@ -68,13 +69,17 @@ def run_worker(worker: TuneWorker, hooks: Hooks) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tuning = run_config(worker.run_dir).tuning
     storage = open_storage(
-        worker.storage, files.tuning_journal, worker.workers, tuning.heartbeat_s, tuning.grace_s
+        storage_url(worker.storage_file),
+        files.tuning_journal,
+        worker.workers,
+        tuning.heartbeat_s,
+        tuning.grace_s,
     )
     study = open_study(worker.study, storage, tuning, worker.index)
     objective = Objective(worker.run_dir, worker.n_trials, worker.index, hooks)
     ran = failures = 0
     while True:
-        if worker.storage is None:
+        if worker.storage_file is None:
             _retry_orphans(study, storage, files, worker.dead_after_s)
         else:
             optuna.storages.fail_stale_trials(study)
@@ -103,6 +108,20 @@ def run_worker(worker: TuneWorker, hooks: Hooks) -> dict[str, Any]:
     result = {"worker": worker.index, "trials_run": ran, "timesteps": 0}
     write_json(worker.files.result, result)
     return result
+
+
+def storage_url(secret_file: str | None) -> str | None:
+    """The URL the sweep wrote for its workers: read here, so no pickle ever holds it."""
+    if secret_file is None:
+        return None
+    try:
+        return Path(secret_file).read_text().strip()
+    except OSError as error:
+        raise UserError(
+            f"cannot read the sweep's storage URL {secret_file}: {error.strerror or error}\n"
+            "  fix: the sweep that launched this worker removes it when it ends; start the "
+            "sweep again (--tune --study-name NAME --storage URL joins the same study)"
+        ) from None
 
 
 def _mine(study: Any, worker: int) -> Any:
