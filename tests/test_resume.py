@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,6 +56,12 @@ def test_sigkill_then_resume_finishes_every_fold(tmp_path: Path) -> None:
     assert not (run_dir / "report.md").exists()
     killed_at = json.loads(state.read_text())["timesteps"]
     assert killed_at < TIMESTEPS
+    # A result file planted in the launcher folder (as a foreign run folder could hold) under the
+    # orphan's job id and another: never unpickled, gone before the resumed launch submits.
+    marker = tmp_path / "planted-code-ran"
+    planted = [run_dir / "launcher" / f"{job}_0_result.pkl" for job in (orphan, 1)]
+    for path in planted:
+        path.write_bytes(pickle.dumps(_Payload(str(marker))))
 
     done = subprocess.run(
         cli("--resume", str(run_dir)), capture_output=True, text=True, timeout=600
@@ -61,6 +69,7 @@ def test_sigkill_then_resume_finishes_every_fold(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Resuming" in done.stdout and "Report:" in done.stdout
     assert f"ended pid {orphan}, left running by an earlier launch" in done.stderr
+    assert not marker.exists() and not any(path.exists() for path in planted)
     assert not _alive(orphan)
     expected = math.ceil(TIMESTEPS / ROLLOUT) * ROLLOUT
     for fold in (0, 1):
@@ -81,6 +90,16 @@ def test_sigkill_then_resume_finishes_every_fold(tmp_path: Path) -> None:
         cli("--resume", str(run_dir)), capture_output=True, text=True, timeout=300
     )
     assert again.returncode == 0 and "2 of 2 job(s) already finished" in again.stdout
+
+
+class _Payload:
+    """Unpickling it runs a shell command: what a hostile result file would carry."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
 
 
 def _alive(pid: int) -> bool:

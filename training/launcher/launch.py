@@ -63,6 +63,7 @@ def launch(
             state.listener.queued(status.workload)
     tell(statuses, None)
     settings.folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)  # before submitit's
+    _forget_earlier_pickles(settings.folder)
     backend = backend_for(settings)
     if not isinstance(backend, QueueBackend):  # in process: the loop is the runner
         if settings.rounds and all(isinstance(s.workload, Stepwise) for s in state.waiting):
@@ -83,6 +84,14 @@ def launch(
             backend.cancel_all(state)
         raise
     return Outcome(statuses)
+
+
+def _forget_earlier_pickles(folder: Path) -> None:
+    """submitit's pickles from earlier launches go before this one submits: the launcher unpickles
+    a job's result file, and a result file planted under a job id this launch gets (a local job
+    id is a pid) would run its author's code. Earlier jobs are ended (end_orphans) or done."""
+    for stale in folder.glob("*.pkl"):
+        stale.unlink(missing_ok=True)
 
 
 # In this process ---------------------------------------------------------------------------------
