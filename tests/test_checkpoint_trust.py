@@ -41,6 +41,8 @@ class _Stop(Exception):
 
 
 class _PreemptAt:
+    requeues = True  # a preemption (requeued), not a stop for good
+
     def __init__(self, steps: int) -> None:
         self.steps, self.seen = steps, 0
 
