@@ -19,7 +19,7 @@ import pytest
 from core.errors import UserError
 from core.features.store import FeatureStore
 from tests.conftest import PYTHON
-from tests.helpers.launch import small_run
+from tests.helpers.launch import PreemptAfter, Requeued, small_run
 from training.member.checkpoint_data import UntrustedCheckpoint
 from training.member.checkpoints import TrainingState
 from training.member.models import load_model, member_configs
@@ -34,27 +34,6 @@ SMALL = [
     f"training.eval_every_steps={ROLLOUT}",
     "ppo.n_epochs=1",
 ]
-
-
-class _Stop(Exception):
-    """Stands in for a requeue: training stops with its checkpoints committed."""
-
-
-class _PreemptAt:
-    requeues = True  # a preemption (requeued), not a stop for good
-
-    def __init__(self, steps: int) -> None:
-        self.steps, self.seen = steps, 0
-
-    @property
-    def requested(self) -> bool:
-        return self.seen >= self.steps
-
-    def requeue(self) -> None:
-        raise _Stop
-
-    def advance(self, steps: int) -> None:
-        self.seen += steps
 
 
 class _Payload:
@@ -73,8 +52,8 @@ def stopped(tmp_path_factory: pytest.TempPathFactory) -> Job:
     run = small_run(tmp_path_factory.mktemp("trust"), 1, 3 * ROLLOUT, *SMALL)
     job = run.jobs[0]
     assert job.n_envs * job.n_steps == ROLLOUT
-    preemption = _PreemptAt(2 * ROLLOUT)
-    with pytest.raises(_Stop):
+    preemption = PreemptAfter(2 * ROLLOUT)
+    with pytest.raises(Requeued):
         train_only(job, Hooks(advance=preemption.advance, preemption=preemption))
     return job
 

@@ -15,7 +15,7 @@ import torch
 from core.evaluation.walks import walk_members
 from core.features.store import FeatureStore
 from core.policies.stacked import StackedPolicies
-from tests.helpers.launch import small_run
+from tests.helpers.launch import PreemptAfter, Requeued, small_run
 from training.member.checkpoints import TrainingState
 from training.member.models import load_model, member_configs
 from training.member.trainer import member_model
@@ -269,37 +269,14 @@ def test_a_killed_group_resumes_to_the_same_step_counts(tmp_path: Path) -> None:
     assert (run_dir / "report.md").exists()
 
 
-class _Requeued(Exception):
-    """Stands in for submitit's requeue, which does not return."""
-
-
-class _PreemptAfter:
-    """A preemption request that arrives once the group has trained `steps` steps."""
-
-    requeues = True
-
-    def __init__(self, steps: int) -> None:
-        self.steps, self.seen = steps, 0
-
-    @property
-    def requested(self) -> bool:
-        return self.seen >= self.steps
-
-    def requeue(self) -> None:
-        raise _Requeued
-
-    def advance(self, steps: int) -> None:
-        self.seen += steps
-
-
 def test_a_preempted_group_commits_every_member_then_resumes_to_the_same_steps(
     tmp_path: Path,
 ) -> None:
     from training.run.job import Hooks
 
     run = small_run(tmp_path, 2, 8192)
-    preemption = _PreemptAfter(2 * 2 * 2048)  # two rollouts of each of the two members
-    with pytest.raises(_Requeued):
+    preemption = PreemptAfter(2 * 2 * 2048)  # two rollouts of each of the two members
+    with pytest.raises(Requeued):
         run_group(run.jobs, Hooks(advance=preemption.advance, preemption=preemption))
     for job in run.jobs:
         state = TrainingState.load(job.files.state)

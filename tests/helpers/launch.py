@@ -90,3 +90,27 @@ class Interference:
 
 def kill(pid: int, how: signal.Signals) -> None:
     os.kill(pid, how)
+
+
+class Requeued(Exception):
+    """What PreemptAfter's requeue raises: the job would end here and be requeued."""
+
+
+class PreemptAfter:
+    """A preemption request (training.run.job.Preemption) that arrives once `steps` steps are
+    trained; its requeue raises Requeued, where a real one would exit for the scheduler."""
+
+    requeues = True
+
+    def __init__(self, steps: int) -> None:
+        self.steps, self.seen = steps, 0
+
+    @property
+    def requested(self) -> bool:
+        return self.seen >= self.steps
+
+    def requeue(self) -> None:
+        raise Requeued
+
+    def advance(self, steps: int) -> None:
+        self.seen += steps
