@@ -45,8 +45,9 @@ TRAINING_RANKS = {
     "training.tuning": 3,  # sweeps
     "training.population": 3,  # a fold's members in groups: batched rollouts, update, walks
     "training.post": 3,  # ensemble walk, fused model, results, report, plots
-    "training.commands": 4,  # flags, the pipeline, planning, sweep and data commands
-    "training.train_walk_forward": 5,  # the command line
+    "training.replay": 4,  # a finished run's agents on new bars: --evaluate, --predict
+    "training.commands": 5,  # flags, the pipeline, planning, sweep, data and replay commands
+    "training.train_walk_forward": 6,  # the command line
 }
 
 

@@ -17,7 +17,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from training.commands.flags import flag_problem, positive_int
+from training.commands.flags import flag_problem, non_negative_int, positive_int
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 MACHINE_FILES = CONFIG_DIR / "hardware"
@@ -35,7 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
             f"Shipped hardware profiles (config/hardware/): {machines}."
         ),
     )
-    for add in (_config_flags, _machine_flags, _run_flags, _data_flags, _sweep_flags, _other_flags):
+    for add in (
+        _config_flags,
+        _machine_flags,
+        _run_flags,
+        _data_flags,
+        _sweep_flags,
+        _replay_flags,
+        _other_flags,
+    ):
         add(parser)
     return parser
 
@@ -115,8 +123,8 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         metavar="DIR",
-        default="runs",
-        help="where run folders are created (default: runs/)",
+        help="where run folders are created (default: runs/); with --evaluate, the evaluation "
+        "folder (default: RUN_DIR/evaluations/<UTC time>-<window>)",
     )
     parser.add_argument("--name", metavar="NAME", help="run folder suffix (default: the preset)")
     parser.add_argument(
@@ -130,7 +138,9 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the hardware plan, the walk-forward folds and the jobs, then exit",
     )
-    parser.add_argument("--json", action="store_true", help="with --dry-run: print one JSON object")
+    parser.add_argument(
+        "--json", action="store_true", help="with --dry-run or --predict: print one JSON object"
+    )
 
 
 def _data_flags(parser: argparse.ArgumentParser) -> None:
@@ -200,6 +210,56 @@ def _sweep_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _replay_flags(parser: argparse.ArgumentParser) -> None:
+    """After the report: a finished run's agents on new bars."""
+    parser.add_argument(
+        "--evaluate",
+        metavar="RUN_DIR",
+        help="trade --data's bars (default: the run's own data) with a finished run's agent "
+        "(ensemble or fused model, and each member), through the same market model, costs and "
+        "baselines; writes metrics.json, oos_returns.csv, plots and report.md to an "
+        "evaluation folder (see --window, --output)",
+    )
+    parser.add_argument(
+        "--window",
+        choices=("forward", "test"),
+        help="with --evaluate: forward (default) = every bar after the run's last test bar, "
+        "traded by the last fold's models; test = each fold's own test window with its models "
+        "(on the run's data: the run's numbers)",
+    )
+    parser.add_argument(
+        "--from", dest="from_", metavar="TIME", help="with --evaluate: first bar (UTC)"
+    )
+    parser.add_argument("--to", metavar="TIME", help="with --evaluate: last bar (UTC)")
+    parser.add_argument(
+        "--fold",
+        type=non_negative_int,
+        metavar="K",
+        help="with --evaluate or --predict: fold K's models (default: the last fold's; "
+        "--predict: the fold whose test window holds the bar)",
+    )
+    parser.add_argument(
+        "--predict",
+        metavar="RUN_DIR",
+        help="the target weights a finished run's agent decides at the close of --data's "
+        "last bar, per asset, with the members' spread (--json: one JSON object)",
+    )
+    parser.add_argument(
+        "--holding",
+        nargs="+",
+        action="extend",
+        metavar="ASSET=WEIGHT[@BARS]",
+        help="with --predict: the portfolio held at that close (weights as fractions of equity, "
+        "@BARS: bars held, default 1); default flat",
+    )
+    parser.add_argument(
+        "--drawdown",
+        type=float,
+        metavar="FRACTION",
+        help="with --predict: how far the account is below its peak (default 0)",
+    )
+
+
 def _other_flags(parser: argparse.ArgumentParser) -> None:
     """Autotune, output and config printing."""
     parser.add_argument(
@@ -247,6 +307,10 @@ def run(args: argparse.Namespace) -> int:
     from training.commands import data as data_commands
     from training.commands import pipeline
 
+    if args.evaluate or args.predict:
+        from training.commands import replay
+
+        return replay.evaluate_command(args) if args.evaluate else replay.predict_command(args)
     if args.resume:
         return pipeline.resume(Path(args.resume), args)
     config = pipeline.config_of(args)

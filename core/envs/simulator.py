@@ -211,12 +211,13 @@ class Simulator:
 
     def portfolio_state(self, envs: np.ndarray | slice = slice(None)) -> np.ndarray:
         """[k, 2·assets + 1]: weights, drawdown, time in position (held/(held+window) in [0, 1))."""
-        equity = self.equity[envs]
-        drawdown = 1.0 - equity / self.peak[envs]
-        held = self.held[envs]
-        tenure = held / (held + self.window)
-        state = np.concatenate([self.weights[envs], drawdown[:, None], tenure], axis=1)
-        return np.clip(state, -STATE_LIMIT, STATE_LIMIT).astype(np.float32)
+        return portfolio_vector(
+            self.weights[envs], self.drawdown(envs), self.held[envs], self.window
+        )
+
+    def drawdown(self, envs: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """[k]: how far equity at the close of bar t is below its peak, as a fraction."""
+        return 1.0 - self.equity[envs] / self.peak[envs]
 
     def step(self, actions: np.ndarray) -> StepOutput:
         """Trade every env one bar; envs past their end must be reset by the caller first."""
@@ -271,6 +272,16 @@ class Simulator:
         qty = self.book.qty
         kept = (np.sign(qty) == np.sign(before_qty)) & (qty != 0)
         self.held = np.where(kept, self.held + 1, np.where(qty != 0, 1, 0))
+
+
+def portfolio_vector(
+    weights: np.ndarray, drawdown: np.ndarray, bars_held: np.ndarray, window: int
+) -> np.ndarray:
+    """The portfolio part of an observation, [k, 2·assets + 1] float32: one formula for the
+    walks and for a decision asked of a stated portfolio (--predict --holding)."""
+    tenure = bars_held / (bars_held + window)
+    state = np.concatenate([weights, drawdown[:, None], tenure], axis=1)
+    return np.clip(state, -STATE_LIMIT, STATE_LIMIT).astype(np.float32)
 
 
 def _replaced(array: np.ndarray, envs: np.ndarray, value: Any) -> np.ndarray:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.bar_range import BarRange
+from core.envs.market import target_weights
 from core.envs.settings import EnvSettings
 from core.envs.simulator import Simulator
 from core.features.store import FeatureStore
@@ -37,6 +38,14 @@ class Track:
     trades: np.ndarray  # receipts (executed position changes)
     exposure: np.ndarray  # gross weight held at the close
     rewards: np.ndarray  # the training reward the step would have paid
+    # The decision of each step: made at the close of bar `decision_timestamp` (UTC ns open time
+    # of the bar before `timestamp`'s), from the portfolio held then (`held` weights, `drawdown`,
+    # `bars_held` per asset) to target `weights` [bars, assets] after the execution rules.
+    decision_timestamp: np.ndarray
+    weights: np.ndarray
+    held: np.ndarray
+    drawdown: np.ndarray
+    bars_held: np.ndarray
 
     @property
     def equity(self) -> np.ndarray:
@@ -81,15 +90,24 @@ def walk(
     steps = len(bars) - 1
     columns = {
         key: np.zeros((steps, count))
-        for key in ("returns", "turnover", "cost", "trades", "exposure", "rewards")
+        for key in ("returns", "turnover", "cost", "trades", "exposure", "rewards", "drawdown")
+    }
+    per_asset = {
+        key: np.zeros((steps, count, sim.n_assets), dtype)
+        for key, dtype in (("weights", np.float64), ("held", np.float64), ("bars_held", np.int64))
     }
     bar = np.zeros(steps, np.int64)
     timestamp = np.zeros(steps, np.int64)
+    decided = np.zeros(steps, np.int64)
     alive = np.ones(count, bool)
     for i in range(steps):
         t = int(sim.t[0])
+        decided[i] = sim.timestamps[t]
+        per_asset["held"][i], per_asset["bars_held"][i] = sim.weights, sim.held
+        columns["drawdown"][i] = sim.drawdown()
         actions = np.asarray(decide(sim.observe(), sim.weights, t, alive), dtype=np.float64)
         actions = np.where(alive[:, None], actions.reshape(count, sim.n_assets), 0.0)
+        per_asset["weights"][i] = target_weights(actions, sim.execution)
         equity_before = sim.equity
         out = sim.step(actions)
         bar[i], timestamp[i] = out.bar[0], sim.timestamps[out.bar[0]]
@@ -102,6 +120,11 @@ def walk(
         columns["rewards"][i] = np.where(alive, out.rewards, 0.0)
         alive &= ~out.terminated
     return [
-        Track(bar, timestamp, **{key: value[:, k] for key, value in columns.items()})
+        Track(
+            bar,
+            timestamp,
+            decision_timestamp=decided,
+            **{key: value[:, k] for key, value in (columns | per_asset).items()},
+        )
         for k in range(count)
     ]

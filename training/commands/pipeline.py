@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 PRESETS = CONFIG_DIR / "presets"
+RUNS = "runs"  # where run folders go without --output
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def check_shared(prepared: Prepared, args: argparse.Namespace) -> None:
         "set data.cache_dir to a folder on a filesystem every node shares",
     )
     check_shared(
-        log_root(prepared.config, prepared.profile) or Path(args.output),
+        log_root(prepared.config, prepared.profile) or Path(args.output or RUNS),
         "the launcher's job pickles and logs folder",
         "pass --output (or set launcher.log_dir) a folder on a filesystem every node shares",
     )
@@ -202,7 +203,7 @@ def train_new(prepared: Prepared, args: argparse.Namespace) -> int:
 
     name = args.name or args.preset or "run"
     run_dir, jobs = create_run(
-        Path(args.output),
+        Path(args.output or RUNS),
         name,
         prepared.config,
         prepared.plan,

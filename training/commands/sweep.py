@@ -8,7 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.commands.pipeline import Prepared, command_argv, jobs_line, train_and_report
+from training.commands.pipeline import (
+    RUNS,
+    Prepared,
+    command_argv,
+    jobs_line,
+    train_and_report,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -37,7 +43,7 @@ def tune(prepared: Prepared, args: argparse.Namespace) -> int:
     workers = 1 if prepared.profile else args.workers
     resource_plan = plan(prepared.hardware, config, workers, **shape, autotune=prepared.measured)
     run_dir, jobs = create_run(
-        Path(args.output), args.name or "tune", config, resource_plan,
+        Path(args.output or RUNS), args.name or "tune", config, resource_plan,
         prepared.hardware.to_json(), store, prepared.folds, command_argv(),
     )  # fmt: skip
     with RunLock(run_dir):  # one command at a time writes a run folder
@@ -183,7 +189,7 @@ def train_best(
     if cached is not None:  # the best params may change the network: its own probe, if any
         resource_plan = plan(hardware, final, None, **shape, autotune=cached)
     run_dir, jobs = create_run(
-        Path(args.output), f"{args.name or 'tune'}-final", final, resource_plan,
+        Path(args.output or RUNS), f"{args.name or 'tune'}-final", final, resource_plan,
         hardware.to_json(), store, merged, command_argv(),
     )  # fmt: skip
     write_json(

@@ -113,12 +113,17 @@ def tested_checkpoint(files: JobFiles, select: str, state: TrainingState | None 
 
 
 def load_tested(
-    job: Job, select: str, device: str = "cpu", state: TrainingState | None = None
+    job: Job,
+    select: str,
+    device: str = "cpu",
+    state: TrainingState | None = None,
+    store: Any = None,
 ) -> Any:
-    """That checkpoint as a model of the member's algorithm and network."""
+    """That checkpoint as a model of the member's algorithm and network; `store` (default: the
+    run's) supplies the observation layout (a replay on other bars of the same shape)."""
     from core.features.store import FeatureStore
     from training.member.models import load_model, member_configs
 
     path = tested_checkpoint(job.files, select, state)
-    store = FeatureStore.attach(job.store_path)
+    store = store or FeatureStore.attach(job.store_path)
     return load_model(member_configs(job, store)[0], path, store, device)

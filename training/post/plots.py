@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
+import matplotlib.dates
 
 matplotlib.use("Agg")  # files only: no display on servers and in tests
 import matplotlib.pyplot as plt
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from training.post.results import FoldResult
 
+POSITION_LINES = 6  # assets drawn as lines; more are a heat map
 LOG_SCALE_RATIO = 10.0  # largest / smallest equity beyond which the equity plot is logarithmic
 STYLES = {
     AGENT: {"color": "tab:blue", "linewidth": 1.6},
@@ -37,6 +39,7 @@ def write_plots(
     fold_metrics: list[dict[str, Any]],
     folds: list[FoldResult],
     member_returns: pd.DataFrame,
+    assets: list[str],
 ) -> dict[str, str]:
     """PNG files in `folder`; returns {title: file name} in reading order."""
     times = pd.to_datetime(oos["timestamp"], utc=True)
@@ -46,6 +49,14 @@ def write_plots(
             _equity(times, oos, member_returns),
         ),
         "Drawdown": ("drawdown.png", _drawdown(times, oos)),
+    }
+    if all(fold.weights is not None for fold in folds):  # runs from before decisions were kept
+        weights = np.concatenate([fold.weights for fold in folds])
+        plots["Positions: the agent's target weights"] = (
+            "positions.png",
+            _positions(times, oos, weights, assets),
+        )
+    plots |= {
         "Sharpe per fold: agent vs buy-and-hold": ("fold_sharpe.png", _fold_sharpe(fold_metrics)),
         "Validation metric during training": ("validation.png", _validation(folds)),
     }
@@ -105,6 +116,33 @@ def _drawdown(times: pd.Series, oos: pd.DataFrame) -> Figure:
     axis.set_ylabel("drawdown")
     axis.legend(loc="lower left", fontsize=8)
     axis.grid(alpha=0.3)
+    return figure
+
+
+def _positions(
+    times: pd.Series, oos: pd.DataFrame, weights: np.ndarray, assets: list[str]
+) -> Figure:
+    """What the agent held, bar by bar: a line per asset while they can be told apart, a heat
+    map (asset × time) beyond that. Each row's weight is the target decided at the close of
+    the bar before it, held through that row's bar."""
+    if len(assets) <= POSITION_LINES:
+        figure, axis = plt.subplots(figsize=(10, 3.2))
+        for index, asset in enumerate(assets):
+            axis.plot(times, weights[:, index], drawstyle="steps-post", linewidth=0.9, label=asset)
+        axis.axhline(0, color="k", linewidth=0.6)
+        axis.set_ylabel("target weight")
+        axis.legend(loc="upper left", fontsize=7, ncol=len(assets))
+        axis.grid(alpha=0.3)
+    else:
+        figure, axis = plt.subplots(figsize=(10, 0.25 * len(assets) + 1.5))
+        span = (*matplotlib.dates.date2num([times.iloc[0], times.iloc[-1]]), len(assets), 0)
+        image = axis.imshow(weights.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1,
+                            interpolation="nearest", extent=span)  # fmt: skip
+        axis.xaxis_date()
+        axis.set_yticks(np.arange(len(assets)) + 0.5, assets, fontsize=7)
+        figure.colorbar(image, ax=axis, label="target weight")
+    _fold_lines(axis, times, oos)
+    axis.set_title("Positions decided on the test bars (after the execution rules)")
     return figure
 
 

@@ -39,8 +39,14 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     """Gather the results, then write plots and report.md into `run_dir`; return the summary."""
     files = RunFiles(run_dir)
     results = gather_results(run_dir)
+    assets = read_record(files.jobs, "the run's job list")["assets"]
     plots = write_plots(
-        files.plots, results.oos, results.fold_metrics, results.folds, results.member_returns
+        files.plots,
+        results.oos,
+        results.fold_metrics,
+        results.folds,
+        results.member_returns,
+        assets,
     )
     markdown = _markdown(files, run_config(run_dir), results, plots)
     write_text(files.report, markdown)
@@ -160,7 +166,7 @@ def member_spread(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [("best", rows[-1]), ("median", rows[(len(rows) - 1) // 2]), ("worst", rows[0])]
 
 
-def _members_markdown(summary: dict[str, Any]) -> list[str]:
+def members_markdown(summary: dict[str, Any]) -> list[str]:
     rows = summary["member_metrics"]
     if len(rows) < 2 and not summary["failed_jobs"]:
         return []
@@ -295,9 +301,9 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         *(f"**{line}**\n" for line in cost_lines(summary)),
         f"Annualised figures use **{summary['annualisation']['basis']}**.",
         "",
-        _markdown_table(summary["strategies"]),
+        markdown_table(summary["strategies"]),
         "",
-        *_members_markdown(summary),
+        *members_markdown(summary),
         *fused_lines(summary),
         "## Significance",
         "",
@@ -318,14 +324,12 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         "",
         "## Per fold",
         "",
-        _fold_table(fold_metrics, folds),
+        fold_table(fold_metrics, folds),
         "",
     ]
     if summary["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
-    lines += ["## Plots", ""]
-    for title, name in plots.items():
-        lines += [f"### {title}", "", f"![{title}]({files.plots.name}/{name})", ""]
+    lines += plot_lines(files, plots)
     lines += [
         "## Run",
         "",
@@ -345,7 +349,14 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
     return "\n".join(lines)
 
 
-def _markdown_table(strategies: dict[str, dict[str, float]]) -> str:
+def plot_lines(files: RunFiles, plots: dict[str, str]) -> list[str]:
+    lines = ["## Plots", ""]
+    for title, name in plots.items():
+        lines += [f"### {title}", "", f"![{title}]({files.plots.name}/{name})", ""]
+    return lines
+
+
+def markdown_table(strategies: dict[str, dict[str, float]]) -> str:
     header = "| strategy | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
     rule = "|---|" + "---:|" * len(COLUMNS)
     rows = [
@@ -357,7 +368,7 @@ def _markdown_table(strategies: dict[str, dict[str, float]]) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def _fold_table(fold_metrics: list[dict[str, Any]], folds: list[FoldResult]) -> str:
+def fold_table(fold_metrics: list[dict[str, Any]], folds: list[FoldResult]) -> str:
     header = (
         "| fold | test window | agent Sharpe | buy & hold | MA crossover | random | "
         "agent return | trades | best checkpoint (steps) | stopped early |"

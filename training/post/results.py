@@ -46,6 +46,7 @@ class FoldResult:
     member_returns: pd.DataFrame  # one column per ensemble member (NaN where it did not finish)
     fused: dict[str, Any] | None = None  # fused.json: rounds and the round kept (fedavg)
     best_member: int = 0  # the member with the best validation score
+    weights: np.ndarray | None = None  # the agent's target weights per test bar [bars, assets]
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,6 @@ def gather_results(run_dir: Path) -> RunResults:
     files = RunFiles(run_dir)
     config = run_config(run_dir)
     store = run_store(run_dir)
-    annual = annualisation_of(store, config)
     jobs = load_run(run_dir)
     folds = _fold_results(files, jobs, fused=config.ensemble.mode == "fedavg")
     if not folds:
@@ -71,17 +71,35 @@ def gather_results(run_dir: Path) -> RunResults:
             f"  fix: see {files.failures.name} for the errors, then --resume {run_dir}"
         )
     windows = sorted({job.fold.index: job.fold for job in jobs}.values(), key=lambda f: f.index)
-    tested = coverage(windows, np.asarray(store.timestamps), config)
+    timestamps = np.asarray(store.timestamps)
+    tested = coverage_document(coverage(windows, timestamps, config), timestamps)
+    return summarise(files, files, jobs, folds, annualisation_of(store, config), tested)
+
+
+def summarise(
+    run: RunFiles,
+    out: RunFiles,
+    jobs: list[Job],
+    folds: list[FoldResult],
+    annual: Annualisation,
+    tested: dict[str, Any],
+) -> RunResults:
+    """The summary of `run`'s folds as given (its own test tracks, or a replay of its agents on
+    other bars): metrics.json, per-fold metrics and oos_returns.csv written into `out`. The
+    trial count is always the run's: every checkpoint evaluated on validation and every sweep
+    trial was a candidate for these models, whichever bars they are judged on now."""
+    config = run_config(run.root)
+    files = run
     evaluations = [e for fold in folds for m in fold.members for e in m["evaluations"]]
     evaluations += [r["validation"] for fold in folds if fold.fused for r in fold.fused["rounds"]]
     per_bar = [e["sharpe_per_bar"] for e in evaluations if np.isfinite(e["sharpe_per_bar"])]
     sweep = read_record(files.sweep, "the sweep record") if files.sweep.exists() else None
     n_trials = max(1, len(evaluations) + (sweep["trials"] if sweep else 0))
     variance = float(np.var(per_bar, ddof=1)) if len(per_bar) > 1 else 0.0
-    fold_metrics = [_write_fold_metrics(files, fold, annual) for fold in folds]
+    fold_metrics = [_write_fold_metrics(out, fold, annual) for fold in folds]
     oos = pd.concat([fold.frame.assign(fold=fold.index) for fold in folds], ignore_index=True)
     member_returns = pd.concat([fold.member_returns for fold in folds], ignore_index=True)
-    _write_oos_csv(files.oos_returns, oos)
+    _write_oos_csv(out.oos_returns, oos)
     stitched = {
         name: _metrics(oos, name, annual, n_trials if name == AGENT else 1, variance)
         for name in STRATEGIES
@@ -90,10 +108,10 @@ def gather_results(run_dir: Path) -> RunResults:
     significance = config.evaluation.significance
     beats = sum(f[AGENT]["sharpe"] > f["buy_and_hold"]["sharpe"] for f in fold_metrics)
     summary = {
-        "run": run_dir.name,
+        "run": run.root.name,
         "annualisation": {"periods_per_year": annual.periods_per_year, "basis": annual.description},
         "test_bars": len(oos),
-        "coverage": coverage_document(tested, np.asarray(store.timestamps)),
+        "coverage": tested,
         "first": _utc(int(oos["timestamp"].iloc[0])),
         "last": _utc(int(oos["timestamp"].iloc[-1])),
         "folds": len(folds),
@@ -122,7 +140,7 @@ def gather_results(run_dir: Path) -> RunResults:
             for w in m["warnings"]
         ],
     }
-    write_json(files.metrics, summary)
+    write_json(out.metrics, summary)
     return RunResults(summary, oos, fold_metrics, folds, member_returns)
 
 
@@ -191,47 +209,82 @@ def _fold_results(files: RunFiles, jobs: list[Job], fused: bool = False) -> list
                 f"fold {index} has no ensemble tracks ({files.ensemble_tracks(index)})\n"
                 f"  fix: finish the run with --resume {files.root}"
             )
-        ensemble = load_tracks(files.ensemble_tracks(index))
-        members = [read_job_result(job.files) for job in finished]
-        record = None
-        agent = ensemble
+        fused_tracks = record = None
         if fused:
             if not files.fused_tracks(index).exists():
                 raise UserError(
                     f"fold {index} has no fused model's tracks ({files.fused_tracks(index)})\n"
                     f"  fix: finish the run with --resume {files.root}"
                 )
-            agent = load_tracks(files.fused_tracks(index))
+            fused_tracks = load_tracks(files.fused_tracks(index))
             record = read_fused_record(files, index)
-        columns: dict[str, Any] = {"timestamp": ensemble["timestamp"]}
-        for name in STRATEGIES:
-            for series in SERIES:
-                columns[f"{name}.{series}"] = agent[f"{name}.{series}"]
-        best = max(
-            range(len(finished)),
-            key=lambda i: max((e["score"] for e in members[i]["evaluations"]), default=-np.inf),
-        )
-        if fused:
-            best_tracks = load_tracks(finished[best].files.tracks)
-            for series in SERIES:
-                columns[f"{MEMBERS_ENSEMBLE}.{series}"] = ensemble[f"{AGENT}.{series}"]
-                columns[f"{BEST_MEMBER}.{series}"] = best_tracks[f"{AGENT}.{series}"]
-        alone = {job.member: load_tracks(job.files.tracks)[f"{AGENT}.returns"] for job in finished}
-        member_returns = pd.DataFrame(
-            {m.member: alone.get(m.member, np.nan) for m in by_fold[index]},
-            index=range(len(ensemble["timestamp"])),
-        )
         results.append(
-            FoldResult(
-                index,
-                pd.DataFrame(columns),
-                members,
-                member_returns,
+            fold_result(
+                FoldTracks(
+                    index,
+                    load_tracks(files.ensemble_tracks(index)),
+                    {job.member: load_tracks(job.files.tracks) for job in finished},
+                    fused_tracks,
+                ),
+                [read_job_result(job.files) for job in finished],
+                [job.member for job in by_fold[index]],
                 record,
-                finished[best].member,
             )
         )
     return results
+
+
+@dataclass(frozen=True)
+class FoldTracks:
+    """One fold's walks as `load_tracks` gives them: the ensemble's, each finished member's
+    alone, and (fedavg) the fused model's."""
+
+    index: int
+    ensemble: dict[str, np.ndarray]
+    members: dict[int, dict[str, np.ndarray]]
+    fused: dict[str, np.ndarray] | None = None
+
+
+def fold_result(
+    tracks: FoldTracks,
+    results: list[dict[str, Any]],
+    all_members: list[int],
+    record: dict[str, Any] | None,
+) -> FoldResult:
+    """A fold's result from its walks; `results` are the finished members' result.json, in the
+    order of `tracks.members`; members of `all_members` without tracks get NaN returns."""
+    ensemble = tracks.ensemble
+    agent = tracks.fused if tracks.fused is not None else ensemble
+    columns: dict[str, Any] = {"timestamp": ensemble["timestamp"]}
+    for name in STRATEGIES:
+        for series in SERIES:
+            columns[f"{name}.{series}"] = agent[f"{name}.{series}"]
+    finished = list(tracks.members)
+    best = max(
+        range(len(finished)),
+        key=lambda i: max((e["score"] for e in results[i]["evaluations"]), default=-np.inf),
+    )
+    if tracks.fused is not None:
+        best_tracks = tracks.members[finished[best]]
+        for series in SERIES:
+            columns[f"{MEMBERS_ENSEMBLE}.{series}"] = ensemble[f"{AGENT}.{series}"]
+            columns[f"{BEST_MEMBER}.{series}"] = best_tracks[f"{AGENT}.{series}"]
+    member_returns = pd.DataFrame(
+        {
+            m: tracks.members[m][f"{AGENT}.returns"] if m in tracks.members else np.nan
+            for m in all_members
+        },
+        index=range(len(ensemble["timestamp"])),
+    )
+    return FoldResult(
+        tracks.index,
+        pd.DataFrame(columns),
+        results,
+        member_returns,
+        record,
+        finished[best],
+        agent.get(f"{AGENT}.weights"),  # runs from before decisions were recorded have none
+    )
 
 
 def _member_metrics(
