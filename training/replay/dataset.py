@@ -11,6 +11,7 @@ from core.config import Config, load_config
 from core.errors import UserError
 from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
+from core.units import format_duration
 from training.run.files import RunFiles
 from training.run.records import read_record
 
@@ -65,41 +66,58 @@ def replay_store(
     files = replay_run_files(run_dir)
     config = replay_config(run_dir, data)
     machine = detect()
-    with progress_bar(enabled=show_progress) as progress:
-        store, _ = feature_store(
-            config,
-            workers=machine.usable_cpus,
-            progress=progress,
-            memory_gb=machine.memory_available_gb,
-        )
-    check_same_market(files, store, data)
+    where = str(data) if data else "the run's data"
+    try:
+        with progress_bar(enabled=show_progress) as progress:
+            store, _ = feature_store(
+                config,
+                workers=machine.usable_cpus,
+                progress=progress,
+                memory_gb=machine.memory_available_gb,
+            )
+    except UserError:
+        # The run's feature settings may not fit another market (its timeframes, other bars):
+        # say that it is another market, rather than what the settings do not fit.
+        from core.data.load import load_dataset
+        from core.data.source import dataset_path
+
+        market = load_dataset(config.data, dataset_path(config))
+        check_market(files, where, list(market.assets), format_duration(market.bar_ns),
+                     market.summary.calendar)  # fmt: skip
+        raise
+    resolved = store.meta["resolved"]
+    check_market(files, where, list(store.assets), resolved["bar"], resolved["calendar"])
+    check_features(files, store, where)
     return store, with_inferred(config, store.meta)
 
 
-def check_same_market(files: RunFiles, store: FeatureStore, data: Path | None) -> None:
-    """The run's models read assets, features and bars in the run's order and spacing: FOLDER
-    must have them all, named the same."""
-    where = str(data) if data else "the run's data"
-    assets = list(read_record(files.jobs, "the run's job list")["assets"])
-    if list(store.assets) != assets:
-        missing = [a for a in assets if a not in store.assets]
-        extra = [a for a in store.assets if a not in assets]
+def check_market(files: RunFiles, where: str, assets: list[str], bar: str, calendar: str) -> None:
+    """The run's models read its assets in its order, at its bar and sessions: FOLDER must
+    have them all, named the same."""
+    trained = list(read_record(files.jobs, "the run's job list")["assets"])
+    if assets != trained:
+        missing = [a for a in trained if a not in assets]
+        extra = [a for a in assets if a not in trained]
         raise UserError(
-            f"{where} holds assets {list(store.assets)}, the run was trained on {assets}"
+            f"{where} holds assets {assets}, the run was trained on {trained}"
             + (f"; missing: {', '.join(missing)}" if missing else "")
             + (f"; not in the run: {', '.join(extra)}" if extra else "")
             + "\n  fix: give one file per asset of the run, named as the run's files were "
             "(the agents' inputs and outputs are per asset, in that order)"
         )
     resolved = run_resolved(files)
-    for key, label in (("bar", "bar"), ("calendar", "calendar")):
-        theirs, ours = store.meta["resolved"].get(key), resolved.get(key)
+    for key, theirs in (("bar", bar), ("calendar", calendar)):
+        ours = resolved.get(key)
         if ours is not None and theirs != ours:
             raise UserError(
-                f"{where} has {theirs} {label}s, the run was trained on {ours} {label}s "
+                f"{where} has {theirs} {key}s, the run was trained on {ours} {key}s "
                 f"(data.{key})\n  fix: give bars of the run's spacing and sessions "
                 f"({ours}); an agent trained on one cannot be judged on the other"
             )
+
+
+def check_features(files: RunFiles, store: FeatureStore, where: str) -> None:
+    """The same feature columns as the run's store (exogenous series included)."""
     names = run_feature_names(files)
     if names is not None and list(store.meta["feature_names"]) != names:
         differ = sorted(set(names) ^ set(store.meta["feature_names"]))

@@ -110,7 +110,7 @@ def predict(
     assets = list(store.assets)
     portfolio = parse_holding(holding, drawdown, assets)
     obs = observation(store, t, window, portfolio)
-    agent, members = decide(agents, obs, t, store.bar_ns)
+    agent, ensemble, members = decide(agents, obs, t, store.bar_ns)
     spread = np.stack(list(members.values()))
     return {
         "run": str(run_dir),
@@ -128,6 +128,7 @@ def predict(
             }
             for a, asset in enumerate(assets)
         },
+        "ensemble_weights": dict(zip(assets, map(float, ensemble), strict=True)),
         "member_weights": {
             str(m): dict(zip(assets, map(float, w), strict=True)) for m, w in members.items()
         },
@@ -183,8 +184,9 @@ def observation(
 
 def decide(
     agents: FoldAgents, obs: dict[str, np.ndarray], t: int, bar_ns: int
-) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """(the agent's target weights, each member's), after the execution rules."""
+) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """(the agent's target weights, the members' ensemble's, each member's), after the
+    execution rules; the agent is the fused model in fedavg runs, else the ensemble."""
     n_assets = obs["portfolio"].shape[1] // 2
     held = obs["portfolio"][:, :n_assets].astype(np.float64)
     members = {
@@ -193,13 +195,15 @@ def decide(
         )
         for k, job in enumerate(agents.jobs)
     }
-    if agents.fused is not None:
-        action = agent_policy(agents.fused)(obs, held, t)
-    elif len(agents.models) == 1:
-        return members[agents.jobs[0].member], members
+    if len(agents.models) == 1:  # the ensemble of one member is that member (training.post)
+        ensemble = members[agents.jobs[0].member]
     else:
         action = ensemble_policy(agents.models, agents.config.ensemble.aggregate)(obs, held, t)
-    return _targets(action, agents.config, n_assets, bar_ns), members
+        ensemble = _targets(action, agents.config, n_assets, bar_ns)
+    if agents.fused is None:
+        return ensemble, ensemble, members
+    action = agent_policy(agents.fused)(obs, held, t)
+    return _targets(action, agents.config, n_assets, bar_ns), ensemble, members
 
 
 def _member_action(
