@@ -17,7 +17,8 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from training.commands.flags import flag_problem, non_negative_int, positive_int
+from training.commands.flags import flag_problem, positive_int
+from training.commands.replay import add_replay_flags
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 MACHINE_FILES = CONFIG_DIR / "hardware"
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         _run_flags,
         _data_flags,
         _sweep_flags,
-        _replay_flags,
+        add_replay_flags,
         _other_flags,
     ):
         add(parser)
@@ -207,56 +208,6 @@ def _sweep_flags(parser: argparse.ArgumentParser) -> None:
         help="with --tune: then train the ensemble (--ensemble, ensemble.size) with the best "
         "params on each fold's train + validation windows and test it on the untouched test "
         "windows; its report counts the sweep's trials",
-    )
-
-
-def _replay_flags(parser: argparse.ArgumentParser) -> None:
-    """After the report: a finished run's agents on new bars."""
-    parser.add_argument(
-        "--evaluate",
-        metavar="RUN_DIR",
-        help="trade --data's bars (default: the run's own data) with a finished run's agent "
-        "(ensemble or fused model, and each member), through the same market model, costs and "
-        "baselines; writes metrics.json, oos_returns.csv, plots and report.md to an "
-        "evaluation folder (see --window, --output)",
-    )
-    parser.add_argument(
-        "--window",
-        choices=("forward", "test"),
-        help="with --evaluate: forward (default) = every bar after the run's last test bar, "
-        "traded by the last fold's models; test = each fold's own test window with its models "
-        "(on the run's data: the run's numbers)",
-    )
-    parser.add_argument(
-        "--from", dest="from_", metavar="TIME", help="with --evaluate: first bar (UTC)"
-    )
-    parser.add_argument("--to", metavar="TIME", help="with --evaluate: last bar (UTC)")
-    parser.add_argument(
-        "--fold",
-        type=non_negative_int,
-        metavar="K",
-        help="with --evaluate or --predict: fold K's models (default: the last fold's; "
-        "--predict: the fold whose test window holds the bar)",
-    )
-    parser.add_argument(
-        "--predict",
-        metavar="RUN_DIR",
-        help="the target weights a finished run's agent decides at the close of --data's "
-        "last bar, per asset, with the members' spread (--json: one JSON object)",
-    )
-    parser.add_argument(
-        "--holding",
-        nargs="+",
-        action="extend",
-        metavar="ASSET=WEIGHT[@BARS]",
-        help="with --predict: the portfolio held at that close (weights as fractions of equity, "
-        "@BARS: bars held, default 1); default flat",
-    )
-    parser.add_argument(
-        "--drawdown",
-        type=float,
-        metavar="FRACTION",
-        help="with --predict: how far the account is below its peak (default 0)",
     )
 
 

@@ -9,10 +9,61 @@ from pathlib import Path
 from typing import Any
 
 from core.hardware import threads
+from training.commands.flags import non_negative_int
 
 # One decision per bar through networks of a few thousand weights: one thread is the fastest
 # (more only contend), and numpy and torch read the limit when they load, after this.
 REPLAY_THREADS = 1
+
+
+def add_replay_flags(parser: argparse.ArgumentParser) -> None:
+    """After the report: a finished run's agents on new bars."""
+    parser.add_argument(
+        "--evaluate",
+        metavar="RUN_DIR",
+        help="trade --data's bars (default: the run's own data) with a finished run's agent "
+        "(ensemble or fused model, and each member), through the same market model, costs and "
+        "baselines; writes metrics.json, oos_returns.csv, plots and report.md to an "
+        "evaluation folder (see --window, --output)",
+    )
+    parser.add_argument(
+        "--window",
+        choices=("forward", "test"),
+        help="with --evaluate: forward (default) = every bar after the run's last test bar, "
+        "traded by the last fold's models; test = each fold's own test window with its models "
+        "(on the run's data: the run's numbers)",
+    )
+    parser.add_argument(
+        "--from", dest="from_", metavar="TIME", help="with --evaluate: first bar (UTC)"
+    )
+    parser.add_argument("--to", metavar="TIME", help="with --evaluate: last bar (UTC)")
+    parser.add_argument(
+        "--fold",
+        type=non_negative_int,
+        metavar="K",
+        help="with --evaluate or --predict: fold K's models (default: the last fold's; "
+        "--predict: the fold whose test window holds the bar)",
+    )
+    parser.add_argument(
+        "--predict",
+        metavar="RUN_DIR",
+        help="the target weights a finished run's agent decides at the close of --data's "
+        "last bar, per asset, with the members' spread (--json: one JSON object)",
+    )
+    parser.add_argument(
+        "--holding",
+        nargs="+",
+        action="extend",
+        metavar="ASSET=WEIGHT[@BARS]",
+        help="with --predict: the portfolio held at that close (weights as fractions of equity, "
+        "@BARS: bars held, default 1); default flat",
+    )
+    parser.add_argument(
+        "--drawdown",
+        type=float,
+        metavar="FRACTION",
+        help="with --predict: how far the account is below its peak (default 0)",
+    )
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
