@@ -86,14 +86,13 @@ def summarise(
 ) -> RunResults:
     """The summary of `run`'s folds as given (its own test tracks, or a replay of its agents on
     other bars): metrics.json, per-fold metrics and oos_returns.csv written into `out`. The
-    trial count is always the run's: every checkpoint evaluated on validation and every sweep
-    trial was a candidate for these models, whichever bars they are judged on now."""
+    trials are those these folds' models were chosen among (every checkpoint evaluated on
+    validation, every fused round, the run's sweep), whichever bars judge them now."""
     config = run_config(run.root)
-    files = run
     evaluations = [e for fold in folds for m in fold.members for e in m["evaluations"]]
     evaluations += [r["validation"] for fold in folds if fold.fused for r in fold.fused["rounds"]]
     per_bar = [e["sharpe_per_bar"] for e in evaluations if np.isfinite(e["sharpe_per_bar"])]
-    sweep = read_record(files.sweep, "the sweep record") if files.sweep.exists() else None
+    sweep = read_record(run.sweep, "the sweep record") if run.sweep.exists() else None
     n_trials = max(1, len(evaluations) + (sweep["trials"] if sweep else 0))
     variance = float(np.var(per_bar, ddof=1)) if len(per_bar) > 1 else 0.0
     fold_metrics = [_write_fold_metrics(out, fold, annual) for fold in folds]
@@ -120,7 +119,7 @@ def summarise(
         "member_metrics": _member_metrics(
             member_returns, annual, {job.member: job.risk_profile for job in jobs}
         ),
-        "failed_jobs": _failed_jobs(files),
+        "failed_jobs": _failed_jobs(run),
         "n_trials": n_trials,
         "sweep": sweep,
         "trial_sharpe_variance": variance,

@@ -10,6 +10,7 @@ with that fold's models; on the run's own data, its metrics.json is the run's.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +66,12 @@ def evaluate(request: Request) -> Evaluation:
     folds: list[FoldResult] = []
     described = []
     for window in windows:
+        if request.show_progress:  # a walk of a long window takes a while: say what runs
+            print(
+                f"Walking fold {window.fold}'s models over {len(window.bars) - 1:,} bars",
+                file=sys.stderr,
+                flush=True,
+            )
         agents = load_fold_agents(run_dir, window.fold, done[window.fold], jobs, store)
         folds.append(_fold(agents, store, window, files))
         rows = np.asarray(store.timestamps)[window.bars.start + 1 : window.bars.stop]

@@ -53,8 +53,8 @@ def write_report(
             f"{f['last']}."
             for f in record["folds"]
         ),
-        f"- The Deflated Sharpe Ratio counts the run's {summary['n_trials']} trial(s): every "
-        "candidate the run evaluated on validation could have been these models.",
+        f"- The Deflated Sharpe Ratio counts {summary['n_trials']} trial(s): the candidates "
+        "these models were chosen among on validation (and the run's sweep, if any).",
         "",
         *(f"**{line}**\n" for line in cost_lines(summary)),
         f"Annualised figures use **{summary['annualisation']['basis']}**.",

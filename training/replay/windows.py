@@ -73,13 +73,14 @@ def forward_window(
     )
     stop = int(np.searchsorted(times, end, "right")) if end is not None else len(times)
     if stop - max(first, window) < 1:
-        after = f"after {format_utc(start or last_tested)}" if start or end is None else "then"
+        since = format_utc(start if start is not None else last_tested)
+        until = f" and up to {format_utc(end)}" if end is not None else ""
         raise UserError(
-            f"the forward window has no bar: the data ends at {format_utc(int(times[-1]))}, "
-            f"the run's last test bar is {format_utc(last_tested)}; no bar {after}"
-            + (f" up to {format_utc(end)}" if end is not None else "")
-            + "\n  fix: give data with bars after the run's last test bar, or pass --from "
-            "an earlier time (the report then says which bars the run had seen)"
+            f"the forward window has no bar: the data runs from {format_utc(int(times[0]))} to "
+            f"{format_utc(int(times[-1]))}, the run's last test bar is {format_utc(last_tested)}; "
+            f"no bar comes {'at or ' if start is not None else ''}after {since}{until}\n"
+            "  fix: give data with bars after the run's last test bar, or pass --from an "
+            "earlier time (the report then says which bars the run had seen)"
         )
     return Window(fold, _walk_range(first - 1, stop, window))
 
