@@ -57,7 +57,7 @@ def write_plots(
             _positions(times, oos, weights, assets),
         )
     plots |= {
-        "Sharpe per fold: agent vs buy-and-hold": ("fold_sharpe.png", _fold_sharpe(fold_metrics)),
+        "Sharpe per fold: agent vs baselines": ("fold_sharpe.png", _fold_sharpe(fold_metrics)),
         "Validation metric during training": ("validation.png", _validation(folds)),
     }
     if any(fold.fused for fold in folds):
@@ -153,16 +153,25 @@ def _fold_lines(axis: Any, times: pd.Series, oos: pd.DataFrame) -> None:
 
 
 def _fold_sharpe(fold_metrics: list[dict[str, Any]]) -> Figure:
-    figure, axis = plt.subplots(figsize=(max(4, 1.2 * len(fold_metrics) + 2), 3.5))
+    """The agent beside every trading baseline per fold, values on the bars and the test dates
+    under them: whether a simple rule did better is read off at a glance."""
+    names = [AGENT, "buy_and_hold", "ma_crossover", "random"]
+    figure, axis = plt.subplots(figsize=(max(5, 2.0 * len(fold_metrics) + 2), 3.8))
     index = np.arange(len(fold_metrics))
-    agent = [m[AGENT]["sharpe"] for m in fold_metrics]
-    hold = [m["buy_and_hold"]["sharpe"] for m in fold_metrics]
-    axis.bar(index - 0.2, agent, 0.4, label=AGENT, color=STYLES[AGENT]["color"])
-    axis.bar(index + 0.2, hold, 0.4, label="buy_and_hold", color=STYLES["buy_and_hold"]["color"])
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        values = [m[name]["sharpe"] for m in fold_metrics]
+        bars = axis.bar(index + (k - (len(names) - 1) / 2) * width, values, width, label=name,
+                        color=STYLES[name]["color"])  # fmt: skip
+        axis.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
     axis.axhline(0, color="k", linewidth=0.8)
-    axis.set_xticks(index, [f"fold {m['fold']}" for m in fold_metrics])
+    axis.set_xticks(
+        index, [f"fold {m['fold']}\n{m['first'][:10]} →\n{m['last'][:10]}" for m in fold_metrics],
+        fontsize=7,
+    )  # fmt: skip
     axis.set_ylabel("annualised Sharpe (test)")
-    axis.legend(fontsize=8)
+    axis.set_title("Sharpe per fold: the agent and the baselines, same bars and costs")
+    axis.legend(fontsize=7, ncol=len(names))
     return figure
 
 

@@ -92,6 +92,27 @@ def verdict(summary: dict[str, Any]) -> str:
     )
 
 
+def baseline_verdict(summary: dict[str, Any]) -> str:
+    """The agent against the strongest baseline, stitched and per fold, with the chance that its
+    lead (or lag) is more than luck: a simple rule that beats the agent is said first."""
+    best = summary["best_baseline"]
+    agent = summary["strategies"][AGENT]["sharpe"]
+    folds = f"{best['folds_agent_ahead']} of {summary['folds']} fold(s)"
+    chance = (
+        f"P[the agent's per-bar excess over it has a true Sharpe > 0] = {best['excess_psr']:.3f} "
+        "(PSR of the agent-minus-baseline returns)"
+    )
+    if best["agent_ahead"]:
+        return (
+            f"The agent beats the best baseline, {best['name']}: Sharpe {agent:.2f} vs "
+            f"{best['sharpe']:.2f} stitched, ahead on {folds}; {chance}."
+        )
+    return (
+        f"A simple rule beats the agent: {best['name']} made Sharpe {best['sharpe']:.2f} vs the "
+        f"agent's {agent:.2f} stitched; the agent is ahead of it on {folds}; {chance}."
+    )
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(
         title=(
@@ -120,6 +141,7 @@ def print_summary(summary: dict[str, Any], run_dir: Path, out: TextIO) -> None:
     for line in cost_lines(summary):
         console.print(f"[yellow]{line}[/]", highlight=False)
     console.print(verdict(summary), highlight=False)
+    console.print(baseline_verdict(summary), highlight=False)
     console.print(
         f"Agent beats buy-and-hold (Sharpe) on {summary['folds_beating_buy_and_hold']} of "
         f"{summary['folds']} fold(s).",
@@ -283,6 +305,8 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         f"# Walk-forward report: {summary['run']}",
         "",
         f"**{verdict(summary)}**",
+        "",
+        f"**{baseline_verdict(summary)}**",
         "",
         f"The agent beats equal-weight buy-and-hold on Sharpe in "
         f"{summary['folds_beating_buy_and_hold']} of {summary['folds']} fold(s).",

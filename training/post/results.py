@@ -106,6 +106,7 @@ def summarise(
     agent = stitched[AGENT]
     significance = config.evaluation.significance
     beats = sum(f[AGENT]["sharpe"] > f["buy_and_hold"]["sharpe"] for f in fold_metrics)
+    ahead = sum(f[AGENT]["sharpe"] > f[f["best_baseline"]]["sharpe"] for f in fold_metrics)
     summary = {
         "run": run.root.name,
         "annualisation": {"periods_per_year": annual.periods_per_year, "basis": annual.description},
@@ -126,6 +127,7 @@ def summarise(
         "significance": significance,
         "significant": bool(agent["dsr"] >= significance),
         "folds_beating_buy_and_hold": int(beats),
+        "best_baseline": best_baseline(oos, stitched) | {"folds_agent_ahead": int(ahead)},
         "strategies": stitched,
         "mode": config.ensemble.mode,
         "fedavg": _fedavg_summary(folds, oos, annual, n_trials, variance)
@@ -141,6 +143,33 @@ def summarise(
     }
     write_json(out.metrics, summary)
     return RunResults(summary, oos, fold_metrics, folds, member_returns)
+
+
+def strongest_baseline(strategies: dict[str, dict[str, float]]) -> str:
+    """The baseline with the highest Sharpe (a flat one scores 0): the bar the agent must clear."""
+    return max(
+        BASELINES,
+        key=lambda name: s if np.isfinite(s := strategies[name]["sharpe"]) else -np.inf,
+    )
+
+
+def best_baseline(oos: pd.DataFrame, strategies: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The stitched best baseline, and whether the agent is ahead of it for more than luck: the
+    PSR of the per-bar differences (agent minus baseline) is P[their true Sharpe > 0]."""
+    name = strongest_baseline(strategies)
+    excess = oos[f"{AGENT}.returns"].to_numpy() - oos[f"{name}.returns"].to_numpy()
+    mean = float(np.mean(excess)) if excess.size else 0.0
+    # The same lead (or none) on every bar, up to rounding: certain, and PSR's moments degenerate.
+    if excess.size > 1 and (not excess.any() or np.std(excess) <= 1e-6 * abs(mean)):
+        psr = float(np.sign(mean) / 2 + 0.5)
+    else:
+        psr = metrics.probabilistic_sharpe(excess)
+    return {
+        "name": name,
+        "sharpe": strategies[name]["sharpe"],
+        "agent_ahead": bool(strategies[AGENT]["sharpe"] > strategies[name]["sharpe"]),
+        "excess_psr": psr,
+    }
 
 
 def cost_dominated(strategies: dict[str, dict[str, float]]) -> list[str]:
@@ -332,6 +361,7 @@ def _metrics(
 def _write_fold_metrics(files: RunFiles, fold: FoldResult, annual: Annualisation) -> dict[str, Any]:
     values: dict[str, Any] = {name: _metrics(fold.frame, name, annual) for name in STRATEGIES}
     values["fold"] = fold.index
+    values["best_baseline"] = strongest_baseline(values)
     values["members"] = [
         {"member": m["member"], "seed": m["seed"], "agent": m["test"][AGENT]} for m in fold.members
     ]

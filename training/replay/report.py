@@ -8,6 +8,7 @@ from typing import Any
 from core.atomic import write_text
 from training.post.plots import write_plots
 from training.post.report import (
+    baseline_verdict,
     cost_lines,
     fold_table,
     fused_lines,
@@ -33,6 +34,8 @@ def write_report(
         "",
         *seen_lines(record),
         f"**{verdict(summary)}**",
+        "",
+        f"**{baseline_verdict(summary)}**",
         "",
         "## What was replayed",
         "",
