@@ -44,6 +44,14 @@ class Fold:
     def parts(self) -> dict[str, BarRange]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
+    @property
+    def test_walk(self) -> BarRange:
+        """The bars the test walk reads: its first decision is made at the close of the bar
+        before the window, so every test bar carries exactly one return (the windows tile, and
+        the stitched record has no hole at a fold boundary). That decision reads nothing later
+        than the bar it is made at; the first return is earned over the window's first bar."""
+        return BarRange(self.test.start - 1, self.test.stop)
+
     def to_json(self, timestamps: np.ndarray, bar_ns: int) -> dict:
         """Bars and UTC times per part, so a run folder records exactly what each fold saw.
 

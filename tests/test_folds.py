@@ -266,6 +266,11 @@ def test_folds_keep_their_invariants_and_are_maximal(case: tuple[np.ndarray, int
         assert fold.validation.stop + gap == fold.test.start
         assert all(first <= p.start and p.stop <= len(timestamps) for p in fold.parts().values())
         assert all(len(part) >= 2 for part in fold.parts().values())
+        # the test walk decides first at the close of the bar before the window: each test bar's
+        # return is earned by exactly one decision, and none reads a bar after the one it is at
+        walked = fold.test_walk
+        assert (walked.start + 1, walked.stop) == (fold.test.start, fold.test.stop)
+        assert walked.start >= fold.validation.stop - 1
     for earlier, later in itertools.pairwise(folds):
         assert earlier.test.stop == later.test.start  # test windows tile: no hole, no overlap
         if walk.mode == "expanding":

@@ -90,7 +90,7 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
         hooks.phase("testing")
     best = _best_model(model, state, job) if config.training.select == "best" else model
     tracks = evaluate_window(
-        store, env_settings(config), job.fold.test, agent_policy(best), config, job.seed
+        store, env_settings(config), job.fold.test_walk, agent_policy(best), config, job.seed
     )
     result = job_result(job, annual, state, tracks)
     save_tracks(files.tracks, tracks)

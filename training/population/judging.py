@@ -42,7 +42,7 @@ def test_members(
     for group in profiles.values():
         stacked = StackedPolicies([tested_model(member).policy for member in group])
         first = group[0]
-        bars = first.job.fold.test
+        bars = first.job.fold.test_walk
         agents = walk_members(store, first.settings, bars, stacked, range(len(group)))
         seeds = [member.job.seed for member in group]
         judged = with_baselines(store, first.settings, bars, agents, first.config, seeds)

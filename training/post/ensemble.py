@@ -50,7 +50,7 @@ def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
             )
             first = members[0]
             tracks = evaluate_window(
-                store, env_settings(config), first.fold.test, policy, config, first.seed
+                store, env_settings(config), first.fold.test_walk, policy, config, first.seed
             )
             save_tracks(files.ensemble_tracks(index), tracks)
         write_json(record, wanted)

@@ -86,7 +86,12 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
 
         first = members[0]
         tracks = evaluate_window(
-            store, env_settings(config), first.fold.test, agent_policy(template), config, first.seed
+            store,
+            env_settings(config),
+            first.fold.test_walk,
+            agent_policy(template),
+            config,
+            first.seed,
         )
         save_tracks(files.fused_tracks(index), tracks)
         write_fused_record(files, index, record)
