@@ -230,7 +230,7 @@ RISK_SECTIONS = ("env", "reward")  # what a risk profile may change: never the n
 class EnsembleConfig(Section):
     size: Annotated[int, Field(ge=1, le=10_000)]
     base_seed: Seed
-    aggregate: Literal["mean", "median"]
+    aggregate: Literal["mean", "median", "vote"]
     risk_profiles: dict[str, dict[str, dict[str, Any]]]
     mode: Literal["independent", "fedavg"]
     sync_steps: Steps | Auto

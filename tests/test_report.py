@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
+from core.config import load_config
 from core.evaluation import metrics
+from training.post.ensemble import vote
 from training.post.report import baseline_verdict, cost_lines
-from training.post.results import best_baseline, cost_dominated, strongest_baseline
+from training.post.results import (
+    MEMBERS_ENSEMBLE,
+    FoldResult,
+    best_baseline,
+    collapse_alarms,
+    cost_dominated,
+    strongest_baseline,
+)
 
 
 def strategy(gross: float, cost: float) -> dict[str, float]:
@@ -83,3 +95,41 @@ def test_an_agent_ahead_of_every_baseline_gets_its_psr() -> None:
         )
         == "random"
     )
+
+
+def fold_with_members(*alone: tuple[float, float]) -> FoldResult:
+    """A fold whose members traded (trades, exposure) alone on their test window."""
+    members = [{"test": {"agent": {"trades": t, "exposure": e}}} for t, e in alone]
+    return FoldResult(0, pd.DataFrame(), members, pd.DataFrame())
+
+
+def test_an_ensemble_that_cancels_its_members_out_raises_the_alarm_with_the_fix() -> None:
+    config = load_config(overrides=["ensemble.size=2"])
+    flat = {"agent": {"trades": 0.0, "exposure": 0.0}}
+    (alarm,) = collapse_alarms(flat, [fold_with_members((40, 0.6), (35, 0.5))], config, 4)
+    assert alarm.startswith("the ensemble collapsed out of sample: 0 trades")
+    assert "2 of 2 member test(s) traded alone" in alarm and "ensemble.aggregate=vote" in alarm
+    (alarm,) = collapse_alarms(flat, [fold_with_members((0, 0.0), (0, 0.0))], config, 4)
+    assert "its members never traded either" in alarm
+    trading = {"agent": {"trades": 12.0, "exposure": 0.4}}
+    assert collapse_alarms(trading, [fold_with_members((40, 0.6))], config, 4) == []
+    fused = load_config(overrides=["ensemble.size=2", "ensemble.mode=fedavg"])
+    both = flat | {MEMBERS_ENSEMBLE: {"trades": 0.0, "exposure": 0.0}}
+    alarms = collapse_alarms(both, [fold_with_members((40, 0.6), (35, 0.5))], fused, 4)
+    assert [a.split(" collapsed")[0] for a in alarms] == [
+        "the fused model",
+        "the members' ensemble",
+    ]
+
+
+@given(arrays(np.float64, (5, 3), elements=st.floats(-1, 1)))
+def test_a_vote_takes_the_majority_direction_at_the_mean_size(actions: np.ndarray) -> None:
+    voted = vote(actions)
+    majority = np.sign(np.sign(actions).sum(axis=0))
+    np.testing.assert_array_equal(np.sign(voted), majority * (np.abs(actions).mean(axis=0) > 0))
+    np.testing.assert_allclose(np.abs(voted), np.abs(actions).mean(axis=0) * np.abs(majority))
+
+
+def test_disagreeing_members_keep_a_position_under_a_vote() -> None:
+    actions = np.array([[0.5], [0.4], [-0.6]])  # the mean, 0.1, falls inside a 0.2 band
+    assert abs(np.mean(actions)) < 0.2 < abs(vote(actions)[0])

@@ -1,4 +1,4 @@
-"""The ensemble as one strategy: on each test bar, the mean (or median) of its members'
+"""The ensemble as one strategy: on each test bar, the mean, median or vote of its members'
 deterministic actions, traded through the one market model like any member or baseline.
 
 Runs in the main process after the jobs, on the members that finished (a failed member is left
@@ -8,6 +8,7 @@ members they used; a fold whose members did not change is not walked again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,27 @@ def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
     return used
 
 
+def vote(actions: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Per asset, the members' majority direction at their mean size: members who disagree do
+    not cancel each other into the no-trade band as a mean does (a tie is flat)."""
+    direction = np.sign(np.sign(actions).sum(axis=axis))
+    return direction * np.abs(actions).mean(axis=axis)
+
+
+AGGREGATES: dict[str, Callable[..., np.ndarray]] = {
+    "mean": np.mean,
+    "median": np.median,
+    "vote": vote,
+}
+
+
 def ensemble_policy(models: list[Any], aggregate: str) -> Policy:
     """Each member's deterministic action, clipped to the action space as `predict` gives it,
     combined per asset. The members see the same observation: it is converted once and all the
     networks run on it in one vmapped forward, rather than `predict` per member."""
     import torch
 
-    combine = np.median if aggregate == "median" else np.mean
+    combine = AGGREGATES[aggregate]
     if any(recurrent(model) for model in models):  # each member carries its own LSTM state
         members = [agent_policy(model) for model in models]
 

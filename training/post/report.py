@@ -138,7 +138,7 @@ def print_summary(summary: dict[str, Any], run_dir: Path, out: TextIO) -> None:
     console = Console(file=out, width=max(100, Console(file=out).width), soft_wrap=False)
     console.print(summary_table(summary))
     console.print(f"Coverage: {summary['coverage']['summary']}", highlight=False)
-    for line in cost_lines(summary):
+    for line in [*summary["alarms"], *cost_lines(summary)]:
         console.print(f"[yellow]{line}[/]", highlight=False)
     console.print(verdict(summary), highlight=False)
     console.print(baseline_verdict(summary), highlight=False)
@@ -322,6 +322,7 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         "",
         f"Coverage: {summary['coverage']['summary']}.",
         "",
+        *alarm_lines(summary),
         *(f"**{line}**\n" for line in cost_lines(summary)),
         f"Annualised figures use **{summary['annualisation']['basis']}**.",
         "",
@@ -371,6 +372,11 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         "",
     ]
     return "\n".join(lines)
+
+
+def alarm_lines(summary: dict[str, Any]) -> list[str]:
+    """Collapse alarms, as warnings a reader cannot miss."""
+    return [f"> **ALARM: {line.replace(chr(10) + '  ', ' ')}**\n" for line in summary["alarms"]]
 
 
 def plot_lines(files: RunFiles, plots: dict[str, str]) -> list[str]:

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from core.atomic import replacing, write_json
+from core.config import Config
+from core.envs.market import min_trade_of
 from core.errors import UserError
 from core.evaluation import metrics
 from core.evaluation.baselines import BASELINES
@@ -107,6 +109,11 @@ def summarise(
     significance = config.evaluation.significance
     beats = sum(f[AGENT]["sharpe"] > f["buy_and_hold"]["sharpe"] for f in fold_metrics)
     ahead = sum(f[AGENT]["sharpe"] > f[f["best_baseline"]]["sharpe"] for f in fold_metrics)
+    fedavg = (
+        _fedavg_summary(folds, oos, annual, n_trials, variance)
+        if config.ensemble.mode == "fedavg"
+        else None
+    )
     summary = {
         "run": run.root.name,
         "annualisation": {"periods_per_year": annual.periods_per_year, "basis": annual.description},
@@ -130,10 +137,15 @@ def summarise(
         "best_baseline": best_baseline(oos, stitched) | {"folds_agent_ahead": int(ahead)},
         "strategies": stitched,
         "mode": config.ensemble.mode,
-        "fedavg": _fedavg_summary(folds, oos, annual, n_trials, variance)
-        if config.ensemble.mode == "fedavg"
-        else None,
+        "fedavg": fedavg,
         "cost_dominated": cost_dominated(stitched),
+        "alarms": collapse_alarms(
+            stitched
+            | ({MEMBERS_ENSEMBLE: fedavg["compared"]["members' ensemble"]} if fedavg else {}),
+            folds,
+            config,
+            len(read_record(run.jobs, "the run's job list")["assets"]),
+        ),
         "warnings": [
             f"fold {f.index} member {m['member']}: {w}"
             for f in folds
@@ -143,6 +155,49 @@ def summarise(
     }
     write_json(out.metrics, summary)
     return RunResults(summary, oos, fold_metrics, folds, member_returns)
+
+
+COLLAPSED_EXPOSURE = 0.01  # mean gross weight held below this: the strategy is as good as flat
+
+
+def collapse_alarms(
+    strategies: dict[str, dict[str, float]], folds: list[FoldResult], config: Config,
+    n_assets: int,
+) -> list[str]:  # fmt: skip
+    """The agent (and in fedavg the members' ensemble) that never trades or holds next to
+    nothing, with the reason when its members did trade alone: the combining cancelled them."""
+    alone = [m["test"][AGENT] for fold in folds for m in fold.members]
+    traded = [m for m in alone if m["trades"] > 0 and m["exposure"] >= COLLAPSED_EXPOSURE]
+    band = min_trade_of(config.env, n_assets)
+    fused = config.ensemble.mode == "fedavg"
+    names = {AGENT: "the fused model" if fused else "the ensemble" if config.ensemble.size > 1
+             else "the agent"}  # fmt: skip
+    if fused:
+        names[MEMBERS_ENSEMBLE] = "the members' ensemble"
+    alarms = []
+    for key, name in names.items():
+        values = strategies.get(key)
+        if values is None or (values["trades"] > 0 and values["exposure"] >= COLLAPSED_EXPOSURE):
+            continue
+        line = (
+            f"{name} collapsed out of sample: {values['trades']:.0f} trades, exposure "
+            f"{100 * values['exposure']:.1f} %"
+        )
+        if not traded:
+            alarms.append(f"{line}; its members never traded either (see their warnings)")
+        elif key == AGENT and fused:
+            alarms.append(
+                f"{line}, while {len(traded)} of {len(alone)} member test(s) traded alone: the "
+                "average of their weights does not act as they did (see the fused model's rounds)"
+            )
+        else:
+            alarms.append(
+                f"{line}, while {len(traded)} of {len(alone)} member test(s) traded alone: their "
+                f"actions combined by the {config.ensemble.aggregate} stay inside the no-trade "
+                f"band (env.min_trade {band:.3g}): the members disagree\n  fix: "
+                "--set ensemble.aggregate=vote (the majority direction at the members' mean size)"
+            )
+    return alarms
 
 
 def strongest_baseline(strategies: dict[str, dict[str, float]]) -> str:

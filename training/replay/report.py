@@ -8,6 +8,7 @@ from typing import Any
 from core.atomic import write_text
 from training.post.plots import write_plots
 from training.post.report import (
+    alarm_lines,
     baseline_verdict,
     cost_lines,
     fold_table,
@@ -59,6 +60,7 @@ def write_report(
         f"- The Deflated Sharpe Ratio counts {summary['n_trials']} trial(s): the candidates "
         "these models were chosen among on validation (and the run's sweep, if any).",
         "",
+        *alarm_lines(summary),
         *(f"**{line}**\n" for line in cost_lines(summary)),
         f"Annualised figures use **{summary['annualisation']['basis']}**.",
         "",
