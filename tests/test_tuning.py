@@ -269,3 +269,44 @@ def test_then_train_fits_the_best_params_on_train_and_validation_and_counts_the_
     )
     assert metrics["n_trials"] == evaluations + 2 and metrics["sweep"]["trials"] == 2
     assert "trial(s) of the sweep" in (final_dir / "report.md").read_text()
+
+
+# Collapsed trials -----------------------------------------------------------------------------------
+def finished_trial(value: float, trades: list[int], ent_coef: float) -> optuna.trial.FrozenTrial:
+    """A complete trial as the objective records it: its members' trades in validation."""
+    return optuna.trial.create_trial(
+        params={"ppo.ent_coef": ent_coef},
+        distributions={"ppo.ent_coef": optuna.distributions.FloatDistribution(1e-4, 0.05)},
+        value=value,
+        user_attrs={
+            "instance_sharpes": [value] * len(trades),
+            "instance_trades": trades,
+            "sharpe_per_bar": value / 90,
+            "bars": 4_000,
+            "skew": 0.0,
+            "kurtosis": 3.0,
+        },
+    )
+
+
+def test_a_sweep_whose_every_trial_collapsed_names_no_winner(tmp_path: Path) -> None:
+    from training.run.files import RunFiles
+    from training.tuning.results import write_results
+
+    files = RunFiles(tmp_path)
+    files.tuning.mkdir()
+    files.best_params.write_text("ppo: {ent_coef: 0.01}\n")  # left by an earlier write
+    study = optuna.create_study(direction="maximize", study_name="flat")
+    for ent_coef in (0.001, 0.01, 0.02):
+        study.add_trial(finished_trial(0.0, [0, 0], ent_coef))
+    summary = write_results(tmp_path, study, 8_766)
+    assert summary["best"] is None and summary["collapsed"] == [0, 1, 2]
+    assert not files.best_params.exists()
+    assert "No winner: every one of the 3 complete trial(s) collapsed" in (
+        files.tuning_summary.read_text()
+    )
+    # one trial that traded, even at a negative Sharpe, is the winner over the flat ones
+    study.add_trial(finished_trial(-0.4, [12, 3], 0.04))
+    summary = write_results(tmp_path, study, 8_766)
+    assert summary["best"]["trial"] == 3 and files.best_params.exists()
+    assert "3 trial(s) collapsed" in files.tuning_summary.read_text()

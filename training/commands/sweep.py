@@ -151,6 +151,13 @@ def _print_results(
             f"Deflated Sharpe Ratio {best['dsr']:.3f} after {summary['trials']} trial(s)"
         )
         print(f"Best params: {files.best_params} (use with --config)")
+    elif summary["collapsed"]:
+        print(
+            f"error: no winner: all {summary['complete']} complete trial(s) collapsed (no member "
+            "traded in its validation window); no best params were written. Widen the space "
+            f"towards exploration or train longer: see {files.tuning_summary}",
+            file=sys.stderr,
+        )
     print(f"Summary: {files.tuning_summary}")
     return summary
 

@@ -109,6 +109,7 @@ class Objective:
         value = float(combine(sharpes))
         middle = min(instances, key=lambda e: abs(e["sharpe"] - value))
         trial.set_user_attr("instance_sharpes", sharpes)
+        trial.set_user_attr("instance_trades", [int(e["trades"]) for e in instances])
         for key in ("sharpe_per_bar", "bars", "skew", "kurtosis"):
             trial.set_user_attr(key, middle[key])
         return value

@@ -37,9 +37,15 @@ def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[st
             if t.state.name == "FAIL"
         ],
         "best": None,
+        "collapsed": [t.number for t in complete if collapsed(t)],
     }
-    if complete:
-        best = max(complete, key=lambda t: t.value)
+    # A trial whose every member kept flat through validation scores the Sharpe of cash: a
+    # tie of collapses is no winner, and a collapsed trial does not beat one that traded.
+    candidates = [t for t in complete if not collapsed(t)]
+    if not candidates:
+        files.best_params.unlink(missing_ok=True)  # a stale one would still look like an answer
+    if candidates:
+        best = max(candidates, key=lambda t: t.value)
         summary["best"] = {
             "trial": best.number,
             "value": best.value,
@@ -52,6 +58,12 @@ def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[st
     write_json(files.tuning_metrics, summary)
     write_text(files.tuning_summary, _markdown(summary, files))
     return summary
+
+
+def collapsed(trial: Any) -> bool:
+    """No member of the trial traded in its chosen validation checkpoint's window."""
+    trades = trial.user_attrs.get("instance_trades")
+    return bool(trades) and not any(trades)
 
 
 def _retry_of(trial: Any) -> int | None:
@@ -167,6 +179,23 @@ def _markdown(summary: dict[str, Any], files: RunFiles) -> str:
         "",
     ]
     best = summary["best"]
+    if summary["collapsed"] and not best:
+        lines += [
+            f"**No winner: every one of the {summary['complete']} complete trial(s) collapsed** "
+            "(no member traded in its validation window; their Sharpes are the cash's 0.000, a "
+            "tie). No best_params.yaml was written.",
+            "",
+            "Fix: widen the space towards more exploration (a larger `ppo.ent_coef` range, a "
+            "smaller `reward.reward_scale`), train longer (`ppo.total_timesteps`), or lower "
+            "`env.min_trade` so small positions can open.",
+            "",
+        ]
+    elif summary["collapsed"]:
+        lines += [
+            f"{len(summary['collapsed'])} trial(s) collapsed (no trade in validation) and "
+            "were not candidates: " + ", ".join(map(str, summary["collapsed"])) + ".",
+            "",
+        ]
     if best:
         lines += [
             f"**Best trial {best['trial']}**: validation Sharpe {best['value']:.3f} (its members: "
