@@ -7,6 +7,7 @@ from typing import Any, TextIO
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from core.atomic import write_text
@@ -139,9 +140,9 @@ def print_summary(summary: dict[str, Any], run_dir: Path, out: TextIO) -> None:
     console.print(summary_table(summary))
     console.print(f"Coverage: {summary['coverage']['summary']}", highlight=False)
     for line in [*summary["alarms"], *cost_lines(summary)]:
-        console.print(f"[yellow]{line}[/]", highlight=False)
+        console.print(f"[yellow]{escape(line)}[/]", highlight=False)
     console.print(verdict(summary), highlight=False)
-    console.print(baseline_verdict(summary), highlight=False)
+    console.print(baseline_verdict(summary), highlight=False, markup=False)
     console.print(
         f"Agent beats buy-and-hold (Sharpe) on {summary['folds_beating_buy_and_hold']} of "
         f"{summary['folds']} fold(s).",
