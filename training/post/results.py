@@ -191,11 +191,17 @@ def collapse_alarms(
                 "average of their weights does not act as they did (see the fused model's rounds)"
             )
         else:
+            vote = (
+                "--set ensemble.aggregate=vote (directions that disagree no longer cancel), or "
+                if config.ensemble.aggregate != "vote"
+                else ""
+            )
             alarms.append(
                 f"{line}, while {len(traded)} of {len(alone)} member test(s) traded alone: their "
                 f"actions combined by the {config.ensemble.aggregate} stay inside the no-trade "
-                f"band (env.min_trade {band:.3g}): the members disagree\n  fix: "
-                "--set ensemble.aggregate=vote (the majority direction at the members' mean size)"
+                f"band (env.min_trade {band:.3g}): the members disagree, or each trades only on "
+                f"its own rare large targets\n  fix: {vote}a lower env.min_trade (below the "
+                "members' usual position size)"
             )
     return alarms
 
