@@ -76,7 +76,9 @@ def test_a_yahoo_export_with_dividends_and_a_split_loads_in_adjusted_prices(
     assert "data.adjusted_close=none" in out.getvalue()
 
 
-@pytest.mark.parametrize("name", ["Adj Close", "adj_close", "adjclose", "Adj. Close", "ADJ-CLOSE"])
+@pytest.mark.parametrize(
+    "name", ["Adj Close", "adj_close", "adjclose", "Adj. Close", "ADJ-CLOSE", "adjusted_close"]
+)
 def test_adjusted_close_names_are_found(name: str) -> None:
     assert adjusted_column(["Date", "Close", name], "auto", "f.csv") == name
 
