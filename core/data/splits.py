@@ -2,8 +2,8 @@
 
 A k:1 split divides the price by k between one close and the next open and multiplies the share
 volume by k. In unadjusted prices it is a -50 % (2:1) or -75 % (4:1) night that every return,
-indicator and reward would learn from. A real crash rarely shows both signs at once, so a bar is
-a suspected split only when:
+indicator and reward would learn from. A real crash rarely lands that close to a split ratio, so
+a bar is a suspected split only when:
 - its open is within GAP_TOLERANCE (3 %) of the previous close divided by a split factor (3:2,
   2:1 ... 100:1, or a reverse split 2:3, 1:2 ... 1:100): a fall of at least 31 % or a rise of
   at least 46 %, so a −30 % crash (5 % from 3:2) or a −40 % one (11 % from 3:2, 20 % from 2:1)
@@ -71,14 +71,19 @@ def find_splits(ohlcv: np.ndarray) -> list[SuspectedSplit]:
     if len(ohlcv) < 2:
         return []
     log_gap = np.log(ohlcv[1:, OPEN] / ohlcv[:-1, CLOSE])
+    tolerance = math.log1p(GAP_TOLERANCE)
+    # Only gaps beyond the smallest split's reach are compared: a row of 32 distances per bar
+    # would cost gigabytes on minute bars.
+    large = np.flatnonzero(np.abs(log_gap) >= math.log(min(FACTORS)) - tolerance)
     targets = np.log([ratio for ratio, _ in RATIOS])
-    distance = np.abs(log_gap[:, None] - targets[None, :])
-    nearest = distance.argmin(axis=1)
-    near = distance[np.arange(len(log_gap)), nearest] <= math.log1p(GAP_TOLERANCE)
+    distance = np.abs(log_gap[large, None] - targets[None, :])
+    nearest = distance.argmin(axis=1) if len(large) else np.zeros(0, dtype=int)
     found = []
-    for index in np.flatnonzero(near):
+    for position, (index, target) in enumerate(zip(large, nearest, strict=True)):
+        if distance[position, target] > tolerance:
+            continue
         row = int(index) + 1
-        ratio, label = RATIOS[int(nearest[index])]
+        ratio, label = RATIOS[int(target)]
         change = volume_change(ohlcv[:, VOLUME], row)
         if change is not None and not _volume_confirms(change, ratio):
             continue
