@@ -2,7 +2,9 @@
 
 A dataset is a folder with one CSV/Parquet file per asset, or one sub-folder per asset holding a
 file per timeframe (the base bar's file is used; higher timeframes are resampled from it so they
-are consistent and causal by construction). Timestamps are bar open times.
+are consistent and causal by construction). Timestamps are bar open times. A stock file with an
+adjusted-close column is read in adjusted prices (core.data.adjusted), and a move that looks like
+an unadjusted split is refused or listed (core.data.splits).
 """
 
 from __future__ import annotations
