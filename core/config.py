@@ -99,6 +99,10 @@ class DataConfig(Section):
     calendar: Literal["auto", "continuous", "sessions"]
     missing_bars: Literal["ffill", "drop", "fail"]
     ffill_limit: Annotated[int, Field(ge=1, le=100_000)]
+    # auto: an adjusted-close column (Adj Close, adj_close, ...) when a file has one; none: the
+    # raw prices; or the column's name (core.data.adjusted)
+    adjusted_close: Annotated[str, Field(min_length=1, max_length=200)]
+    splits: Literal["fail", "accept"]  # a move like an unadjusted split: core.data.splits
     exogenous: list[ExogenousConfig]
     cache_dir: str
     sample_dir: str
@@ -107,6 +111,13 @@ class DataConfig(Section):
     synthetic_signal: Annotated[float, Field(ge=0, lt=1)]
     synthetic_permuted: bool
     seed: Seed
+
+    @field_validator("adjusted_close")
+    @classmethod
+    def _adjusted_close_is_a_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("write auto, none or the name of the adjusted-close column")
+        return value.strip()
 
 
 class FeaturesConfig(Section):

@@ -2,7 +2,9 @@
 
 A dataset is a folder with one CSV/Parquet file per asset, or one sub-folder per asset holding a
 file per timeframe (the base bar's file is used; higher timeframes are resampled from it so they
-are consistent and causal by construction). Timestamps are bar open times.
+are consistent and causal by construction). Timestamps are bar open times. A stock file with an
+adjusted-close column is read in adjusted prices (core.data.adjusted), and a move that looks like
+an unadjusted split is refused or listed (core.data.splits).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from core.config import DataConfig
+from core.data.adjusted import adjust, adjusted_column
 from core.data.calendar import Closure, Inferred, build_timeline, infer_bar
+from core.data.splits import check_splits
 from core.data.timestamps import (
     UNNAMED_FIRST_COLUMN,
     find_timestamp_column,
@@ -55,6 +59,8 @@ class AssetReport:
     missing_dropped: int = 0  # timeline bars dropped because this asset lacked them
     ignored_files: list[str] = field(default_factory=list)
     time_column: str = ""  # the column the timestamps were read from
+    adjusted_with: str = ""  # the adjusted-close column its prices were scaled by, if any
+    splits: list[str] = field(default_factory=list)  # suspected splits kept (data.splits=accept)
 
 
 @dataclass
@@ -131,6 +137,8 @@ class _AssetBars:
     timestamps: np.ndarray
     ohlcv: np.ndarray
     time_column: str = ""
+    adjusted_with: str = ""
+    splits: tuple[str, ...] = ()
 
 
 def discover(dataset: Path, bar: str) -> list[AssetFile]:
@@ -248,8 +256,9 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def load_asset(asset: AssetFile, config: DataConfig, bar_ns: int | None) -> _AssetBars:
-    """Read and check one asset; `bar_ns` None (data.bar auto) leaves the spacing check to the
-    caller, once the bar is inferred from every asset."""
+    """Read and check one asset, in adjusted prices when the file has an adjusted close; `bar_ns`
+    None (data.bar auto) leaves the spacing check to the caller, once the bar is inferred from
+    every asset."""
     frame = read_table(asset.path)
     where = str(asset.path)
     columns = _price_columns(frame, where)
@@ -266,8 +275,14 @@ def load_asset(asset: AssetFile, config: DataConfig, bar_ns: int | None) -> _Ass
         frame[time_column], config.timestamp_format, config.timezone, where, FORMAT_KEYS
     )
     ohlcv = np.column_stack([_numbers(frame[columns[name]], name, where) for name in PRICE_COLUMNS])
-    validate_bars(timestamps, ohlcv, bar_ns, _locator(asset))
-    return _AssetBars(asset, timestamps, ohlcv, time_column)
+    locator = _locator(asset)
+    validate_bars(timestamps, ohlcv, bar_ns, locator)
+    adjusted = adjusted_column(list(frame.columns), config.adjusted_close, where)
+    if adjusted is not None:
+        values = _numbers(frame[adjusted], adjusted, where)
+        ohlcv = adjust(ohlcv, values, adjusted, timestamps, locator)
+    splits = check_splits(asset.name, ohlcv, timestamps, locator, config.splits == "accept")
+    return _AssetBars(asset, timestamps, ohlcv, time_column, adjusted or "", tuple(splits))
 
 
 def _locator(asset: AssetFile) -> RowLocator:
@@ -415,6 +430,8 @@ def _report(asset: _AssetBars, start: int, end: int) -> AssetReport:
         trimmed=int((~inside).sum()),
         ignored_files=[p.name for p in asset.file.ignored],
         time_column=asset.time_column,
+        adjusted_with=asset.adjusted_with,
+        splits=list(asset.splits),
     )
 
 

@@ -41,29 +41,31 @@ def validate_bars(
         check_spacing(timestamps, bar_ns, where)
 
 
-def _first(mask: np.ndarray) -> tuple[int, int]:
+def first_row(mask: np.ndarray) -> tuple[int, int]:
+    """The first row `mask` flags and how many it flags, for a message that names one."""
     rows = np.flatnonzero(mask)
     return int(rows[0]), len(rows)
 
 
-def _more(count: int) -> str:
+def more_rows(count: int) -> str:
+    """The tail of a message about the first of `count` rows."""
     return f" ({count - 1:,} more row(s) like it)" if count > 1 else ""
 
 
 def _check_order(timestamps: np.ndarray, where: RowLocator) -> None:
     steps = np.diff(timestamps)
     if (steps < 0).any():
-        row, count = _first(steps < 0)
+        row, count = first_row(steps < 0)
         raise UserError(
             f"{where(row + 1, timestamps)}: timestamps are not sorted — this bar comes before the "
-            f"previous one ({format_utc(int(timestamps[row]))}){_more(count)}\n"
+            f"previous one ({format_utc(int(timestamps[row]))}){more_rows(count)}\n"
             "  fix: sort the file by time"
         )
     if (steps == 0).any():
-        row, count = _first(steps == 0)
+        row, count = first_row(steps == 0)
         raise UserError(
             f"{where(row + 1, timestamps)}: duplicated timestamp, the same as the previous "
-            f"row{_more(count)}\n  fix: remove the duplicated rows"
+            f"row{more_rows(count)}\n  fix: remove the duplicated rows"
         )
 
 
@@ -71,41 +73,41 @@ def _check_values(timestamps: np.ndarray, ohlcv: np.ndarray, where: RowLocator) 
     names = ("open", "high", "low", "close", "volume")
     finite = np.isfinite(ohlcv)
     if not finite.all():
-        row, count = _first(~finite.all(axis=1))
+        row, count = first_row(~finite.all(axis=1))
         column = names[int(np.flatnonzero(~finite[row])[0])]
         raise UserError(
             f"{where(row, timestamps)}: {column} is {ohlcv[row, names.index(column)]} "
-            f"(missing or infinite){_more(count)}\n"
+            f"(missing or infinite){more_rows(count)}\n"
             "  fix: fill or remove that row (missing bars are handled by data.missing_bars)"
         )
     prices = ohlcv[:, :VOLUME]
     if (prices <= 0).any():
-        row, count = _first((prices <= 0).any(axis=1))
+        row, count = first_row((prices <= 0).any(axis=1))
         column = names[int(np.flatnonzero(prices[row] <= 0)[0])]
         raise UserError(
             f"{where(row, timestamps)}: {column} = {ohlcv[row, names.index(column)]:g} is not a "
-            f"positive price{_more(count)}\n  fix: correct or remove that row"
+            f"positive price{more_rows(count)}\n  fix: correct or remove that row"
         )
     body_top = np.maximum(ohlcv[:, OPEN], ohlcv[:, CLOSE])
     body_bottom = np.minimum(ohlcv[:, OPEN], ohlcv[:, CLOSE])
     if (ohlcv[:, HIGH] < body_top).any():
-        row, count = _first(ohlcv[:, HIGH] < body_top)
+        row, count = first_row(ohlcv[:, HIGH] < body_top)
         raise UserError(
             f"{where(row, timestamps)}: high {ohlcv[row, HIGH]:g} is below max(open, close) "
-            f"{body_top[row]:g}{_more(count)}\n"
+            f"{body_top[row]:g}{more_rows(count)}\n"
             "  fix: correct that row (columns may be swapped: check the header order)"
         )
     if (ohlcv[:, LOW] > body_bottom).any():
-        row, count = _first(ohlcv[:, LOW] > body_bottom)
+        row, count = first_row(ohlcv[:, LOW] > body_bottom)
         raise UserError(
             f"{where(row, timestamps)}: low {ohlcv[row, LOW]:g} is above min(open, close) "
-            f"{body_bottom[row]:g}{_more(count)}\n"
+            f"{body_bottom[row]:g}{more_rows(count)}\n"
             "  fix: correct that row (columns may be swapped: check the header order)"
         )
     if (ohlcv[:, VOLUME] < 0).any():
-        row, count = _first(ohlcv[:, VOLUME] < 0)
+        row, count = first_row(ohlcv[:, VOLUME] < 0)
         raise UserError(
-            f"{where(row, timestamps)}: volume {ohlcv[row, VOLUME]:g} is negative{_more(count)}\n"
+            f"{where(row, timestamps)}: volume {ohlcv[row, VOLUME]:g} is negative{more_rows(count)}\n"
             "  fix: correct or remove that row"
         )
 
@@ -118,7 +120,7 @@ def check_spacing(
     off_grid = steps % bar_ns != 0
     if not off_grid.any():
         return
-    row, count = _first(off_grid)
+    row, count = first_row(off_grid)
     typical = int(np.median(steps)) if len(steps) else bar_ns
     hint = (
         f"most bars are {format_duration(typical)} apart: set data.bar={format_duration(typical)}"
@@ -136,5 +138,5 @@ def check_spacing(
     raise UserError(
         f"{where(row + 1, timestamps)}: mixed bar spacing — this bar is "
         f"{format_duration(int(steps[row]))} after the previous one, not a multiple of the "
-        f"{format_duration(bar_ns)} bar ({source}){_more(count)}\n  fix: {hint}"
+        f"{format_duration(bar_ns)} bar ({source}){more_rows(count)}\n  fix: {hint}"
     )

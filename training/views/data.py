@@ -13,7 +13,7 @@ from rich.table import Table
 
 from core.config import Config, risk_profile_config
 from core.data.calendar import Inferred
-from core.data.load import ClosureSummary, DataSummary
+from core.data.load import AssetReport, ClosureSummary, DataSummary
 from core.envs.market import min_trade_inferred
 from core.envs.simulator import check_band
 from core.features.build import Progress as ProgressCallback
@@ -133,6 +133,30 @@ def closure_lines(closures: ClosureSummary | dict[str, Any] | None) -> list[str]
     return [f"• {head}", *(f"    {line}" for line in spans)] if head else []
 
 
+def price_lines(assets: Iterable[AssetReport | dict[str, Any]]) -> list[str]:
+    """How the prices were read: the adjusted-close column each asset was scaled by, and the
+    suspected splits kept under data.splits=accept (from a summary or a store's meta.json)."""
+    reports = [a if isinstance(a, AssetReport) else AssetReport(**a) for a in assets]
+    by_column: dict[str, list[str]] = {}
+    for report in reports:
+        if report.adjusted_with:
+            by_column.setdefault(report.adjusted_with, []).append(report.name)
+    lines = [
+        f"• prices adjusted with the {column!r} column ({', '.join(names)}): open, high, low and "
+        f"close x {column} / close per row, volume / the same factor (traded value unchanged); "
+        "set data.adjusted_close=none for the raw prices"
+        for column, names in by_column.items()
+    ]
+    for report in reports:
+        if report.splits:
+            lines.append(
+                f"• {report.name}: {len(report.splits):,} overnight move(s) that look like an "
+                "unadjusted split kept as real moves (data.splits=accept):"
+            )
+            lines += [f"    {line}" for line in report.splits]
+    return lines
+
+
 def print_summary(
     summary: DataSummary, out: TextIO, also_inferred: Iterable[Inferred] = ()
 ) -> None:
@@ -141,7 +165,7 @@ def print_summary(
     console = _console(out)
     console.print(f"Dataset {summary.source}", highlight=False, soft_wrap=True)
     console.print(summary_table(summary))
-    for line in closure_lines(summary.closures):
+    for line in [*closure_lines(summary.closures), *price_lines(summary.assets)]:
         console.print(line, highlight=False, soft_wrap=True)
     for line in inferred_lines([*summary.inferred, *also_inferred]):
         console.print(line, highlight=False, soft_wrap=True)
@@ -185,5 +209,10 @@ def print_store(
     )
     summary = store.meta.get("summary") or {}
     inferred = [*store.meta.get("inferred", []), *also_inferred]
-    for line in [*closure_lines(summary.get("closures")), *inferred_lines(inferred)]:
+    lines = [
+        *closure_lines(summary.get("closures")),
+        *price_lines(summary.get("assets") or []),
+        *inferred_lines(inferred),
+    ]
+    for line in lines:
         _console(out).print(line, highlight=False, soft_wrap=True)
