@@ -15,6 +15,10 @@ for name in OMP_NUM_THREADS OPENBLAS_NUM_THREADS MKL_NUM_THREADS BLIS_NUM_THREAD
   export "$name=1"
 done
 
+# The command as typed, for the run folder's command.txt and its report (not the Python call).
+PLOUTOS_COMMAND="$(printf '%q ' "$0" "$@")"
+export PLOUTOS_COMMAND
+
 # --help needs only the standard library: answer it without building the environment.
 for arg in "$@"; do
   if [[ "$arg" == "-h" || "$arg" == "--help" ]]; then

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.dates
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only: no display on servers and in tests
 import matplotlib.pyplot as plt
@@ -114,6 +116,8 @@ def _drawdown(times: pd.Series, oos: pd.DataFrame) -> Figure:
         axis.fill_between(times, drawdown, 0, alpha=0.35, label=name, color=STYLES[name]["color"])
     _fold_lines(axis, times, oos)
     axis.set_ylabel("drawdown")
+    axis.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    axis.set_title("Drawdown from the running peak (out of sample)")
     axis.legend(loc="lower left", fontsize=8)
     axis.grid(alpha=0.3)
     return figure
@@ -171,7 +175,7 @@ def _fold_sharpe(fold_metrics: list[dict[str, Any]]) -> Figure:
     )  # fmt: skip
     axis.set_ylabel("annualised Sharpe (test)")
     axis.set_title("Sharpe per fold: the agent and the baselines, same bars and costs")
-    axis.legend(fontsize=7, ncol=len(names))
+    axis.legend(fontsize=7, ncol=len(names), loc="best")
     return figure
 
 
@@ -205,28 +209,36 @@ def _fused_rounds(folds: list[FoldResult]) -> Figure:
 
 
 def _validation(folds: list[FoldResult]) -> Figure:
+    """Per fold, the members' median validation score by step and their band (worst to best):
+    one line a fold whatever the ensemble size; red dots are the checkpoints kept."""
     figure, axis = plt.subplots(figsize=(8, 3.5))
     for fold in folds:
-        for member in fold.members:
-            points = member["evaluations"]
-            if not points:
-                continue
-            steps = [p["timesteps"] for p in points]
-            scores = [p["score"] if np.isfinite(p["score"]) else np.nan for p in points]
-            axis.plot(
-                steps,
-                scores,
-                marker="o",
-                markersize=3,
-                label=f"fold {fold.index} m{member['member']}",
+        points = [(p["timesteps"], p["score"]) for m in fold.members for p in m["evaluations"]]
+        if not points:
+            continue
+        steps = sorted({step for step, _ in points})
+        by_step = [
+            [v if np.isfinite(v) else np.nan for step, v in points if step == at] for at in steps
+        ]
+        with warnings.catch_warnings():  # a step where every score is nan stays a gap
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, middle, high = (
+                np.array([f(v) for v in by_step]) for f in (np.nanmin, np.nanmedian, np.nanmax)
             )
-            if member["best_timesteps"] is not None:
-                best = max(points, key=lambda p: p["score"])
-                axis.scatter([best["timesteps"]], [best["score"]], color="red", zorder=3, s=18)
+        label = f"fold {fold.index}" + (
+            f" ({len(fold.members)} members: median, band)" if len(fold.members) > 1 else ""
+        )
+        (line,) = axis.plot(steps, middle, marker="o", markersize=3, label=label)
+        if len(fold.members) > 1:
+            axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
+        kept = [max(m["evaluations"], key=lambda p: p["score"]) for m in fold.members
+                if m["evaluations"] and m["best_timesteps"] is not None]  # fmt: skip
+        if kept:
+            axis.scatter([p["timesteps"] for p in kept], [p["score"] for p in kept], color="red",
+                         zorder=3, s=14)  # fmt: skip
     axis.set_xlabel("timesteps")
     axis.set_ylabel("validation score")
-    axis.set_title("Validation during training (red: kept checkpoint)")
-    if len(folds) * len(folds[0].members) <= 12:
-        axis.legend(fontsize=7)
+    axis.set_title("Validation during training (red: checkpoints kept)")
+    axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
     return figure

@@ -300,7 +300,7 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
     summary, fold_metrics, folds = results.summary, results.fold_metrics, results.folds
     plan = read_record(files.plan, "the run's plan")["plan"]
     versions = read_record(files.versions, "the run's package versions")
-    command = files.command.read_text().strip()
+    command = files.command.read_text().splitlines()[0].strip()  # as typed (start_training.sh)
     agent = summary["strategies"][AGENT]
     lines = [
         f"# Walk-forward report: {summary['run']}",
@@ -402,14 +402,12 @@ def markdown_table(strategies: dict[str, dict[str, float]]) -> str:
 def fold_table(fold_metrics: list[dict[str, Any]], folds: list[FoldResult]) -> str:
     header = (
         "| fold | test window | agent Sharpe | buy & hold | MA crossover | random | "
-        "agent return | trades | best checkpoint (steps) | stopped early |"
+        "agent return | trades | best checkpoint (steps; median, range) | stopped early |"
     )
     rows = [header, "|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for values, fold in zip(fold_metrics, folds, strict=True):
-        best = ", ".join(
-            f"{m['best_timesteps']:,}" if m["best_timesteps"] else "-" for m in fold.members
-        )
-        early = ", ".join("yes" if m["stopped_early"] else "no" for m in fold.members)
+        best = _steps_cell([m["best_timesteps"] for m in fold.members])
+        early = f"{sum(bool(m['stopped_early']) for m in fold.members)} of {len(fold.members)}"
         rows.append(
             f"| {values['fold']} | {values['first'][:10]} → {values['last'][:10]} | "
             f"{values[AGENT]['sharpe']:.2f} | {values['buy_and_hold']['sharpe']:.2f} | "
@@ -418,3 +416,15 @@ def fold_table(fold_metrics: list[dict[str, Any]], folds: list[FoldResult]) -> s
             f"{values[AGENT]['trades']:,.0f} | {best} | {early} |"
         )
     return "\n".join(rows)
+
+
+def _steps_cell(steps: list[int | None]) -> str:
+    """One member's step, or the members' median and range: a cell stays short at any size."""
+    known = sorted(s for s in steps if s)
+    if not known:
+        return "-"
+    if len(steps) == 1:
+        return f"{known[0]:,}"
+    median = int(np.median(known))
+    missing = f", {len(steps) - len(known)} without" if len(known) < len(steps) else ""
+    return f"{median:,} ({known[0]:,}–{known[-1]:,}{missing})"

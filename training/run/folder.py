@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import platform
 import re
 import sys
@@ -113,7 +114,7 @@ def _write_metadata(
     if inferred:
         write_text(files.inferred_config, _inferred_yaml(inferred))
     write_json(files.plan, {"hardware": hardware, "plan": plan.to_json()})
-    write_text(files.command, redact(" ".join([sys.executable, *argv])) + "\n")
+    write_text(files.command, redact(command_text(argv)))
     write_json(files.versions, versions())
     write_json(files.fold_windows, [fold.to_json(store.timestamps, store.bar_ns) for fold in folds])
     write_json(
@@ -127,6 +128,14 @@ def _write_metadata(
             "jobs": [job.to_json() for job in jobs],
         },
     )
+
+
+def command_text(argv: Sequence[str]) -> str:
+    """command.txt: the command as the user typed it (start_training.sh passes it on in
+    PLOUTOS_COMMAND), then the Python call it became; the Python call alone without it."""
+    call = " ".join([sys.executable, *argv])
+    typed = os.environ.get("PLOUTOS_COMMAND", "").strip()
+    return f"{typed}\n# as run: {call}\n" if typed else f"{call}\n"
 
 
 def _inferred_yaml(settings: dict[str, dict[str, Any]]) -> str:
