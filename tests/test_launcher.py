@@ -310,6 +310,14 @@ def test_the_board_counts_jobs_and_caps_steps_at_each_jobs_total(tmp_path: Path)
     assert "fold 0 member 0" in text and "try 2" in text and "fold 0 member 2" not in text
 
 
+def test_the_board_gives_an_eta_at_the_pace_so_far() -> None:
+    from training.launcher.board import eta
+
+    assert eta(2_000, 3_000, 60.0) == "  ·  ETA 0:30"  # 1,000 steps left at 2,000 a minute
+    assert eta(0, 3_000, 60.0) == "" and eta(3_000, 3_000, 60.0) == ""
+    assert eta(10, 3_000, 2.0) == ""  # the first seconds are start-up, not the pace
+
+
 def test_the_board_gives_each_member_of_a_running_group_its_line(tmp_path: Path) -> None:
     from rich.console import Console
 

@@ -331,7 +331,7 @@ def _post_run(run_dir: Path, jobs: list[Job], config: Config, failures: dict[str
         print(f"error: every job failed; see {files.failures}", file=sys.stderr)
         return 1
     print("Combining the members into the ensemble's test tracks", flush=True)
-    aggregate_run(run_dir)
+    aggregate_run(run_dir, say=lambda line: print(line, flush=True))
     if config.ensemble.mode == "fedavg":
         from training.post.fuse import fuse_run
 
@@ -363,7 +363,7 @@ def jobs_line(config: Config, n_folds: int, resource_plan: Plan) -> str:
     }[config.launcher.cluster]
     line = (
         f"{n_folds} fold(s) x {members} member(s) = {count} job(s) of "
-        f"{config.ppo.total_timesteps:,} PPO steps each"
+        f"{config.ppo.total_timesteps:,} PPO steps each{_whole_rollouts(config, resource_plan)}"
     )
     if resource_plan.learner != "population":
         return f"{line}, run {how}"
@@ -379,6 +379,18 @@ def jobs_line(config: Config, n_folds: int, resource_plan: Plan) -> str:
     return (
         f"{line}, trained in {n_folds * groups} group(s) of up to {largest} member(s) "
         f"(ensemble.learner population), {where}"
+    )
+
+
+def _whole_rollouts(config: Config, resource_plan: Plan) -> str:
+    """PPO stops after a whole rollout: say how many steps a member really trains."""
+    rollout = resource_plan.n_envs * resource_plan.n_steps
+    trained = -(-config.ppo.total_timesteps // rollout) * rollout
+    if trained == config.ppo.total_timesteps:
+        return ""
+    return (
+        f" (trained as {trained:,}: PPO collects whole rollouts of n_envs {resource_plan.n_envs}"
+        f" x n_steps {resource_plan.n_steps} = {rollout:,} steps)"
     )
 
 

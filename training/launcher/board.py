@@ -46,8 +46,12 @@ class JobBoard:
 
     def __call__(self, statuses: list[JobStatus], event: str | None) -> None:
         if event:
-            stamp = _clock(time.monotonic() - self.started)
+            elapsed = time.monotonic() - self.started
+            stamp = _clock(elapsed)
             shown = redact(event)  # an error may quote a storage URL
+            if event.startswith("done ") and statuses:  # without the live board, the pace too
+                steps = sum(_done(s) for s in statuses)
+                shown += eta(steps, sum(s.job.timesteps for s in statuses), elapsed)
             self.console.print(f"[dim]{stamp:>8}[/] {shown}", highlight=False, soft_wrap=True)
         if self.live is not None:
             self.live.update(self.render(statuses))
@@ -62,7 +66,8 @@ class JobBoard:
             f"{counts['queued']} queued, {counts['running']} running, {counts['done']} done, ",
             (f"{counts['failed']} failed", "red" if counts["failed"] else ""),
             f", {retried} retried  ·  {steps:,}/{total:,} steps  ·  "
-            f"{_clock(time.monotonic() - self.started)}",
+            f"{_clock(time.monotonic() - self.started)}"
+            f"{eta(steps, total, time.monotonic() - self.started)}",
         )
         table = Table(box=None, pad_edge=False, show_header=False)
         for column in ("job", "where", "attempt", "phase", "bar", "steps"):
@@ -92,6 +97,16 @@ class JobBoard:
             [Text(f"... and {len(running) - shown} more running")] if shown < len(running) else []
         )
         return Group(head, table, *more)
+
+
+ETA_AFTER_S = 10.0  # the first seconds (imports, store attach) say nothing about the pace
+
+
+def eta(done: int, total: int, elapsed: float) -> str:
+    """'  ·  ETA m:ss' at the pace so far (all jobs' steps over the wall time), or nothing yet."""
+    if done <= 0 or elapsed < ETA_AFTER_S or done >= total:
+        return ""
+    return f"  ·  ETA {_clock((total - done) * elapsed / done)}"
 
 
 def _done(status: JobStatus) -> int:

@@ -26,8 +26,9 @@ from training.run.job import jobs_by_fold
 from training.run.tracks import save_tracks
 
 
-def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
-    """Write every fold's ensemble tracks; return {fold: members used}."""
+def aggregate_run(run_dir: Path, say: Callable[[str], None] | None = None) -> dict[int, list[int]]:
+    """Write every fold's ensemble tracks; return {fold: members used}. `say` hears a line per
+    fold walked (a long test window takes a while)."""
     files = RunFiles(run_dir)
     config = run_config(run_dir)
     by_fold = jobs_by_fold([job for job in load_run(run_dir) if job.files.result.exists()])
@@ -45,6 +46,11 @@ def aggregate_run(run_dir: Path) -> dict[int, list[int]]:
                 handle.write(members[0].files.tracks.read_bytes())
         else:
             store = store or run_store(run_dir)
+            if say:
+                say(
+                    f"  fold {index}: the {config.ensemble.aggregate} of {len(members)} members "
+                    f"walks {len(members[0].fold.test):,} test bars"
+                )
             policy = ensemble_policy(
                 [load_tested(job, config.training.select) for job in members],
                 config.ensemble.aggregate,
