@@ -74,15 +74,13 @@ def test_evaluate_test_window_reproduces_the_runs_metrics(run_dir: Path, tmp_pat
     out = tmp_path / "replay"
     done = cli("--evaluate", str(run_dir), "--window", "test", "--output", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "metrics.json").read_text() == (run_dir / "metrics.json").read_text()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert json.loads((out / "metrics.json").read_text()) == metrics
     # every bar of the test windows carries one return: none is lost at a fold boundary
     assert metrics["test_bars"] == metrics["coverage"]["tested_bars"]
     files, mine = RunFiles(run_dir), RunFiles(out)
     for fold in (0, 1):
-        assert json.loads(mine.fold_metrics(fold).read_text()) == json.loads(
-            files.fold_metrics(fold).read_text()
-        )
+        assert mine.fold_metrics(fold).read_text() == files.fold_metrics(fold).read_text()
     assert (out / "oos_returns.csv").read_text() == (run_dir / "oos_returns.csv").read_text()
     report = (out / "report.md").read_text()
     assert "each fold's own test window" in report and "positions.png" in report
@@ -197,3 +195,40 @@ def test_refusals_name_the_problem_and_the_fix(run_dir: Path, tmp_path: Path) ->
     assert "has no finished fold" in message and "--resume" in message
     done = cli("--evaluate", str(run_dir), "--holding", "SYN01=1")
     assert done.returncode == 2 and "--holding only apply to --predict" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def population_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Members trained (and tested) together by the population learner: one stacked forward."""
+    out = tmp_path_factory.mktemp("population")
+    settings = ("ensemble.size=2", "ensemble.learner=population", "ppo.total_timesteps=2048",
+                "walk_forward.max_folds=1", "training.eval_every_steps=2048")  # fmt: skip
+    sets = [arg for setting in settings for arg in ("--set", setting)]
+    done = cli("--preset", "quick", "--output", str(out), *sets)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (found,) = out.iterdir()
+    assert list((found / "folds" / "fold_00").glob("group_*/group.json"))
+    return found
+
+
+def test_a_population_run_is_replayed_with_its_stacked_forward(
+    population_run: Path, tmp_path: Path
+) -> None:
+    done = evaluate(
+        Request(population_run, None, window="test", output=tmp_path / "r", show_progress=False)
+    )
+    assert (done.folder / "metrics.json").read_text() == (
+        population_run / "metrics.json"
+    ).read_text()
+    member = load_tracks(RunFiles(population_run).job(0, 1).tracks)
+    step = 1_000
+    decided = int(member["decision_timestamp"][step])
+    data = cut_copy(sample_dir(population_run), tmp_path / "cut", decided)
+    assets = json.loads((population_run / "jobs.json").read_text())["assets"]
+    held, bars = member["agent.held"][step], member["agent.bars_held"][step]
+    holding = [f"{a}={float(held[i])!r}@{int(bars[i])}" for i, a in enumerate(assets)]
+    decision = predict(
+        population_run, data, holding, float(member["agent.drawdown"][step]), show_progress=False
+    )
+    got = decision["member_weights"]["1"]
+    np.testing.assert_array_equal([got[a] for a in assets], member["agent.weights"][step])

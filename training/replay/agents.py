@@ -77,6 +77,11 @@ def load_fold_agents(
     run_dir: Path, index: int, jobs: list[Job], everyone: list[Job], store: FeatureStore
 ) -> FoldAgents:
     """The fold's tested checkpoints on `store` (FOLDER's, shaped like the run's)."""
+    import torch
+
+    # One decision a bar through small networks: one thread is fastest (more only contend);
+    # the commands also export the limit before numpy loads (training.commands.replay).
+    torch.set_num_threads(1)
     run = run_config(run_dir)
     members = [member_configs(job, store)[0] for job in jobs]
     models = [load_tested(job, run.training.select, store=store) for job in jobs]

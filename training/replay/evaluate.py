@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.atomic import write_json
+from core.bar_range import BarRange
 from core.data.timestamps import format_utc
 from core.errors import UserError
 from core.evaluation.judge import annualisation_of, track_metrics
@@ -177,10 +178,11 @@ def _coverage(
     times = np.asarray(store.timestamps)
     if request.window == "test":
         by_index = {job.fold.index: job.fold for job in jobs}
-        folds = [dataclasses.replace(by_index[w.fold], test=w.bars) for w in windows]
+        # A walk starts at the close of the bar before its test window (Fold.test_walk).
+        mapped = {w.fold: BarRange(w.bars.start + 1, w.bars.stop) for w in windows}
+        folds = [dataclasses.replace(by_index[w.fold], test=mapped[w.fold]) for w in windows]
         if request.fold is None and request.start is None and request.end is None:
             every = sorted(by_index.values(), key=lambda f: f.index)
-            mapped = {w.fold: w.bars for w in windows}
             folds = [dataclasses.replace(f, test=mapped.get(f.index, f.test)) for f in every]
         return coverage_document(coverage(folds, times, config), times)
     (window,) = windows
