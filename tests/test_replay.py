@@ -30,6 +30,8 @@ RUN_SETTINGS = (
     "ppo.total_timesteps=4096",
     "walk_forward.max_folds=2",
     "training.eval_every_steps=2048",
+    "walk_forward.validation_months=3",  # short windows: the walks check plumbing and exactness
+    "walk_forward.test_months=2",
 )
 
 
@@ -88,7 +90,7 @@ def test_evaluate_test_window_reproduces_the_runs_metrics(run_dir: Path, tmp_pat
     assert "Fold 1's models (fused model)" in done.stdout
 
 
-@pytest.mark.parametrize("fold, step", [(0, 0), (0, 1_777), (1, 3_001)])
+@pytest.mark.parametrize("fold, step", [(0, 0), (0, 777), (1, 1_301)])
 def test_predict_on_data_cut_at_a_test_bar_is_the_recorded_decision(
     run_dir: Path, tmp_path: Path, fold: int, step: int
 ) -> None:
@@ -202,7 +204,8 @@ def population_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Members trained (and tested) together by the population learner: one stacked forward."""
     out = tmp_path_factory.mktemp("population")
     settings = ("ensemble.size=2", "ensemble.learner=population", "ppo.total_timesteps=2048",
-                "walk_forward.max_folds=1", "training.eval_every_steps=2048")  # fmt: skip
+                "walk_forward.max_folds=1", "training.eval_every_steps=2048",
+                "walk_forward.validation_months=3", "walk_forward.test_months=2")  # fmt: skip
     sets = [arg for setting in settings for arg in ("--set", setting)]
     done = cli("--preset", "quick", "--output", str(out), *sets)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -221,7 +224,7 @@ def test_a_population_run_is_replayed_with_its_stacked_forward(
         population_run / "metrics.json"
     ).read_text()
     member = load_tracks(RunFiles(population_run).job(0, 1).tracks)
-    step = 1_000
+    step = 1_000  # of about 1,460 test bars
     decided = int(member["decision_timestamp"][step])
     data = cut_copy(sample_dir(population_run), tmp_path / "cut", decided)
     assets = json.loads((population_run / "jobs.json").read_text())["assets"]
