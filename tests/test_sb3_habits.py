@@ -1,6 +1,6 @@
 """What SB3 and rl-zoo users expect: every PPO argument from config (with SB3's defaults), rl-zoo's
 `lin_X` schedules, their own callbacks, rollout/ep_rew_mean in the logs, and the env a finished
-run's models read (`make_env(run=...)`)."""
+run's models read (`make_run_env(run=...)`)."""
 
 from __future__ import annotations
 
@@ -173,15 +173,15 @@ def test_episode_return_and_length_are_logged_as_sb3_names_them(finished: SmallR
 def test_make_env_of_a_run_gives_what_its_models_read(finished: SmallRun) -> None:
     from core.envs.settings import env_settings
     from core.features.store import FeatureStore
-    from training.member.run_env import make_env
+    from training.member.run_env import make_run_env
 
     job = finished.jobs[0]
     store = FeatureStore.attach(job.store_path)
     config, _ = member_configs(job, store)
     model = load_model(config, next(job.files.checkpoints.glob("best-*.zip")), store)
-    whole = make_env(run=finished.run_dir)
+    whole = make_run_env(run=finished.run_dir)
     assert whole.observation_space == model.observation_space
-    env = make_env(run=finished.run_dir, fold=0, part="validation")
+    env = make_run_env(run=finished.run_dir, fold=0, part="validation")
     assert env.sim.settings == env_settings(config)
     obs, info = env.reset(seed=1)
     assert job.fold.validation.start <= info["start"] < job.fold.validation.stop
@@ -189,13 +189,13 @@ def test_make_env_of_a_run_gives_what_its_models_read(finished: SmallRun) -> Non
     assert env.action_space.contains(action.astype(env.action_space.dtype))
     env.step(action)
     with pytest.raises(UserError, match="no fold 7 member 0"):
-        make_env(run=finished.run_dir, fold=7)
+        make_run_env(run=finished.run_dir, fold=7)
 
 
 def test_launch_refuses_before_any_job(finished: SmallRun) -> None:
     from training.population.workload import launch_ensemble
 
-    with pytest.raises(UserError, match=r"training\.callbacks cannot"):
+    with pytest.raises(UserError, match=r"^training\.callbacks \(.*cannot run with the population"):
         launch_ensemble(finished.jobs, None, None, "population", 2)  # type: ignore[arg-type]
 
 

@@ -2,7 +2,7 @@
 
 `make_trading_vec_env(n_envs, kind=...)` is named apart from SB3's `make_vec_env(env_id, ...)`,
 whose arguments differ, so that importing both never shadows one with the other. The env of a
-finished run (its config and feature store) is `training.member.run_env.make_env(run=RUN_DIR)`:
+finished run (its config and feature store) is `training.member.run_env.make_run_env(run=RUN_DIR)`:
 the run folder's layout belongs to training/, which core does not import.
 
 Notebooks call `make_env(fee_bps=5, window=16)`: plain names of env and reward keys, checked

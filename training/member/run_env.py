@@ -1,4 +1,4 @@
-"""`make_env(run=RUN_DIR)`: the env a finished run's models were trained on, for a notebook.
+"""`make_run_env(run=RUN_DIR)`: the env a finished run's models were trained on, for a notebook.
 
 It lives in training/, not beside `core.envs.make.make_env`, because what makes it exact is the
 run folder (config.yaml with config_inferred.yaml over it, the feature store jobs.json names,
@@ -23,7 +23,7 @@ Part = Literal["train", "validation", "test"]
 PARTS = ("train", "validation", "test")
 
 
-def make_env(
+def make_run_env(
     run: str | Path,
     fold: int | None = None,
     part: Part = "test",

@@ -227,9 +227,9 @@ def _train_rounds(
 ) -> Generator[None, None, None]:
     """`callbacks`: the member's own, and what learn() runs (it with the user's)."""
     from training.fedavg.barrier import RoundBarrier
+    from training.member.rounds import round_ends, train_rounds
 
     callback, learning = callbacks
-    from training.member.rounds import round_ends, train_rounds
 
     ensemble = run.ensemble
     barrier = RoundBarrier(
