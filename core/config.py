@@ -201,7 +201,9 @@ def schedule_or_number(high: float | None) -> Any:
             try:
                 start = float(text[len(SCHEDULE_PREFIX) :])
             except ValueError:
-                start = float("nan")
+                raise ValueError(
+                    f"{SCHEDULE_PREFIX}X needs a number X (e.g. lin_3e-4: linear from 3e-4 to 0)"
+                ) from None
         elif isinstance(value, int | float) and not isinstance(value, bool):
             start = float(value)
         else:

@@ -63,7 +63,8 @@ def test_schedule_strings_are_validated_like_rl_zoo_writes_them() -> None:
     assert config.ppo.learning_rate == "lin_3e-4" and config.ppo.clip_range_vf == "lin_0.5"
     for bad, said in [
         ("ppo.learning_rate=lin_2", "at most 1"),
-        ("ppo.clip_range=lin_zero", "above 0"),
+        ("ppo.clip_range=lin_zero", "needs a number X"),
+        ("ppo.clip_range=lin_-0.1", "above 0"),
         ("ppo.clip_range=exp_0.2", "lin_X"),
         ("ppo.clip_range_vf=0", "above 0"),
         ("ppo.target_kl=-1", "> 0"),
