@@ -566,9 +566,31 @@ def validate(raw: dict[str, Any], sources: Sources | None = None) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, raw, sources or {})) from None
+    _refuse_entropy_under_gsde(config, sources or {})
     for name in config.ensemble.risk_profiles:
         risk_profile_config(config, name)  # a bad value fails now, not in a job an hour later
     return config
+
+
+def _refuse_entropy_under_gsde(config: Config, sources: Sources) -> None:
+    """The entropy floor and alarm read the Gaussian's own log_std; under gSDE the spread
+    depends on the state, so that number is not the policy's entropy: refused, not misread."""
+    training = config.training
+    keys = [
+        f"training.{name}"
+        for name in ("entropy_target", "min_entropy")
+        if getattr(training, name) is not None
+    ]
+    if config.ppo.use_sde and keys:
+        where = ", ".join(
+            f"{key} (set in {sources[key]})" if key in sources else key
+            for key in ["ppo.use_sde", *keys]
+        )
+        raise UserError(
+            f"invalid configuration: {where}: the entropy floor and alarm read a "
+            "state-independent log_std, which ppo.use_sde (gSDE) does not have\n"
+            f"  fix: set {' and '.join(keys)} to null, or ppo.use_sde=false"
+        )
 
 
 def risk_profile_config(config: Config, name: str) -> Config:

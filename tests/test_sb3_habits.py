@@ -74,6 +74,13 @@ def test_schedule_strings_are_validated_like_rl_zoo_writes_them() -> None:
         assert bad.split("=")[0] in str(refused.value)
 
 
+def test_gsde_refuses_the_entropy_settings_it_would_misread() -> None:
+    assert load_config(overrides=["ppo.use_sde=true"]).ppo.use_sde
+    with pytest.raises(UserError, match=r"training\.entropy_target to null") as refused:
+        load_config(overrides=["ppo.use_sde=true", "training.entropy_target=0.5"])
+    assert "ppo.use_sde (set in --set ppo.use_sde=true)" in str(refused.value)
+
+
 @given(st.floats(1e-6, 1.0), st.floats(0.0, 1.0))
 def test_lin_schedule_is_rl_zoos_linear_schedule(start: float, progress_remaining: float) -> None:
     """rl-zoo's linear_schedule(X)(p) = p * X: X at the start (p = 1), 0 at the end."""
