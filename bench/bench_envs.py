@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.naive_env import NaivePandasEnv
     from core.config import load_config
-    from core.envs.make import make_env, make_vec_env
+    from core.envs.make import make_env, make_trading_vec_env
     from core.features.build import feature_store
     from core.features.resolved import with_inferred
 
@@ -160,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         warm(env)
         record("TradingEnv", 1, best_of(args.rounds, lambda: run_single(env, args.seconds)))
         for k in args.sizes:
-            vec = make_vec_env(k, "batch", config, store)
+            vec = make_trading_vec_env(k, "batch", config, store)
             rate = best_of(args.rounds, lambda vec=vec: run_vec(vec, args.seconds))
             record(f"BatchTradingEnv K={k}", k, rate)
         if not args.skip_subproc:
-            vec = make_vec_env(2, "subproc", config, store)
+            vec = make_trading_vec_env(2, "subproc", config, store)
             rate = best_of(args.rounds, lambda: run_vec(vec, args.seconds))
             record("SubprocVecEnv 2 workers", 2, rate)
             vec.close()

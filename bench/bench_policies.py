@@ -273,7 +273,7 @@ def build_model(args: argparse.Namespace, config: Any, store: Any, train: tuple[
     import torch
 
     from bench.zero_env import ZeroCostVecEnv
-    from core.envs.make import make_vec_env
+    from core.envs.make import make_trading_vec_env
     from core.hardware.machine import detect
     from core.hardware.planner import plan
     from core.policies.build import algorithm_class
@@ -283,7 +283,7 @@ def build_model(args: argparse.Namespace, config: Any, store: Any, train: tuple[
         detect(), config, n_assets=len(store.assets), feature_names=store.feature_names
     )
     torch.set_num_threads(resources.torch_threads)
-    vec = make_vec_env(resources.n_envs, "batch", config, store, fold=train, seed=args.seed)
+    vec = make_trading_vec_env(resources.n_envs, "batch", config, store, fold=train, seed=args.seed)
     if args.env == "zero":
         spaces = (vec.observation_space, vec.action_space)
         vec.close()

@@ -233,7 +233,7 @@ def _planned(config: Any, store: Any, train: tuple[int, int]) -> tuple[Any, str]
     import torch
     from stable_baselines3 import PPO
 
-    from core.envs.make import make_vec_env
+    from core.envs.make import make_trading_vec_env
     from core.hardware.machine import detect
     from core.hardware.planner import plan
     from training.member.models import ppo_arguments, store_layout
@@ -242,7 +242,7 @@ def _planned(config: Any, store: Any, train: tuple[int, int]) -> tuple[Any, str]
         detect(), config, n_assets=len(store.assets), feature_names=store.feature_names
     )
     torch.set_num_threads(resources.torch_threads)
-    vec = make_vec_env(resources.n_envs, "batch", config, store, fold=train, seed=0)
+    vec = make_trading_vec_env(resources.n_envs, "batch", config, store, fold=train, seed=0)
 
     layout = store_layout(store, config)
     arguments = ppo_arguments(config, layout, resources.n_steps, resources.batch_size)

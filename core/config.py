@@ -190,18 +190,65 @@ class PolicyConfig(Section):
     lstm_layers: Annotated[int, Field(ge=1, le=16)]
 
 
+SCHEDULE_PREFIX = "lin_"  # rl-baselines3-zoo's linear schedule: lin_3e-4 goes 3e-4 -> 0
+
+
+def schedule_start(value: float | str) -> float:
+    """The value a `ppo.learning_rate` / `clip_range` / `clip_range_vf` starts training at: the
+    number itself, or X of rl-zoo's `lin_X` (linear in SB3's progress_remaining, X -> 0)."""
+    if isinstance(value, str):
+        return float(value.strip()[len(SCHEDULE_PREFIX) :])
+    return float(value)
+
+
+def schedule_or_number(high: float | None) -> Any:
+    """A PPO value SB3 takes as a float or a schedule: a number in (0, high], or `lin_X` with X in
+    that range (rl-baselines3-zoo's string: linear from X at the start to 0 at the end)."""
+    bound = "" if high is None else f" and at most {high:g}"
+
+    def check(value: Any) -> Any:
+        text = value.strip() if isinstance(value, str) else None
+        if text is not None and text.startswith(SCHEDULE_PREFIX):
+            try:
+                start = float(text[len(SCHEDULE_PREFIX) :])
+            except ValueError:
+                raise ValueError(
+                    f"{SCHEDULE_PREFIX}X needs a number X (e.g. lin_3e-4: linear from 3e-4 to 0)"
+                ) from None
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            start = float(value)
+        else:
+            raise ValueError(
+                f"expected a number or {SCHEDULE_PREFIX}X (linear from X to 0, e.g. lin_3e-4)"
+            )
+        if not (start > 0 and (high is None or start <= high)) or start == float("inf"):
+            raise ValueError(f"expected a value above 0{bound} (a number, or lin_X with such an X)")
+        return text if text is not None else value
+
+    return Annotated[float | str, BeforeValidator(check)]
+
+
 class PPOConfig(Section):
+    """Every argument of SB3's PPO (and RecurrentPPO) a run may set; the rest (env, policy,
+    seed, device, logging, rollout buffer) the project fills in."""
+
     net_arch: Annotated[list[Annotated[int, Field(ge=1, le=65536)]], Field(min_length=1)]
-    learning_rate: Annotated[float, Field(gt=0, le=1)]
+    learning_rate: schedule_or_number(1.0)  # type: ignore[valid-type]
     n_steps: Annotated[int, Field(ge=8, le=1_000_000)] | Auto
     batch_size: Annotated[int, Field(ge=8, le=10_000_000)] | Auto
     n_epochs: Annotated[int, Field(ge=1, le=1000)]
     gamma: Annotated[float, Field(gt=0, le=1)]
     gae_lambda: Annotated[float, Field(ge=0, le=1)]
-    clip_range: Annotated[float, Field(gt=0, le=1)]
+    clip_range: schedule_or_number(1.0)  # type: ignore[valid-type]
+    clip_range_vf: schedule_or_number(None) | None  # type: ignore[valid-type]
+    normalize_advantage: bool
     ent_coef: Annotated[float, Field(ge=0, le=1)]
     vf_coef: Annotated[float, Field(ge=0, le=10)]
     max_grad_norm: Annotated[float, Field(gt=0)]
+    use_sde: bool
+    sde_sample_freq: Annotated[int, Field(ge=-1, le=1_000_000)]
+    target_kl: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None
+    stats_window_size: Annotated[int, Field(ge=1, le=1_000_000)]
     total_timesteps: Steps
 
 
@@ -296,6 +343,20 @@ class HardwareConfig(Section):
     worker_memory_gb: Annotated[float, Field(gt=0, le=1_000_000)]
 
 
+CALLBACK_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def _callback_name(value: Any) -> Any:
+    """`module.path:ClassName` of an SB3 callback (imported by the trainer, not here: this
+    module loads before the thread limits are set)."""
+    if not isinstance(value, str) or not CALLBACK_PATTERN.fullmatch(value.strip()):
+        raise ValueError(
+            "expected 'module.path:ClassName' of a stable-baselines3 callback class "
+            "(e.g. my_package.callbacks:LogGradients)"
+        )
+    return value.strip()
+
+
 class TrainingConfig(Section):
     eval_every_steps: Steps | Auto
     validation_metric: Literal["sharpe", "sortino", "calmar", "total_return"]
@@ -307,6 +368,7 @@ class TrainingConfig(Section):
     entropy_target: float | None
     ent_coef_max: Annotated[float, Field(ge=0, le=1)]
     tensorboard: bool
+    callbacks: list[Annotated[str, BeforeValidator(_callback_name)]]
 
 
 class EvaluationConfig(Section):
@@ -515,9 +577,31 @@ def validate(raw: dict[str, Any], sources: Sources | None = None) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, raw, sources or {})) from None
+    _refuse_entropy_under_gsde(config, sources or {})
     for name in config.ensemble.risk_profiles:
         risk_profile_config(config, name)  # a bad value fails now, not in a job an hour later
     return config
+
+
+def _refuse_entropy_under_gsde(config: Config, sources: Sources) -> None:
+    """The entropy floor and alarm read the Gaussian's own log_std; under gSDE the spread
+    depends on the state, so that number is not the policy's entropy: refused, not misread."""
+    training = config.training
+    keys = [
+        f"training.{name}"
+        for name in ("entropy_target", "min_entropy")
+        if getattr(training, name) is not None
+    ]
+    if config.ppo.use_sde and keys:
+        where = ", ".join(
+            f"{key} (set in {sources[key]})" if key in sources else key
+            for key in ["ppo.use_sde", *keys]
+        )
+        raise UserError(
+            f"invalid configuration: {where}: the entropy floor and alarm read a "
+            "state-independent log_std, which ppo.use_sde (gSDE) does not have\n"
+            f"  fix: set {' and '.join(keys)} to null, or ppo.use_sde=false"
+        )
 
 
 def risk_profile_config(config: Config, name: str) -> Config:

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from core.envs.make import make_env, make_vec_env
+from core.envs.make import make_env, make_trading_vec_env
 from core.envs.trading_env import TradingEnv
 from core.errors import UserError
 from core.features.store import FeatureStore
@@ -55,7 +55,7 @@ def test_trading_env_passes_gymnasium_and_sb3_checkers(store: FeatureStore) -> N
 def test_batch_env_trains_a_ppo_policy(store: FeatureStore) -> None:
     from stable_baselines3 import PPO
 
-    vec = make_vec_env(8, "batch", small_config(), store, episode_bars=24)
+    vec = make_trading_vec_env(8, "batch", small_config(), store, episode_bars=24)
     model = PPO("MultiInputPolicy", vec, n_steps=32, batch_size=64, n_epochs=1, seed=0)
     model.learn(total_timesteps=512)
     assert model.num_timesteps >= 512
@@ -206,7 +206,9 @@ def test_ranges_without_a_full_window_or_outside_the_store_are_refused(store: Fe
 def test_env_never_reads_outside_its_range(store: FeatureStore, tmp_path: Path) -> None:
     start, stop, window = 100, 250, 32
     poisoned = poisoned_copy(store, tmp_path / "poisoned", start, stop, window)
-    vec = make_vec_env(4, "batch", small_config(), poisoned, fold=(start, stop), episode_bars=60)
+    vec = make_trading_vec_env(
+        4, "batch", small_config(), poisoned, fold=(start, stop), episode_bars=60
+    )
     obs = vec.reset()
     actions = np.random.default_rng(0).uniform(-1, 1, (600, 4, 3)).astype(np.float32)
     reached_end = False
@@ -286,7 +288,7 @@ def test_infos_agree_with_the_books_after_every_step(
 def run_together(kinds: list[str], store: FeatureStore, steps: int = 70) -> None:
     """Same seeds and actions: every kind returns the same observations, rewards, dones, infos."""
     envs = {
-        kind: make_vec_env(3, kind, small_config(), store, seed=11, episode_bars=20)
+        kind: make_trading_vec_env(3, kind, small_config(), store, seed=11, episode_bars=20)
         for kind in kinds
     }
     try:
@@ -364,4 +366,4 @@ def test_bad_override_value_says_what_is_allowed(store: FeatureStore) -> None:
 
 def test_vec_env_kind_must_be_known(store: FeatureStore) -> None:
     with pytest.raises(ValueError, match="kind must be"):
-        make_vec_env(2, "threads", small_config(), store)  # type: ignore[arg-type]
+        make_trading_vec_env(2, "threads", small_config(), store)  # type: ignore[arg-type]

@@ -23,7 +23,14 @@ IMPORTS = [
 
 def test_readme_shows_the_public_entry_points() -> None:
     shown = {name for _, name in IMPORTS}
-    assert {"make_env", "make_vec_env", "FeatureStore", "plan", "load_config", "run_job"} <= shown
+    assert {
+        "make_env",
+        "make_trading_vec_env",
+        "FeatureStore",
+        "plan",
+        "load_config",
+        "run_job",
+    } <= shown
 
 
 @pytest.mark.parametrize(("module", "name"), IMPORTS, ids=[f"{m}.{n}" for m, n in IMPORTS])

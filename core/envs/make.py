@@ -1,4 +1,9 @@
-"""The notebook entry points: `make_env` and `make_vec_env` from loose arguments.
+"""The notebook entry points: `make_env` and `make_trading_vec_env` from loose arguments.
+
+`make_trading_vec_env(n_envs, kind=...)` is named apart from SB3's `make_vec_env(env_id, ...)`,
+whose arguments differ, so that importing both never shadows one with the other. The env of a
+finished run (its config and feature store) is `training.member.run_env.make_run_env(run=RUN_DIR)`:
+the run folder's layout belongs to training/, which core does not import.
 
 Notebooks call `make_env(fee_bps=5, window=16)`: plain names of env and reward keys, checked
 like config files are (an unknown name is an error with a suggestion; a bad value says what is
@@ -92,7 +97,7 @@ def make_env(
     return TradingEnv(*_env_parts(config, data, fold, overrides), seed)
 
 
-def make_vec_env(
+def make_trading_vec_env(
     n_envs: int,
     kind: VecKind = "batch",
     config: Config | None = None,

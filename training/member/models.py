@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from core.config import Config, risk_profile_config
+from core.config import Config, risk_profile_config, schedule_start
 from core.evaluation.rollout import Policy
 from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
@@ -39,21 +39,39 @@ def ppo_arguments(
     policy, policy_kwargs = policy_arguments(config, layout)
     arguments: dict[str, Any] = {
         "policy": policy,
-        "learning_rate": ppo.learning_rate,
+        "learning_rate": schedule(ppo.learning_rate),
         "n_steps": n_steps,
         "batch_size": batch_size,
         "n_epochs": ppo.n_epochs,
         "gamma": ppo.gamma,
         "gae_lambda": ppo.gae_lambda,
-        "clip_range": ppo.clip_range,
+        "clip_range": schedule(ppo.clip_range),
+        "clip_range_vf": schedule(ppo.clip_range_vf),
+        "normalize_advantage": ppo.normalize_advantage,
         "ent_coef": ppo.ent_coef,
         "vf_coef": ppo.vf_coef,
         "max_grad_norm": ppo.max_grad_norm,
+        "use_sde": ppo.use_sde,
+        "sde_sample_freq": ppo.sde_sample_freq,
+        "target_kl": ppo.target_kl,
+        "stats_window_size": ppo.stats_window_size,
         "policy_kwargs": policy_kwargs,
     }
     if not is_recurrent(config):  # RecurrentPPO keeps its own buffer (it stores LSTM states)
         arguments["rollout_buffer_class"] = rollout_buffer_class(config)
     return arguments
+
+
+def schedule(value: float | str | None) -> Any:
+    """A config value as SB3 takes it: a number stays a number; rl-zoo's `lin_X` becomes SB3's
+    own LinearSchedule from X (progress_remaining 1) to 0 (progress_remaining 0), which is what
+    rl-zoo's linear_schedule computes (X * progress_remaining) and which pickles as a class SB3
+    itself defines."""
+    if not isinstance(value, str):
+        return value
+    from stable_baselines3.common.utils import LinearSchedule
+
+    return LinearSchedule(schedule_start(value), 0.0, 1.0)
 
 
 def rollout_buffer_class(config: Config) -> Any:
@@ -128,9 +146,11 @@ def trusted_entries(config: Config, store: FeatureStore, env: Any = None) -> dic
         "policy_kwargs": policy_kwargs,
         "observation_space": spaces[0],
         "action_space": spaces[1],
-        "lr_schedule": FloatSchedule(config.ppo.learning_rate),
-        "clip_range": config.ppo.clip_range,  # PPO makes it a schedule when it sets up
-        "clip_range_vf": None,
+        "learning_rate": schedule(config.ppo.learning_rate),  # pickled when a schedule
+        "lr_schedule": FloatSchedule(schedule(config.ppo.learning_rate)),
+        # PPO makes these schedules when it sets up
+        "clip_range": schedule(config.ppo.clip_range),
+        "clip_range_vf": schedule(config.ppo.clip_range_vf),
         "rollout_buffer_class": rollout_buffer_class(config),
         "rollout_buffer_kwargs": {},
         "action_noise": None,

@@ -50,9 +50,11 @@ def train_rounds(
     hooks: Hooks,
     validate_fused: Callable[[Any], dict[str, float]],
     reset_optimizer: bool = False,
+    learning: Any = None,
 ) -> Generator[None, None, None]:
     """Run the rounds not yet committed; yields while waiting at a barrier (the caller sleeps,
-    or in debug mode trains the fold's other members meanwhile)."""
+    or in debug mode trains the fold's other members meanwhile). `learning`: what learn() runs
+    (`callback` with the user's training.callbacks), `callback` itself by default."""
     phase = hooks.phase or (lambda name: None)
     warn = hooks.warn or (lambda message: None)
     for index, end in enumerate(ends, start=1):
@@ -70,7 +72,11 @@ def train_rounds(
         else:
             reseed(model, job.seed + index * ROUND_SEED_STRIDE)
             phase("training")
-            model.learn(end - model.num_timesteps, callback=callback, reset_num_timesteps=False)
+            model.learn(
+                end - model.num_timesteps,
+                callback=callback if learning is None else learning,
+                reset_num_timesteps=False,
+            )
             evaluation = callback.evaluate(commit=False)
             barrier.arrive(index, policy_state(model), evaluation["score"], model.num_timesteps)
             phase(f"round {index}/{len(ends)}: waiting")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.config import Config
-from core.envs.settings import env_settings
+from core.envs.settings import EnvSettings, env_settings
 from core.evaluation.judge import annualisation_of, evaluate_window, track_metrics
 from core.evaluation.metrics import Annualisation
 from core.evaluation.rollout import Track
@@ -29,6 +29,7 @@ from training.member.models import (
     store_layout,
 )
 from training.member.recovery import job_state, resumed_model
+from training.member.user_callbacks import learn_callback
 from training.member.validation import validation_metrics
 from training.run.files import JobFiles, RunFiles
 from training.run.folder import fold_seed, run_config
@@ -108,10 +109,8 @@ def _train(
     hooks: Hooks,
 ) -> Generator[None, None, tuple[Any, TrainingState]]:
     """`config` is the member's (its risk profile applied), `run` the run's."""
-    from core.envs.vec_env import vec_env
-
     settings = env_settings(config)
-    vec = vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed)
+    vec = member_vec_env(job, store, settings)
     state = job_state(files, hooks.warn)
     model = member_model(job, config, store, vec, state, hooks)
 
@@ -123,19 +122,33 @@ def _train(
     if not state.finished:
         if hooks.phase:
             hooks.phase("training")
+        learning = learn_callback(callback, config)  # the user's training.callbacks after ours
         if rounds:
-            yield from _train_rounds(model, job, run, store, annual, callback, state, hooks)
+            yield from _train_rounds(
+                model, job, run, store, annual, (callback, learning), state, hooks
+            )
         else:
             remaining = job.timesteps - model.num_timesteps
             if remaining > 0 and not state.stopped_early:
                 with said_when_nonfinite(model, job.name, config):
                     model.learn(
-                        remaining, callback=callback, reset_num_timesteps=not state.last_checkpoint
+                        remaining, callback=learning, reset_num_timesteps=not state.last_checkpoint
                     )
         callback.init_callback(model)
         callback.finish()
     vec.close()
     return model, state
+
+
+def member_vec_env(job: Job, store: FeatureStore, settings: EnvSettings) -> Any:
+    """The member's training envs, in SB3's VecMonitor: it puts `episode` (return, length) in
+    the info of an env's last step, from which SB3 logs rollout/ep_rew_mean and ep_len_mean
+    (the mean of the last ppo.stats_window_size episodes), as it does for Monitor-wrapped envs."""
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from core.envs.vec_env import vec_env
+
+    return VecMonitor(vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed))
 
 
 def member_model(
@@ -208,12 +221,15 @@ def _train_rounds(
     run: Config,
     store: FeatureStore,
     annual: Annualisation,
-    callback: WalkForwardCallback,
+    callbacks: tuple[WalkForwardCallback, Any],
     state: TrainingState,
     hooks: Hooks,
 ) -> Generator[None, None, None]:
+    """`callbacks`: the member's own, and what learn() runs (it with the user's)."""
     from training.fedavg.barrier import RoundBarrier
     from training.member.rounds import round_ends, train_rounds
+
+    callback, learning = callbacks
 
     ensemble = run.ensemble
     barrier = RoundBarrier(
@@ -236,7 +252,7 @@ def _train_rounds(
     callback.init_callback(model)
     reset = ensemble.sync_optimizer == "reset"
     yield from train_rounds(
-        model, job, callback, barrier, ends, state, hooks, validate_fused, reset
+        model, job, callback, barrier, ends, state, hooks, validate_fused, reset, learning
     )
 
 

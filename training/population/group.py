@@ -23,7 +23,8 @@ from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState
 from training.member.models import member_configs
 from training.member.recovery import job_state
-from training.member.trainer import member_callback, member_model
+from training.member.trainer import member_callback, member_model, member_vec_env
+from training.population.limits import refuse_unbatched
 from training.run.job import Hooks, Job
 
 
@@ -57,15 +58,14 @@ def build_members(
 ) -> list[Member]:
     """Every job's model as the separate trainer would build it; each member's generators take
     the global ones' state right after its model is built (what its own process would have)."""
-    from core.envs.vec_env import vec_env
-
     members = []
     for index, job in enumerate(jobs):
         config, _ = member_configs(job, store)
         if config.ensemble.mode == "fedavg":
             raise ValueError("fedavg members train with ensemble.learner separate")
+        refuse_unbatched(config)
         settings = env_settings(config)
-        vec = vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed)
+        vec = member_vec_env(job, store, settings)
         files = job.files
         member_hooks = _member_hooks(job, hooks)
         state = job_state(files, member_hooks.warn)

@@ -12,6 +12,7 @@ from core.hardware.groups import group_sizes, groups_per_fold
 from training.launcher.launch import LaunchSettings, Outcome, Tell, launch
 from training.member.workload import launch_members
 from training.run.files import JobFiles, RunFiles
+from training.run.folder import run_config
 from training.run.job import NO_HOOKS, Hooks, Job, jobs_by_fold
 
 
@@ -93,9 +94,18 @@ def fold_groups(jobs: list[Job], slots: int, largest: int) -> list[GroupRun]:
 def launch_ensemble(
     jobs: list[Job], settings: LaunchSettings, tell: Tell, learner: str, group_size: int
 ) -> Outcome:
-    """Train the run's members with the planned learner."""
+    """Train the run's members with the planned learner; what the config names that the
+    learner cannot run (or a callback that does not import) stops here, before any job."""
+    from training.member.user_callbacks import callback_classes
+    from training.population.limits import refuse_unbatched
+
+    config = run_config(jobs[0].run_dir) if jobs else None
+    if config is not None:
+        callback_classes(config)
     if learner != "population":
         return launch_members(jobs, settings, tell)
+    if config is not None:
+        refuse_unbatched(config)
     # Locally the groups fill the slots evenly; a SLURM array task (or this process) holds one
     # group of up to group_size, so there the fewest groups are made.
     slots = len(settings.slots) if settings.cluster == "local" else 1

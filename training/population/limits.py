@@ -1,0 +1,25 @@
+"""What the population learner cannot run exactly: refused by name, before any job and in the
+group itself, never silently ignored (docs/population.md). A light module: the launching
+process reads it."""
+
+from __future__ import annotations
+
+from core.config import Config
+from core.errors import UserError
+
+
+def refuse_unbatched(config: Config) -> None:
+    """What the population learner cannot run exactly, refused by name (never ignored)."""
+    fix = "set ensemble.learner=separate (one SB3 learn() per member)"
+    if config.ppo.use_sde:
+        raise UserError(
+            "ppo.use_sde=true cannot train with the population learner: its batched rollout "
+            "samples diagonal Gaussian noise per step, not state-dependent exploration\n"
+            f"  fix: {fix}, or ppo.use_sde=false"
+        )
+    if config.training.callbacks:
+        raise UserError(
+            f"training.callbacks ({', '.join(config.training.callbacks)}) cannot run with the "
+            "population learner: it drives its members' rollouts itself and calls no per-step "
+            f"callback hook\n  fix: {fix}, or remove training.callbacks"
+        )
