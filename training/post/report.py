@@ -368,7 +368,7 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         f"`{config.training.validation_metric}`, patience {config.training.patience}.",
         f"- Per-bar out-of-sample returns: `{files.oos_returns.name}`; per-fold metrics: "
         + ", ".join(f"`{files.fold_metrics(f.index).relative_to(files.root)}`" for f in folds)
-        + f"; TensorBoard: `tensorboard --logdir {files.folds}`.",
+        + f"; TensorBoard: `.venv/bin/tensorboard --logdir {files.folds}`.",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         "",
     ]
