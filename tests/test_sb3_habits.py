@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from core.config import load_config
 from core.errors import UserError
+from core.hardware.groups import separate_because
 from tests.helpers.launch import SmallRun, small_run
 from tests.helpers.user_callback import CountSteps
 from training.member.models import load_model, member_configs, schedule
@@ -119,6 +120,8 @@ def test_the_population_learner_refuses_what_it_cannot_run() -> None:
         with pytest.raises(UserError, match=r"ensemble\.learner=separate") as refused:
             refuse_unbatched(load_config(overrides=[override]))
         assert str(refused.value).startswith(key)
+        # ensemble.learner auto never picks the population learner for them
+        assert separate_because(load_config(overrides=[override]), 4, 100).startswith(key)
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,10 @@ def separate_because(config: Config, ensemble: int, obs_dim: int) -> str | None:
     if EXTRACTORS[config.policy.extractor].recurrent:
         return f"policy.extractor={config.policy.extractor} trains with RecurrentPPO (its update is not batched yet)"
     automatic = config.ensemble.learner == "auto"
+    if automatic and config.training.callbacks:
+        return "training.callbacks: a user's SB3 callbacks run in SB3's own learn loop"
+    if automatic and config.ppo.use_sde:
+        return "ppo.use_sde: state-dependent exploration is not in the batched update"
     if automatic and config.policy.extractor == "flat" and obs_dim > FLAT_GROUP_MAX_OBS:
         return (
             f"policy.extractor=flat at obs_dim {obs_dim:,} > {FLAT_GROUP_MAX_OBS:,}: its first layer is "
