@@ -123,7 +123,7 @@ def print_decision(decision: dict[str, Any]) -> None:
         title=f"Target weights at the close of the bar {decision['timestamp']} "
         f"(decided {decision['decided_at']})",
         title_justify="left",
-        caption=f"{decision['agent']} of {decision['fold_choice']}; orders fill at the next "
+        caption=f"{decision['agent']}, {decision['fold_choice']}; orders fill at the next "
         "bar's open",
         caption_justify="left",
     )
