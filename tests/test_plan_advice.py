@@ -110,6 +110,13 @@ def test_hyperthreads_are_said_where_threads_outnumber_the_cores() -> None:
     result = plan(load_machine_file(SERVER), load_config(overrides=["ensemble.size=20"]), folds=2)
     note = next(note for note in result.notes if "hyper-threads are counted" in note)
     assert "240 threads on 128 physical cores" in note and "not measured" in note
+    found = re.search(r"To keep to physical cores: (.+) keeps (\d+) threads on the 128 cores", note)
+    assert found is not None, note
+    sets = [part.strip() for part in found.group(1).split("--set") if part.strip()]
+    kept = plan(
+        load_machine_file(SERVER), load_config(overrides=["ensemble.size=20", *sets]), folds=2
+    )
+    assert kept.threads_in_use == int(found.group(2)) <= 128
     laptop = plan(machine(4, logical=4), load_config(), 4, folds=2)
     assert not any("hyper-threads" in note for note in laptop.notes)
 
@@ -156,3 +163,17 @@ def test_no_gpu_is_a_reason_never_an_empty_one() -> None:
     assert why.startswith("no GPU (cluster profile c: none asked for")
     bare = Hardware(2, 2, 2, 8.0, 8.0)  # names no source for its GPUs
     assert plan(bare, load_config(), 1).decisions["device"].why == "no GPU (the machine lists none)"
+
+
+def test_a_run_planned_again_counts_its_folds_jobs(tmp_path: Path) -> None:
+    """--resume on another machine plans again: the run's jobs (members x folds) come from its
+    jobs.json, so the processes at once are the same count a new run would get."""
+    from tests.helpers.launch import small_run
+    from training.commands.planning import replan
+    from training.run.files import RunFiles
+
+    run = small_run(tmp_path, 2, 2048, "walk_forward.max_folds=2", "ensemble.learner=separate")
+    folds = len({job.fold.index for job in run.jobs})
+    resource_plan, why = replan(RunFiles(run.run_dir), run.config, machine(16), None)
+    assert folds == 2 and resource_plan.folds == 2 and "planned again" in why
+    assert (resource_plan.units, resource_plan.members_concurrent) == (4, 4)

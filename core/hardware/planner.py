@@ -164,11 +164,25 @@ def _advised(
     again: Callable[[Config], Plan],
     whole_run: bool,
 ) -> Plan:
-    """The plan with a note on its idle CPUs: why they are idle, and each `--set` that, planned
-    again (`again`), keeps more of them busy; a change that would not is never suggested."""
+    """The plan with its notes on idle CPUs and on hyper-threads; each `--set` they name was
+    planned again (`again`) and does what the note says."""
+    notes = [_idle_note(result, config, again, whole_run)]
+    if result.threads_in_use > hardware.physical_cores < hardware.logical_cpus:
+        notes.append(_hyperthreads(result, hardware, config, again))
+    added = tuple(note for note in notes if note)
+    decided = len(result.decisions)
+    reasons = (*result.reasons[:decided], *added, *result.reasons[decided:])
+    return replace(result, notes=(*added, *result.notes), reasons=reasons)
+
+
+def _idle_note(
+    result: Plan, config: Config, again: Callable[[Config], Plan], whole_run: bool
+) -> str:
+    """Why CPUs stay idle, and each `--set` that keeps more of them busy ('' when none idle);
+    a change that would not is never suggested."""
     idle = result.usable_cpus - result.threads_in_use
     if idle <= 0:
-        return result
+        return ""
     tips = []
     for key, value in _candidates(result, config, whole_run):
         try:
@@ -189,9 +203,39 @@ def _advised(
         else "no change the plan tries (hardware.members_concurrent, "
         "hardware.max_env_workers_per_member, a larger ensemble) keeps more of them busy"
     )
-    decided = len(result.decisions)
-    reasons = (*result.reasons[:decided], note, *result.reasons[decided:])
-    return replace(result, notes=(note, *result.notes), reasons=reasons)
+    return note
+
+
+def _hyperthreads(
+    result: Plan, hardware: Hardware, config: Config, again: Callable[[Config], Plan]
+) -> str:
+    """Why the plan counts hyper-threads as CPUs, what was not measured (docs/planning.md), and
+    the change that keeps to physical cores, planned again."""
+    cores, threads = hardware.physical_cores, result.threads_in_use
+    note = (
+        f"hyper-threads are counted: {threads} threads on {cores} physical cores "
+        f"({hardware.logical_cpus} logical CPUs), so some share a core. On purpose: usable CPUs "
+        "are logical CPUs, the unit the affinity mask, the cgroup quota and SLURM's "
+        "--cpus-per-task count, and a thread per logical CPU keeps both siblings of a core busy; "
+        "whether that beats one thread per core for PPO was not measured (no SMT machine was at "
+        "hand)"
+    )
+    members = min(result.members_concurrent, cores)
+    change = {"hardware.members_concurrent": members, "hardware.torch_threads": cores // members}
+    try:
+        changed = config
+        for key, value in change.items():
+            changed = _changed(changed, key, value)
+        other = again(changed)
+    except UserError:
+        return note
+    if other.threads_in_use > cores:
+        return note
+    sets = " ".join(f"--set {key}={value}" for key, value in change.items())
+    return (
+        f"{note}. To keep to physical cores: {sets} keeps {other.threads_in_use} threads on the "
+        f"{cores} cores ({other.members_concurrent} at once x {other.threads_per_member} threads)"
+    )
 
 
 def _idle_cause(result: Plan, idle: int) -> str:
@@ -975,8 +1019,6 @@ def _assemble(
     waves = math.ceil(units / layout.members)
     if waves > 1:
         notes.extra.append(f"{units} processes run in {waves} waves of up to {layout.members}")
-    if threads_in_use > hardware.physical_cores < hardware.logical_cpus:
-        notes.extra.append(_hyperthreads(hardware, threads_in_use))
     notes.extra.append(
         f"policy: {shape.extractor}, obs_dim {shape.obs_dim:,} (env.window x assets x "
         f"features + portfolio state), {shape.params:,} parameters"
@@ -1007,17 +1049,4 @@ def _assemble(
         reasons=notes.reasons(),
         notes=tuple(notes.extra),
         decisions=notes.decisions,
-    )
-
-
-def _hyperthreads(hardware: Hardware, threads: int) -> str:
-    """Why the plan counts hyper-threads as CPUs, and what was not measured (docs/planning.md)."""
-    return (
-        f"hyper-threads are counted: {threads} threads on {hardware.physical_cores} physical "
-        f"cores ({hardware.logical_cpus} logical CPUs), so some share a core. On purpose: usable "
-        "CPUs are logical CPUs, the unit the affinity mask, the cgroup quota and SLURM's "
-        "--cpus-per-task count, and a thread per logical CPU keeps both siblings of a core "
-        "busy; whether that beats one thread per core for PPO was not measured (no SMT machine "
-        "was at hand). To use physical cores only, set hardware.members_concurrent and "
-        "hardware.torch_threads so members x threads <= the physical cores"
     )
