@@ -71,6 +71,21 @@ def test_dry_run_lists_folds_and_jobs() -> None:
     assert first["train"]["stop"] + first["embargo_bars"] <= first["validation"]["start"]
 
 
+def test_slurm_dry_run_plans_for_the_allocations_gpu() -> None:
+    """config/cluster/example.yaml asks for a GPU per task: the plan sees it, and chooses the
+    device with a reason (the default policy is too small for it), never an empty one."""
+    done = run_cli("--dry-run", "--json", "--cluster", "slurm", "--cluster-profile", "example")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    gpus = document["hardware"]["gpus"]
+    assert [(gpu["memory_gb"], gpu["free_memory_gb"]) for gpu in gpus] == [(40.0, 40.0)]
+    assert "gpus_per_task=1" in document["hardware"]["sources"]["gpus"]
+    device = document["plan"]["decisions"]["device"]
+    assert device["value"] == document["plan"]["device"] == "cpu"
+    assert "parameters, below hardware.gpu_min_policy_params" in device["why"]
+    assert all(d["why"] for d in document["plan"]["decisions"].values())
+
+
 def test_print_config_round_trips(tmp_path: Path) -> None:
     done = run_cli("--print-config", "--set", "ppo.ent_coef=0.05")
     assert done.returncode == 0, done.stderr

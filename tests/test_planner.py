@@ -23,13 +23,14 @@ def assert_invariants(result: Plan, hw: Hardware, config: Config) -> None:
     assert rollout % result.batch_size == 0, "batch_size must divide n_envs * n_steps"
     assert rollout // result.batch_size >= MIN_MINIBATCHES
     assert result.n_minibatches == rollout // result.batch_size
-    assert 1 <= result.members_concurrent <= result.ensemble_size
+    assert 1 <= result.members_concurrent <= result.ensemble_size * result.folds
+    assert result.members_concurrent <= result.units, "more slots than processes to run"
     assert result.threads_in_use == result.members_concurrent * result.threads_per_member
     assert result.threads_in_use <= hw.usable_cpus, "the plan oversubscribes the CPUs"
     assert result.n_envs == max(result.env_workers, 1) * result.envs_per_worker
     budget = hw.memory_available_gb * (1 - config.hardware.memory_headroom)
     assert result.members_concurrent * result.memory_per_member_gb <= budget + 1e-6
-    assert result.waves == math.ceil(result.ensemble_size / result.members_concurrent)
+    assert result.waves == math.ceil(result.units / result.members_concurrent)
     if result.device == "cuda":
         assert len(result.gpu_assignment) == result.members_concurrent
         for index in set(result.gpu_assignment):
@@ -176,20 +177,24 @@ gpu_strategy = st.builds(
     net=st.sampled_from(["[64, 64]", "[256, 256]", "[2048, 2048]"]),
     rollout=st.sampled_from([2048, 8192, 65536]),
     max_workers=st.integers(1, 128),
+    folds=st.sampled_from([None, 1, 2, 5]),
+    learner=st.sampled_from(["auto", "separate"]),
 )
 def test_random_machines_get_plans_that_keep_the_invariants(
-    usable, memory_gb, gpus, ensemble, net, rollout, max_workers
+    usable, memory_gb, gpus, ensemble, net, rollout, max_workers, folds, learner
 ) -> None:
     config = load_config(
         overrides=[
             f"ppo.net_arch={net}",
             f"hardware.target_rollout_steps={rollout}",
             f"hardware.max_env_workers_per_member={max_workers}",
+            f"ensemble.size={ensemble}",
+            f"ensemble.learner={learner}",
         ]
     )
     hw = machine(usable, memory_gb=memory_gb, gpus=gpus, logical=usable * 2)
     try:
-        result = plan(hw, config, ensemble)
+        result = plan(hw, config, folds=folds)
     except UserError as exc:  # only a machine too small for even one member may refuse
         assert "memory" in str(exc)
         return

@@ -22,9 +22,12 @@ PROBE_TIMEOUT_S = 120
 
 @dataclass(frozen=True)
 class Gpu:
+    """A visible GPU; `memory_gb` / `free_memory_gb` are None where nobody stated them (a SLURM
+    allocation whose profile names no gpu_memory_gb): the plan then says it could not check them."""
+
     name: str
-    memory_gb: float
-    free_memory_gb: float
+    memory_gb: float | None
+    free_memory_gb: float | None
     index: int = 0
     detail: dict[str, str] = field(default_factory=dict)
 

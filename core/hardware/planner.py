@@ -6,22 +6,24 @@ the plan, disagree, and override one value without guessing the rest.
 
 Invariants (tested over random machines): batch_size divides n_envs * n_steps with at least four
 minibatches; members_concurrent * threads_per_member <= usable CPUs; the members running at once
-fit in memory (and GPU memory) with the configured headroom.
+fit in memory (and GPU memory) with the configured headroom. Given the run's folds, the processes
+at once count its jobs (members x folds), or its groups with the population learner; a note on
+idle CPUs names only `--set` changes that, planned again, keep more of them busy.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from core.config import Config
+from core.config import Config, validate
 from core.errors import UserError
 from core.features.registry import INDICATORS
 from core.features.registry import TIME_COLUMNS as TIME_COLUMN_NAMES
 from core.hardware.autotune import Autotune
-from core.hardware.groups import choose_learner
+from core.hardware.groups import LearnerChoice, choose_learner, groups_per_fold
 from core.hardware.machine import Hardware
 from core.policies.layout import layout_from_names
 from core.policies.size import policy_parameters
@@ -41,6 +43,7 @@ MAX_AUTO_TORCH_THREADS = 8
 # With the batch env the learner process also steps the envs, so it may use a few more threads.
 MAX_AUTO_BATCH_TORCH_THREADS = 16
 CUDA_CONTEXT_GB = 0.5
+UNSTATED_GPU_ROOM = 10**6  # member slots on a GPU whose memory nobody stated: not bounded
 # Feature columns each indicator adds per timeframe, from the registry; "time" is added once.
 INDICATOR_COLUMNS = {name: len(spec.columns) for name, spec in INDICATORS.items()}
 TIME_COLUMNS = len(TIME_COLUMN_NAMES)
@@ -91,6 +94,8 @@ class Plan:
     decisions: dict[str, Decision] = field(default_factory=dict)
     learner: str = "separate"  # population: a fold's members train in groups (core.hardware.groups)
     group_size: int = 1  # the most members one group (one process, one slot) holds
+    folds: int = 1  # the run's folds the plan counted (1: planned for one fold, or one SLURM task)
+    units: int = 0  # processes the run needs: jobs (members x folds), or groups with population
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -135,32 +140,246 @@ def plan(
     n_assets: int | None = None,
     feature_names: Sequence[str] | None = None,
     autotune: Autotune | None = None,
+    folds: int | None = None,
 ) -> Plan:
     """The resource plan for `ensemble_size` members (default: config.ensemble.size);
     `n_assets` / `feature_names` (per asset) come from the feature store when it exists;
-    `autotune` (a cached `--autotune` probe of this machine) replaces the rules it measured."""
+    `autotune` (a cached `--autotune` probe of this machine) replaces the rules it measured;
+    `folds` (the run's, once split) makes the processes at once count the run's jobs or groups,
+    not one fold's members (without it the plan is for one fold, or for one SLURM task)."""
+
+    def again(changed: Config) -> Plan:
+        size = None if ensemble_size in (None, config.ensemble.size) else ensemble_size
+        return _plan(hardware, changed, size, n_assets, feature_names, autotune, folds)
+
+    result = _plan(hardware, config, ensemble_size, n_assets, feature_names, autotune, folds)
+    whole_run = folds is not None and ensemble_size in (None, config.ensemble.size)
+    return _advised(result, hardware, config, again, whole_run)
+
+
+def _advised(
+    result: Plan,
+    hardware: Hardware,
+    config: Config,
+    again: Callable[[Config], Plan],
+    whole_run: bool,
+) -> Plan:
+    """The plan with its notes on idle CPUs and on hyper-threads; each `--set` they name was
+    planned again (`again`) and does what the note says."""
+    notes = [_idle_note(result, config, again, whole_run)]
+    if result.threads_in_use > hardware.physical_cores < hardware.logical_cpus:
+        notes.append(_hyperthreads(result, hardware, config, again))
+    added = tuple(note for note in notes if note)
+    decided = len(result.decisions)
+    reasons = (*result.reasons[:decided], *added, *result.reasons[decided:])
+    return replace(result, notes=(*added, *result.notes), reasons=reasons)
+
+
+def _idle_note(
+    result: Plan, config: Config, again: Callable[[Config], Plan], whole_run: bool
+) -> str:
+    """Why CPUs stay idle, and each `--set` that keeps more of them busy ('' when none idle);
+    a change that would not is never suggested."""
+    idle = result.usable_cpus - result.threads_in_use
+    if idle <= 0:
+        return ""
+    tips = []
+    for key, value in _candidates(result, config, whole_run):
+        try:
+            other = again(_changed(config, key, value))
+        except UserError:  # the change does not fit this machine: not advice
+            continue
+        if other.threads_in_use > result.threads_in_use:
+            flag = f" (--ensemble {value})" if key == "ensemble.size" else ""
+            tips.append(
+                f"--set {key}={value}{flag} keeps {other.threads_in_use} of "
+                f"{result.usable_cpus} busy ({other.members_concurrent} at once x "
+                f"{other.threads_per_member} threads)"
+            )
+    note = f"{idle} of {result.usable_cpus} usable CPUs stay idle: {_idle_cause(result, idle)}; "
+    note += (
+        "; or ".join(tips)
+        if tips
+        else "no change the plan tries (hardware.members_concurrent, "
+        "hardware.max_env_workers_per_member, a larger ensemble) keeps more of them busy"
+    )
+    return note
+
+
+def _hyperthreads(
+    result: Plan, hardware: Hardware, config: Config, again: Callable[[Config], Plan]
+) -> str:
+    """Why the plan counts hyper-threads as CPUs, what was not measured (docs/planning.md), and
+    the change that keeps to physical cores, planned again."""
+    cores, threads = hardware.physical_cores, result.threads_in_use
+    note = (
+        f"hyper-threads are counted: {threads} threads on {cores} physical cores "
+        f"({hardware.logical_cpus} logical CPUs), so some share a core. On purpose: usable CPUs "
+        "are logical CPUs, the unit the affinity mask, the cgroup quota and SLURM's "
+        "--cpus-per-task count, and a thread per logical CPU keeps both siblings of a core busy; "
+        "whether that beats one thread per core for PPO was not measured (no SMT machine was at "
+        "hand)"
+    )
+    members = min(result.members_concurrent, cores)
+    change = {"hardware.members_concurrent": members, "hardware.torch_threads": cores // members}
+    try:
+        changed = config
+        for key, value in change.items():
+            changed = _changed(changed, key, value)
+        other = again(changed)
+    except UserError:
+        return note
+    if other.threads_in_use > cores:
+        return note
+    sets = " ".join(f"--set {key}={value}" for key, value in change.items())
+    return (
+        f"{note}. To keep to physical cores: {sets} keeps {other.threads_in_use} threads on the "
+        f"{cores} cores ({other.members_concurrent} at once x {other.threads_per_member} threads)"
+    )
+
+
+def _idle_cause(result: Plan, idle: int) -> str:
+    members = result.members_concurrent
+    decision = result.decisions["members_concurrent"]
+    share = result.usable_cpus // members
+    if decision.chosen == "config":
+        return f"hardware.members_concurrent={decision.value} in the config runs {members} at once"
+    if "memory:" in decision.why:
+        return f"memory holds {members} process(es) at once (see members_concurrent)"
+    what = "group(s)" if result.learner == "population" else "job(s)"
+    if result.threads_per_member < share:
+        return (
+            f"the run's {result.units} {what} take {result.threads_per_member} thread(s) each "
+            "(see torch_threads and env_workers)"
+        )
+    return (
+        f"{result.usable_cpus} CPUs shared evenly by {members} processes at once ({share} each) "
+        f"leave {idle} over"
+    )
+
+
+def _candidates(result: Plan, config: Config, whole_run: bool) -> list[tuple[str, Any]]:
+    """Changes that may put idle CPUs to work; `_advised` keeps those that do."""
+    hw = config.hardware
+    found: list[tuple[str, Any]] = []
+    if hw.members_concurrent != "auto":
+        found.append(("hardware.members_concurrent", "auto"))
+    if hw.vec_env == "subproc" and result.env_workers == hw.max_env_workers_per_member:
+        share = result.usable_cpus // result.members_concurrent
+        learner = max(result.torch_threads, result.blas_threads)
+        found.append(
+            ("hardware.max_env_workers_per_member", (share - learner) // result.blas_threads)
+        )
+    if whole_run and result.members_concurrent >= result.units and config.ensemble.mode != "fedavg":
+        # The run's own processes are the limit: more members give the CPUs work.
+        usable, folds, threads = result.usable_cpus, result.folds, result.threads_per_member
+        if threads < usable // result.members_concurrent:  # each takes all it may: more of them
+            wanted: int | None = -(-(usable // max(threads, 1)) // folds)
+        else:  # an even split leaves a remainder: the next ensemble that splits the CPUs evenly
+            sizes = range(result.ensemble_size + 1, usable // folds + 1)
+            wanted = next((n for n in sizes if usable % (n * folds) == 0), None)
+        if wanted is not None and wanted > result.ensemble_size:
+            found.append(("ensemble.size", wanted))
+    return found
+
+
+def _changed(config: Config, dotted: str, value: Any) -> Config:
+    """`config` with one key changed and validated, as `--set dotted=value` would."""
+    section, key = dotted.split(".")
+    raw = config.model_dump()
+    raw[section][key] = value
+    return validate(raw)
+
+
+def _plan(
+    hardware: Hardware,
+    config: Config,
+    ensemble_size: int | None,
+    n_assets: int | None,
+    feature_names: Sequence[str] | None,
+    autotune: Autotune | None,
+    folds: int | None,
+) -> Plan:
     ensemble = ensemble_size or config.ensemble.size
     if ensemble < 1:
         raise UserError(f"ensemble size must be at least 1, got {ensemble}")
+    runs = folds or 1
     shape = estimate_policy_shape(config, n_assets, feature_names)
     notes = _Notes()
     device = _choose_device(hardware, config, shape, notes)
     budget_gb = hardware.memory_available_gb * (1 - config.hardware.memory_headroom)
-    layout = _fit_members(hardware, config, ensemble, device, shape, budget_gb, notes)
-    if autotune is not None:
-        layout = _measured(layout, autotune, hardware, config, device, shape, budget_gb, notes)
+
+    def fitted(slots: int | None) -> _Processes:
+        if slots is None:
+            layout = _fit_members(hardware, config, ensemble, device, shape, budget_gb, notes, runs)
+        else:
+            layout = _adopt(_layout(slots, hardware, config, device, shape), notes)
+        if autotune is not None:
+            layout = _measured(layout, autotune, hardware, config, device, shape, budget_gb, notes)
+        return layout
+
+    layout = fitted(None)
     # Members per fold decide the learner, also where the plan is for one SLURM task (ensemble 1):
     # each array task then holds a group.
     members = config.ensemble.size
     choice = choose_learner(
         config, members, shape.obs_dim, layout.members, layout.memory_gb, budget_gb
     )
+    units = ensemble * runs
+    if choice.learner == "population" and folds is not None:
+        layout, choice, units = _fill_groups(
+            layout, choice, config, (runs, shape.obs_dim), fitted, budget_gb, notes
+        )
     chosen = "auto" if config.ensemble.learner == "auto" else "config"
     notes.decide("learner", choice.learner, chosen, choice.learner_why)
     if choice.learner == "population":
         notes.decide("group_size", choice.group_size, choice.group_chosen, choice.group_why)  # type: ignore[arg-type]
-    assembled = _assemble(hardware, ensemble, device, shape, layout, budget_gb, notes)
-    return replace(assembled, learner=choice.learner, group_size=choice.group_size)
+    assembled = _assemble(hardware, ensemble, units, device, shape, layout, budget_gb, notes)
+    return replace(
+        assembled, learner=choice.learner, group_size=choice.group_size, folds=runs, units=units
+    )
+
+
+def _fill_groups(
+    layout: _Processes,
+    choice: LearnerChoice,
+    config: Config,
+    run: tuple[int, int],
+    fitted: Callable[[int | None], _Processes],
+    budget_gb: float,
+    notes: _Notes,
+) -> tuple[_Processes, LearnerChoice, int]:
+    """The population learner runs one process per group: the slots shrink to the groups the
+    run forms (core.hardware.groups), so each group gets the CPUs of the slots it leaves empty;
+    fewer slots hold larger groups, so this repeats until the count stays."""
+    (runs, obs_dim), members = run, config.ensemble.size
+    for _ in range(8):
+        groups = runs * groups_per_fold(members, runs, layout.members, choice.group_size)
+        if groups == runs * members and config.ensemble.learner == "auto":
+            why = (
+                f"the run's {groups} jobs fill {layout.members} slots one member each: a group "
+                "of one has nothing to batch"
+            )
+            return (
+                layout,
+                LearnerChoice("separate", why, 1, "ensemble.learner separate", "auto"),
+                groups,
+            )
+        if groups >= layout.members or config.hardware.members_concurrent != "auto":
+            return layout, choice, groups
+        why = notes.decisions["members_concurrent"].why
+        layout = fitted(groups)
+        notes.decide(
+            "members_concurrent",
+            groups,
+            "auto",
+            why.split("; then ")[0] + f"; then the {groups} group(s) the run forms "
+            f"({runs} fold(s) x {groups // runs}, ensemble.learner population), one process each",
+        )
+        choice = choose_learner(
+            config, members, obs_dim, layout.members, layout.memory_gb, budget_gb
+        )
+    return layout, choice, runs * groups_per_fold(members, runs, layout.members, choice.group_size)
 
 
 class _Notes:
@@ -195,7 +414,7 @@ def _decision(
 
 def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes: _Notes) -> str:
     requested = config.hardware.device
-    gpu_source = hardware.sources.get("gpus", "")
+    gpu_source = hardware.sources.get("gpus") or "the machine lists none"
     if requested == "cpu":
         return notes.decide("device", "cpu", "config", "hardware.device=cpu")
     if requested == "cuda":
@@ -204,7 +423,8 @@ def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes
                 f"hardware.device=cuda, but no GPU was found ({gpu_source})\n"
                 "  fix: set hardware.device=auto or cpu, or check CUDA_VISIBLE_DEVICES and the driver"
             )
-        return notes.decide("device", "cuda", "config", "hardware.device=cuda")
+        why = "hardware.device=cuda" + _unstated_gpu_memory(hardware)
+        return notes.decide("device", "cuda", "config", why)
     if not hardware.gpus:
         return notes.decide("device", "cpu", "auto", f"no GPU ({gpu_source})")
     threshold = config.hardware.gpu_min_policy_params
@@ -215,14 +435,26 @@ def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes
             "auto",
             f"policy.extractor={config.policy.extractor} has {shape.params:,} parameters, below "
             f"hardware.gpu_min_policy_params={threshold:,}: on a GPU each PPO minibatch is bound by "
-            "kernel-launch and transfer latency, so the CPU is faster (set hardware.device=cuda to force)",
+            "kernel-launch and transfer latency, so the CPU is faster (set hardware.device=cuda to force)"
+            + _unstated_gpu_memory(hardware),
         )
     return notes.decide(
         "device",
         "cuda",
         "auto",
         f"policy.extractor={config.policy.extractor} has {shape.params:,} parameters (>= "
-        f"{threshold:,}): large enough for the GPU to win (an estimate: not measured on a GPU)",
+        f"{threshold:,}): large enough for the GPU to win (an estimate: not measured on a GPU)"
+        + _unstated_gpu_memory(hardware),
+    )
+
+
+def _unstated_gpu_memory(hardware: Hardware) -> str:
+    """Said beside a GPU choice when no one stated the GPU's memory: it cannot be checked."""
+    if all(gpu.free_memory_gb is not None for gpu in hardware.gpus):
+        return ""
+    return (
+        f"; the GPU's memory is not stated ({hardware.sources.get('gpus', '')}), so the plan "
+        "does not check that the members fit on it"
     )
 
 
@@ -283,14 +515,22 @@ def _fit_members(
     shape: PolicyShape,
     budget_gb: float,
     notes: _Notes,
+    runs: int = 1,
 ) -> _Processes:
-    """The most members at once whose layout fits CPUs, memory and GPU memory."""
+    """The most members (jobs: members x `runs` folds) at once whose layout fits CPUs, memory
+    and GPU memory."""
     hw = config.hardware
     usable = hardware.usable_cpus
     if config.ensemble.mode == "fedavg" and ensemble > 1:
         return _fit_fedavg(hardware, config, ensemble, device, shape, budget_gb, notes)
+    jobs = ensemble * runs
+    work = (
+        f"ensemble size {ensemble}"
+        if runs == 1
+        else f"{jobs} jobs ({ensemble} member(s) x {runs} folds)"
+    )
     if hw.members_concurrent != "auto":
-        wanted = min(hw.members_concurrent, ensemble)
+        wanted = min(hw.members_concurrent, jobs)
         if hw.members_concurrent > usable:
             raise UserError(
                 f"hardware.members_concurrent={hw.members_concurrent} needs at least that many CPUs, "
@@ -300,7 +540,7 @@ def _fit_members(
         layout = _layout(wanted, hardware, config, device, shape)
         _check_fits(layout, hardware, config, budget_gb, configured=True)
         why = "hardware.members_concurrent" + (
-            f" (capped at the ensemble size {ensemble})" if wanted < hw.members_concurrent else ""
+            f" (capped at the {work})" if wanted < hw.members_concurrent else ""
         )
         notes.decide("members_concurrent", wanted, "config", why)
         return _adopt(layout, notes)
@@ -310,10 +550,10 @@ def _fit_members(
     # thread a small MLP barely uses. A subproc member needs a learner and an env worker.
     min_member_cpus = 1 if usable == 1 or hw.vec_env == "batch" else 2
     by_cpu = max(1, usable // min_member_cpus)
-    upper = min(ensemble, by_cpu)
+    upper = min(jobs, by_cpu)
     layout = _layout(upper, hardware, config, device, shape)
     limits = [
-        f"ensemble size {ensemble}",
+        work,
         f"{usable} usable CPUs / {min_member_cpus} per member ({hw.vec_env} env) = {by_cpu}",
     ]
     if not _fits(layout, hardware, config, budget_gb):
@@ -502,7 +742,7 @@ def _torch_threads(config: Config, device: str, members: int, cpus: int) -> Deci
     if device == "cuda":
         why = "on the GPU the learner's CPU threads only feed kernels"
         return Decision(1 if cpus < 8 else 2, "auto", why)
-    share = f"{members} member(s) at once get {cpus} CPU(s) each; "
+    share = f"{members} process(es) at once get {cpus} CPU(s) each; "
     if config.hardware.vec_env == "batch":  # no env processes to feed: the learner gets the CPUs
         why = (
             f"{share}the batch env steps inside the learner, so the learner takes them all (at most "
@@ -665,8 +905,13 @@ def _gpu_memory_gb(shape: PolicyShape, batch: int) -> float:
 
 
 def _gpu_capacity(hardware: Hardware, config: Config, per_member_gb: float) -> list[int]:
-    usable = [g.free_memory_gb * (1 - config.hardware.gpu_memory_headroom) for g in hardware.gpus]
-    return [int(free // per_member_gb) for free in usable]
+    headroom = 1 - config.hardware.gpu_memory_headroom
+    return [
+        UNSTATED_GPU_ROOM
+        if g.free_memory_gb is None
+        else int(g.free_memory_gb * headroom // per_member_gb)
+        for g in hardware.gpus
+    ]
 
 
 def _assign_gpus(
@@ -732,7 +977,9 @@ def _misfit(
             "hardware.target_rollout_steps or env.window"
         )
     if hardware.gpus and layout.gpu_memory_gb and len(layout.gpu_assignment) < layout.members:
-        free = ", ".join(f"{g.name}: {g.free_memory_gb:.1f} GB free" for g in hardware.gpus)
+        free = ", ".join(
+            f"{g.name}: {g.free_memory_gb:.1f} GB free" for g in hardware.gpus if g.free_memory_gb
+        )
         return (
             f"{layout.members} member(s) need ~{layout.gpu_memory_gb:.2f} GB of GPU memory each, "
             f"which does not fit ({free}; headroom {config.hardware.gpu_memory_headroom:.0%})\n"
@@ -760,26 +1007,18 @@ def _check_batch(layout: _Processes) -> None:
 def _assemble(
     hardware: Hardware,
     ensemble: int,
+    units: int,
     device: str,
     shape: PolicyShape,
     layout: _Processes,
     budget_gb: float,
     notes: _Notes,
 ) -> Plan:
+    """The plan from the fitted layout; `units` are the processes the run needs (jobs or groups)."""
     threads_in_use = layout.members * layout.threads_per_member
-    idle = hardware.usable_cpus - threads_in_use
-    if idle > 0:
-        notes.extra.append(
-            f"{idle} of {hardware.usable_cpus} usable CPUs stay idle: "
-            + (
-                f"{ensemble} member(s) cannot use them all; raise --ensemble or hardware.max_env_workers_per_member"
-                if layout.members == ensemble
-                else "memory or the configured layout limits the members running at once"
-            )
-        )
-    waves = math.ceil(ensemble / layout.members)
+    waves = math.ceil(units / layout.members)
     if waves > 1:
-        notes.extra.append(f"{ensemble} members run in {waves} waves of up to {layout.members}")
+        notes.extra.append(f"{units} processes run in {waves} waves of up to {layout.members}")
     notes.extra.append(
         f"policy: {shape.extractor}, obs_dim {shape.obs_dim:,} (env.window x assets x "
         f"features + portfolio state), {shape.params:,} parameters"

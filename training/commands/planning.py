@@ -26,15 +26,28 @@ def plan_for_store(
     profile: ClusterProfile | None,
     members: int | None,
 ) -> tuple[Plan, Any]:
-    """The plan with the store's shape, then with the autotune probe if there is one."""
+    """The plan with the store's shape (and, on this machine, the run's folds: its jobs or groups
+    are what run at once), then with the autotune probe if there is one."""
     from core.hardware.planner import plan
 
-    shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
+    shape = {
+        "n_assets": len(store.assets),
+        "feature_names": store.feature_names,
+        "folds": None if profile else fold_count(config, store),
+    }
     resource_plan = plan(hardware, config, members, **shape)
     measured = measurements(args, config, hardware, store, bool(profile), resource_plan)
     if measured is not None:
         resource_plan = plan(hardware, config, members, **shape, autotune=measured)
     return resource_plan, measured
+
+
+def fold_count(config: Config, store: FeatureStore) -> int:
+    """How many walk-forward folds the run has (the split is cheap: bar times only)."""
+    from core.features.resolved import with_inferred
+    from core.folds import split
+
+    return len(split(store.timestamps, store.bar_ns, with_inferred(config, store.meta)))
 
 
 def measurements(
@@ -136,8 +149,14 @@ def replan(
     from core.hardware.planner import plan
     from training.run.records import read_record
 
-    store = FeatureStore.attach(read_record(files.jobs, "the run's job list")["store"])
-    shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
+    document = read_record(files.jobs, "the run's job list")
+    store = FeatureStore.attach(document["store"])
+    folds = len({job["fold"]["index"] for job in document["jobs"]})
+    shape = {
+        "n_assets": len(store.assets),
+        "feature_names": store.feature_names,
+        "folds": None if profile else folds,
+    }
     measured = None if profile else cached_probe(config, hardware, store)
     resource_plan = plan(hardware, config, 1 if profile else None, **shape, autotune=measured)
     saved = read_record(files.plan, "the run's plan")["hardware"] if files.plan.exists() else None

@@ -1,7 +1,8 @@
 """A SLURM cluster profile (config/cluster/NAME.yaml): what one array task asks the cluster for.
 
-The profile is also the machine the jobs are planned for: a task gets `cpus_per_task` CPUs and
-`mem_gb` of memory, whatever the login node that submits it has.
+The profile is also the machine the jobs are planned for: a task gets `cpus_per_task` CPUs,
+`mem_gb` of memory and its GPUs (`gpus_per_task`, or an sbatch `--gres=gpu[:TYPE]:N` line, with
+`gpu_memory_gb` when the profile states it), whatever the login node that submits it has.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.config import REPO_ROOT, Config, format_validation_error, read_yaml_mapping
 from core.errors import UserError
+from core.hardware.gpus import Gpu
 from core.hardware.machine import Hardware
 from core.suggest import did_you_mean
 
@@ -29,7 +31,7 @@ class ClusterProfile(BaseModel):
     cpus_per_task: Annotated[int, Field(ge=1, le=4096)] = 2
     mem_gb: Annotated[float, Field(gt=0)] = 4.0
     gpus_per_task: Annotated[int, Field(ge=0, le=64)] = 0
-    gpu_memory_gb: Annotated[float, Field(gt=0)] = 16.0
+    gpu_memory_gb: Annotated[float, Field(gt=0)] | None = None  # None: not stated, not checked
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
@@ -41,18 +43,52 @@ class ClusterProfile(BaseModel):
     def allocation(self) -> Hardware:
         """One array task's share of a node, as the planner sees a machine."""
         cpus, source = self.cpus_per_task, f"cluster profile {self.name}"
+        gpus, gpu_source = self.allocated_gpus()
+        counted = f"{source}: cpus_per_task={cpus} (cores or hyper-threads, as the site's SLURM counts CPUs)"
+        gpu_label = f", {len(gpus)} GPU(s)" if gpus else ""
         return Hardware(
             usable_cpus=cpus,
             logical_cpus=cpus,
             physical_cores=cpus,
             memory_gb=self.mem_gb,
             memory_available_gb=self.mem_gb,
+            gpus=gpus,
             sources={
                 "usable_cpus": f"{source}: cpus_per_task={cpus}",
+                "logical_cpus": counted,
+                "physical_cores": f"{counted}; assumed = logical",
                 "memory_gb": f"{source}: mem_gb={self.mem_gb:g}",
+                "memory_available_gb": f"{source}: mem_gb={self.mem_gb:g}",
+                "gpus": gpu_source,
             },
-            name=f"SLURM task of {self.name}: {cpus} CPUs, {self.mem_gb:g} GB",
+            name=f"SLURM task of {self.name}: {cpus} CPUs, {self.mem_gb:g} GB{gpu_label}",
         )
+
+    def allocated_gpus(self) -> tuple[tuple[Gpu, ...], str]:
+        """The GPUs one task asks for (gpus_per_task or an sbatch --gres line) and a sentence
+        saying where they come from; their memory only where the profile states gpu_memory_gb."""
+        source = f"cluster profile {self.name}"
+        gres = sbatch_options(self.sbatch).get("gres")
+        kind, from_gres = gpu_gres(gres) if isinstance(gres, str) else (None, 0)
+        if self.gpus_per_task and from_gres and self.gpus_per_task != from_gres:
+            raise UserError(
+                f"cluster profile {self.name}: gpus_per_task={self.gpus_per_task} disagrees with "
+                f"sbatch --gres={gres} ({from_gres} GPU(s))\n"
+                "  fix: state the GPUs once: gpus_per_task, or the --gres line"
+            )
+        count = self.gpus_per_task or from_gres
+        if not count:
+            return (), f"{source}: none asked for (gpus_per_task=0, no sbatch --gres=gpu line)"
+        asked = f"sbatch --gres={gres}" if from_gres else f"gpus_per_task={count}"
+        memory = self.gpu_memory_gb
+        said = (
+            f"gpu_memory_gb={memory:g}"
+            if memory is not None
+            else "GPU memory not stated (gpu_memory_gb): the plan cannot check what fits on it"
+        )
+        name = kind or (f"GPU of partition {self.partition}" if self.partition else "GPU")
+        gpus = tuple(Gpu(name, memory, memory, index) for index in range(count))
+        return gpus, f"{source}: {asked}; {said}"
 
     def executor_parameters(self) -> dict[str, Any]:
         """submitit SlurmExecutor parameters (its own names)."""
@@ -69,6 +105,20 @@ class ClusterProfile(BaseModel):
             if getattr(self, key) is not None:
                 parameters[key] = getattr(self, key)
         return parameters
+
+
+def gpu_gres(gres: str) -> tuple[str | None, int]:
+    """(GPU type or None, count) from a --gres value: gpu:1, gpu:a100:2, gpu:a100:2,tmpfs:10G
+    (no gpu entry: (None, 0); gpu without a count: one GPU, as SLURM reads it)."""
+    for entry in gres.split(","):
+        name, _, rest = entry.strip().partition(":")
+        if name != "gpu":
+            continue
+        parts = [part for part in rest.split(":") if part] if rest else []
+        if parts and parts[-1].isdigit():
+            return (":".join(parts[:-1]) or None), int(parts[-1])
+        return (":".join(parts) or None), 1
+    return None, 0
 
 
 def sbatch_options(lines: list[str]) -> dict[str, Any]:

@@ -46,17 +46,22 @@ def _hardware_table(hardware: Hardware) -> Table:
     if not hardware.gpus:
         table.add_row("GPUs", "0", src.get("gpus", ""))
     for gpu in hardware.gpus:
-        table.add_row(
-            f"GPU {gpu.index}",
-            f"{gpu.free_memory_gb:.1f} / {gpu.memory_gb:.1f} GB free",
-            f"{gpu.name}; {src.get('gpus', '')}",
+        memory = (
+            "memory not stated"
+            if gpu.free_memory_gb is None or gpu.memory_gb is None
+            else f"{gpu.free_memory_gb:.1f} / {gpu.memory_gb:.1f} GB free"
         )
+        table.add_row(f"GPU {gpu.index}", memory, f"{gpu.name}; {src.get('gpus', '')}")
     return table
 
 
 def _plan_table(plan: Plan) -> Table:
+    work = f"{plan.ensemble_size} member(s)"
+    if plan.folds > 1:  # a whole run: its jobs (or groups) are what run at once
+        work += f" x {plan.folds} folds = {plan.ensemble_size * plan.folds} jobs"
+        work += f" in {plan.units} groups" if plan.learner == "population" else ""
     title = (
-        f"Plan: {plan.ensemble_size} member(s), {plan.members_concurrent} at once on {plan.device}; "
+        f"Plan: {work}, {plan.members_concurrent} at once on {plan.device}; "
         f"{plan.threads_in_use}/{plan.usable_cpus} CPUs busy"
     )
     table = Table(title=title, title_justify="left")
@@ -71,7 +76,7 @@ def _plan_table(plan: Plan) -> Table:
         "memory per member",
         f"{plan.memory_per_member_gb:.2f} GB",
         "estimate",
-        f"budget {plan.memory_budget_gb:.1f} GB for {plan.members_concurrent} member(s)",
+        f"budget {plan.memory_budget_gb:.1f} GB for {plan.members_concurrent} process(es) at once",
     )
     if plan.device == "cuda":
         table.add_row(
