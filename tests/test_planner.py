@@ -225,3 +225,22 @@ def test_a_resumed_run_keeps_its_plan_on_its_own_machine(tmp_path: Path, default
     assert saved_plan(files, machine(256)) is None
     assert saved_plan(files, machine(8, gpus=(Gpu("RTX 3090", 24.0, 24.0),))) is None
     assert saved_plan(RunFiles(tmp_path / "elsewhere"), here) is None  # no plan.json
+
+
+def test_the_jobs_line_estimates_training_time_only_from_a_measured_pace() -> None:
+    """With --autotune's pace, waves x whole-rollout steps / steps per second; without, it says how
+    to get one rather than guess."""
+    import dataclasses
+
+    from core.config import load_config
+    from training.commands.pipeline import jobs_line
+
+    config = load_config(overrides=["ppo.total_timesteps=60000", "ensemble.learner=separate"])
+    hw = load_machine_file(Path("config/hardware/laptop-4core.yaml"))
+    planned = plan(hw, config, 1)
+    assert "no wall-time estimate: --autotune" in jobs_line(config, 3, planned)
+    rollout = planned.n_envs * planned.n_steps
+    trained = -(-60_000 // rollout) * rollout
+    paced = dataclasses.replace(planned, measured_steps_per_s=trained / 600.0, waves=2)
+    line = jobs_line(config, 3, paced)
+    assert "training takes about 20 min at the pace --autotune measured" in line  # 2 x 10 min

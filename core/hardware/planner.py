@@ -96,6 +96,8 @@ class Plan:
     group_size: int = 1  # the most members one group (one process, one slot) holds
     folds: int = 1  # the run's folds the plan counted (1: planned for one fold, or one SLURM task)
     units: int = 0  # processes the run needs: jobs (members x folds), or groups with population
+    # env-steps/s of one member as --autotune measured the chosen settings on this machine
+    measured_steps_per_s: float | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -388,6 +390,7 @@ class _Notes:
     def __init__(self) -> None:
         self.decisions: dict[str, Decision] = {}
         self.extra: list[str] = []
+        self.pace: float | None = None  # the measured steps/s the plan took, if any
 
     def decide(self, key: str, value: Any, chosen: Literal["auto", "config"], why: str) -> Any:
         self.decisions[key] = Decision(value, chosen, why)
@@ -656,6 +659,7 @@ def _measured(
         notes.extra.append(f"autotune's fastest candidate does not fit in memory: kept {rule}")
         return layout
     notes.decisions.update(decisions)
+    notes.pace = best.steps_per_s
     return measured
 
 
@@ -1049,4 +1053,5 @@ def _assemble(
         reasons=notes.reasons(),
         notes=tuple(notes.extra),
         decisions=notes.decisions,
+        measured_steps_per_s=notes.pace,
     )

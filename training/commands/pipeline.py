@@ -366,7 +366,7 @@ def jobs_line(config: Config, n_folds: int, resource_plan: Plan) -> str:
         f"{config.ppo.total_timesteps:,} PPO steps each{_whole_rollouts(config, resource_plan)}"
     )
     if resource_plan.learner != "population":
-        return f"{line}, run {how}"
+        return f"{line}, run {how}{_estimate(config, resource_plan)}"
     cluster = config.launcher.cluster
     slots = resource_plan.members_concurrent if cluster == "local" else 1
     groups = groups_per_fold(members, n_folds, slots, resource_plan.group_size)
@@ -379,6 +379,28 @@ def jobs_line(config: Config, n_folds: int, resource_plan: Plan) -> str:
     return (
         f"{line}, trained in {n_folds * groups} group(s) of up to {largest} member(s) "
         f"(ensemble.learner population), {where}"
+    )
+
+
+def _estimate(config: Config, resource_plan: Plan) -> str:
+    """Training's wall time at the pace --autotune measured here (the probe times one member's
+    learner with the batch env, so only such plans get one); the walks add to it."""
+    pace = resource_plan.measured_steps_per_s
+    if not pace:
+        return (
+            "; no wall-time estimate: --autotune measures this machine's pace once (seconds), "
+            "then plans give one"
+        )
+    rollout = resource_plan.n_envs * resource_plan.n_steps
+    trained = -(-config.ppo.total_timesteps // rollout) * rollout
+    seconds = resource_plan.waves * trained / pace
+    minutes = round(seconds / 60)
+    about = "under a minute" if minutes < 1 else (
+        f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+    )  # fmt: skip
+    return (
+        f"; training takes about {about} at the pace --autotune measured ({pace:,.0f} steps/s "
+        f"a member, {resource_plan.waves} wave(s)), plus the validation and test walks"
     )
 
 
