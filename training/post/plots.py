@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from training.post.results import FoldResult
 
-POSITION_LINES = 6  # assets drawn as lines; more are a heat map
+POSITION_LINES = 6  # assets drawn as lines; more (or longer windows) are a heat map
+POSITION_LINE_BARS = 1_000  # beyond this many bars, lines of every asset blur into one band
 LOG_SCALE_RATIO = 10.0  # largest / smallest equity beyond which the equity plot is logarithmic
 STYLES = {
     AGENT: {"color": "tab:blue", "linewidth": 1.6},
@@ -126,10 +127,10 @@ def _drawdown(times: pd.Series, oos: pd.DataFrame) -> Figure:
 def _positions(
     times: pd.Series, oos: pd.DataFrame, weights: np.ndarray, assets: list[str]
 ) -> Figure:
-    """What the agent held, bar by bar: a line per asset while they can be told apart, a heat
-    map (asset × time) beyond that. Each row's weight is the target decided at the close of
+    """What the agent held, bar by bar: a line per asset while they can be told apart (few
+    assets, few bars), a heat map (asset × time) beyond that. Each row's weight is the target decided at the close of
     the bar before it, held through that row's bar."""
-    if len(assets) <= POSITION_LINES:
+    if len(assets) <= POSITION_LINES and len(weights) <= POSITION_LINE_BARS:
         figure, axis = plt.subplots(figsize=(10, 3.2))
         for index, asset in enumerate(assets):
             axis.plot(times, weights[:, index], drawstyle="steps-post", linewidth=0.9, label=asset)
