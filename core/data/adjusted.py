@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from core.data.timestamps import configured_column
 from core.data.validation import CLOSE, OPEN, VOLUME, RowLocator, first_row, more_rows
 from core.errors import UserError
 
@@ -32,16 +33,11 @@ def adjusted_column(columns: Sequence[str], setting: str, where: str) -> str | N
     if setting.lower() == "none":
         return None
     if setting.lower() != "auto":
-        by_lower = {str(name).strip().lower(): str(name) for name in columns}
-        found = by_lower.get(setting.strip().lower())
-        if found is None:
-            raise UserError(
-                f"{where}: no column named {setting!r} (from {KEY}); columns are: "
-                f"{', '.join(map(str, columns))}\n"
-                f"  fix: set {KEY} to the adjusted-close column, auto to find one by name, or "
-                "none to use the raw prices"
-            )
-        return found
+        fix = (
+            f"set {KEY} to the adjusted-close column, auto to find one by name, or none to use "
+            "the raw prices"
+        )
+        return configured_column(columns, setting, where, KEY, fix)
     found = [str(name) for name in columns if _squeezed(str(name)) in ADJUSTED_NAMES]
     if len(found) > 1:
         raise UserError(

@@ -59,14 +59,9 @@ def find_timestamp_column(
     `df.to_csv()` writes it."""
     by_lower = {str(name).strip().lower(): str(name) for name in columns}
     if configured != "auto":
-        found = by_lower.get(configured.strip().lower())
-        if found is None:
-            raise UserError(
-                f"{where}: no column named {configured!r} (from {key}); "
-                f"columns are: {', '.join(map(str, columns))}\n"
-                f"  fix: set {key} to the column that holds the bar time"
-            )
-        return found
+        return configured_column(
+            columns, configured, where, key, f"set {key} to the column that holds the bar time"
+        )
     for name in TIMESTAMP_COLUMN_NAMES:
         if name in by_lower:
             return by_lower[name]
@@ -278,3 +273,18 @@ def parse_duration(text: str, key: str, allow_zero: bool = False) -> int:
 
 def format_utc(ns: int) -> str:
     return pd.Timestamp(int(ns), tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
+
+
+def configured_column(
+    columns: Sequence[object], configured: str, where: str, key: str, fix: str
+) -> str:
+    """The column a setting names, matched without case or surrounding spaces; a name the file
+    lacks is one message listing the file's columns."""
+    by_lower = {str(name).strip().lower(): str(name) for name in columns}
+    found = by_lower.get(configured.strip().lower())
+    if found is None:
+        raise UserError(
+            f"{where}: no column named {configured!r} (from {key}); "
+            f"columns are: {', '.join(map(str, columns))}\n  fix: {fix}"
+        )
+    return found
