@@ -308,6 +308,9 @@ def test_the_board_counts_jobs_and_caps_steps_at_each_jobs_total(tmp_path: Path)
     assert "0 queued, 1 running, 1 done, 1 failed, 1 retried" in text
     assert "2,000/3,000 steps" in text and "1,000/1,000" in text  # PPO's overshoot not shown
     assert "fold 0 member 0" in text and "try 2" in text and "fold 0 member 2" not in text
+    testing = [JobStatus(jobs[0], state="running", steps=1000, phase="testing")]
+    console.print(JobBoard("1 job(s) on local", live=False).render(testing))
+    assert "walking the test window" in console.export_text()  # not a bar sitting full
 
 
 def test_the_board_gives_an_eta_at_the_pace_so_far() -> None:

@@ -83,8 +83,16 @@ class JobBoard:
                 status.cluster_id,
                 f"try {status.attempts}",
                 status.phase,
-                ProgressBar(total=status.job.timesteps, completed=_done(status), width=30),
-                f"{_done(status):,}/{status.job.timesteps:,}",
+                # Training is over while the test window is walked: the bar pulses, not sits full.
+                ProgressBar(
+                    total=status.job.timesteps,
+                    completed=_done(status),
+                    width=30,
+                    pulse=status.phase == "testing",
+                ),
+                "walking the test window"
+                if status.phase == "testing"
+                else f"{_done(status):,}/{status.job.timesteps:,}",
             )
             # A group's members, each on its own line (their steps share the group's total).
             each = status.job.timesteps // max(len(status.parts), 1)
