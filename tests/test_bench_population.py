@@ -18,8 +18,6 @@ def test_population_benchmark_reports_members_per_hour_and_learning_of_both_arms
         "bench_population.py",
         tmp_path / "bench.json",
         *("--members", "2", "--timesteps", "4096", "--folds", "1", "--cases", "flat-quick"),
-        # two 2,048-step rollouts a member (the preset's one is 8,192): plumbing, not speed
-        *("--set", "hardware.target_rollout_steps=2048"),
     )
     assert "population / separate" in stdout
     case = result["cases"]["flat-quick"]
