@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=8192, help="a pruning step each")
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     print(
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--output", str(output), "--set", f"tuning.pruner={pruner}",
                 "--set", f"training.eval_every_steps={args.eval_every}",
                 "--set", "training.tensorboard=false",
+                *(item for pair in args.set for item in ("--set", pair)),
             ]  # fmt: skip
             started = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)

@@ -16,7 +16,9 @@ def test_fedavg_benchmark_compares_the_fused_model_with_independent_members(
     stdout, result = run_bench(
         "bench_fedavg.py",
         tmp_path / "bench.json",
-        *("--members", "2", "--timesteps", "16384", "--folds", "1", "--sync-steps", "8192"),
+        # Plumbing, not learning: two rounds of one 2,048-step rollout each per member
+        *("--members", "2", "--timesteps", "4096", "--folds", "1", "--sync-steps", "2048"),
+        *("--set", "hardware.target_rollout_steps=2048"),
         *("--arms", "independent", "fedavg", "fedavg_reset"),
     )
     assert "fused model" in stdout and "waited at barriers" in stdout

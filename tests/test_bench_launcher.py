@@ -12,7 +12,11 @@ from tests.helpers.bench import run_bench
 @pytest.mark.slow
 def test_launcher_benchmark_reports_every_arm_and_the_projection(tmp_path: Path) -> None:
     stdout, result = run_bench(
-        "bench_launcher.py", tmp_path / "bench.json", "--members", "3", "--timesteps", "2048"
+        "bench_launcher.py",
+        tmp_path / "bench.json",
+        *("--members", "3", "--timesteps", "2048"),
+        # one 2,048-step rollout a member (the preset's is 8,192): the arms' plumbing, not speed
+        *("--set", "hardware.target_rollout_steps=2048"),
     )
     assert "ratios vs sequential" in stdout and "projection for" in stdout
     for arm in ("sequential", "planned", "all_at_once"):

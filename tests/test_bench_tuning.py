@@ -15,7 +15,9 @@ def test_tuning_benchmark_reports_workers_and_pruning(tmp_path: Path) -> None:
     stdout, result = run_bench(
         "bench_tuning.py",
         tmp_path / "bench.json",
-        *("--n-trials", "2", "--timesteps", "8192", "--folds", "1", "--eval-every", "8192"),
+        # one 2,048-step rollout and one pruning report per member (the preset's rollout is 8,192)
+        *("--n-trials", "2", "--timesteps", "2048", "--folds", "1", "--eval-every", "2048"),
+        *("--set", "hardware.target_rollout_steps=2048"),
         "--arms",
         *arms,
     )

@@ -175,16 +175,22 @@ def test_a_group_trains_tests_and_writes_each_members_result(tmp_path: Path) -> 
         assert (job.files.checkpoints / str(state.last_checkpoint)).exists()
 
 
+@pytest.fixture(scope="module")
+def without_member_1(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
+    """Members 0 and 2 trained as a group of their own: the trajectories the next test's members
+    must keep whatever member 1 does (one reference run for both of its cases)."""
+    alone = small_run(tmp_path_factory.mktemp("alone"), 3, 6144)
+    run_group([alone.jobs[0], alone.jobs[2]], NO_HOOKS)
+    return results_of([alone.jobs[0], alone.jobs[2]])
+
+
 @pytest.mark.parametrize("what", ["fails", "stops"])
 def test_a_member_that_fails_or_stops_leaves_the_others_trajectories_unchanged(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str, without_member_1: dict[int, dict]
 ) -> None:
     from training.member.callbacks import WalkForwardCallback
 
-    alone = small_run(tmp_path / "alone", 3, 6144)
-    run_group([alone.jobs[0], alone.jobs[2]], NO_HOOKS)
-    expected = results_of([alone.jobs[0], alone.jobs[2]])
-
+    expected = without_member_1
     original = WalkForwardCallback._on_rollout_end
 
     def interfere(self: WalkForwardCallback) -> None:

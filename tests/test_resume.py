@@ -20,7 +20,7 @@ from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learn
 
 pytestmark = pytest.mark.slow
 ENTRY = Path(__file__).resolve().parents[1] / "training" / "train_walk_forward.py"
-TIMESTEPS = 24_576
+TIMESTEPS = 12_288  # 6 rollouts: killed after 2, resumed to 6
 ROLLOUT = 2048  # hardware.target_rollout_steps in LEARNABLE: 32 envs x 64 steps
 
 

@@ -105,7 +105,8 @@ def _sweep(folder: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
         write_csv(dataset, ar1_frames(bars_needed(config), 2, 0.3, seed=5))
     sets = [*LEARNABLE, "walk_forward.max_folds=1", "tuning.seeds_per_trial=2",
             "launcher.dead_after_s=20"]  # fmt: skip
-    command = [PYTHON, str(ENTRY), "--tune", "--data", str(dataset), "--timesteps", "8192",
+    # 4,096 steps a member: two rollouts, one validation (a pruning report): the sweep's plumbing
+    command = [PYTHON, str(ENTRY), "--tune", "--data", str(dataset), "--timesteps", "4096",
                "--output", str(folder / "runs"), "--no-progress", *extra]  # fmt: skip
     for item in sets:
         command += ["--set", item]
