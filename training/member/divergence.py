@@ -64,7 +64,12 @@ def said_when_nonfinite(model: Any, who: str, config: Config) -> Iterator[None]:
 def _fix(config: Config) -> str:
     ppo, reward = config.ppo, config.reward
     return (
-        f"lower ppo.learning_rate (now {ppo.learning_rate}) or ppo.max_grad_norm (now "
+        f"lower ppo.learning_rate (now {_setting(ppo.learning_rate)}) or ppo.max_grad_norm (now "
         f"{ppo.max_grad_norm:g}), or reward.reward_scale (now {reward.reward_scale:g}) or "
         f"reward.reward_clip (now {reward.reward_clip:g})"
     )
+
+
+def _setting(value: float | str) -> str:
+    """A number as the config shows it (1, not 1.0), a schedule such as lin_3e-4 as written."""
+    return f"{value:g}" if isinstance(value, float | int) else str(value)
