@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.atomic import read_json
 from core.bar_range import BarRange
 from core.config import Config
 from core.envs.settings import env_settings
 from core.errors import UserError
-from core.evaluation.judge import AGENT, evaluate_window, with_baselines
+from core.evaluation.judge import evaluate_window, with_baselines
 from core.evaluation.rollout import Track
 from core.evaluation.walks import walk_members
 from core.features.store import FeatureStore
@@ -31,7 +33,6 @@ from training.run.files import RunFiles
 from training.run.folder import run_config
 from training.run.job import Job, jobs_by_fold
 from training.run.records import read_job_result
-from training.run.tracks import load_tracks
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,8 @@ def _walk_members(
     return {job.member: walked[job.member] for job in agents.jobs}
 
 
-def run_rows(run_dir: Path, index: int) -> dict[str, Any]:
-    """The run's own test walk of fold `index` (its ensemble tracks file): rows and decisions."""
-    tracks = load_tracks(RunFiles(run_dir).ensemble_tracks(index))
-    return {key: tracks[key] for key in ("timestamp", "decision_timestamp") if key in tracks} | {
-        "weights": tracks.get(f"{AGENT}.weights")
-    }
+def run_rows(run_dir: Path, index: int) -> dict[str, np.ndarray]:
+    """The run's own test walk of fold `index`: its rows and (runs since decisions are
+    recorded) decision times, read alone from the ensemble tracks file."""
+    with np.load(RunFiles(run_dir).ensemble_tracks(index)) as tracks:
+        return {key: tracks[key] for key in ("timestamp", "decision_timestamp") if key in tracks}

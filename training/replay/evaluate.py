@@ -76,9 +76,7 @@ def evaluate(request: Request) -> Evaluation:
         agents = load_fold_agents(run_dir, window.fold, done[window.fold], jobs, store)
         folds.append(_fold(agents, store, window, files))
         rows = np.asarray(store.timestamps)[window.bars.start + 1 : window.bars.stop]
-        described.append(
-            _describe(agents, window, rows, overlap(run_dir, window.fold, rows, sorted(done)))
-        )
+        described.append(_describe(agents, rows, overlap(run_dir, window.fold, rows, sorted(done))))
     folder = _folder(request, run_dir)
     out = RunFiles(folder)
     annual = annualisation_of(store, config)
@@ -156,9 +154,7 @@ def _fold(agents: FoldAgents, store: FeatureStore, window: Window, files: RunFil
     return fold_result(tracks, results, agents.all_members, record)
 
 
-def _describe(
-    agents: FoldAgents, window: Window, rows: np.ndarray, seen: Overlap
-) -> dict[str, Any]:
+def _describe(agents: FoldAgents, rows: np.ndarray, seen: Overlap) -> dict[str, Any]:
     return {
         "fold": agents.index,
         "agent": agents.kind,
