@@ -336,7 +336,7 @@ class HardwareConfig(Section):
     blas_threads: Annotated[int, Field(ge=1, le=1024)] | Auto
     target_rollout_steps: Annotated[int, Field(ge=256, le=10_000_000)]
     max_env_workers_per_member: Annotated[int, Field(ge=1, le=10_000)]
-    gpu_min_policy_params: Annotated[int, Field(ge=0, le=10**12)]
+    gpu_min_minibatch_macs: Annotated[int, Field(ge=0, le=10**15)]
     memory_headroom: Fraction
     gpu_memory_headroom: Fraction
     learner_memory_gb: Annotated[float, Field(gt=0, le=1_000_000)]

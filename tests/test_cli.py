@@ -82,7 +82,7 @@ def test_slurm_dry_run_plans_for_the_allocations_gpu() -> None:
     assert "gpus_per_task=1" in document["hardware"]["sources"]["gpus"]
     device = document["plan"]["decisions"]["device"]
     assert device["value"] == document["plan"]["device"] == "cpu"
-    assert "parameters, below hardware.gpu_min_policy_params" in device["why"]
+    assert "below hardware.gpu_min_minibatch_macs" in device["why"]
     assert all(d["why"] for d in document["plan"]["decisions"].values())
 
 

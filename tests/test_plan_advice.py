@@ -77,7 +77,7 @@ def test_the_256_core_server_runs_every_job_of_20_members_on_2_folds_at_once() -
     assert (separate.members_concurrent, separate.units, separate.waves) == (40, 40, 1)
     assert separate.threads_per_member == 6 and separate.threads_in_use == 240
     assert "40 jobs (20 member(s) x 2 folds)" in separate.decisions["members_concurrent"].why
-    auto = plan(hw, load_config(overrides=["ensemble.size=20"]), folds=2)
+    auto = plan(hw, load_config(overrides=["ensemble.size=20", "hardware.device=cpu"]), folds=2)
     assert auto.learner == "separate"  # 40 slots: groups of one member have nothing to batch
     assert "a group of one has nothing to batch" in auto.decisions["learner"].why
     assert (auto.members_concurrent, auto.units, auto.threads_per_member) == (40, 40, 6)
@@ -107,15 +107,14 @@ def test_without_folds_the_plan_is_for_one_fold() -> None:
 
 
 def test_hyperthreads_are_said_where_threads_outnumber_the_cores() -> None:
-    result = plan(load_machine_file(SERVER), load_config(overrides=["ensemble.size=20"]), folds=2)
+    on_cpu = ["ensemble.size=20", "hardware.device=cpu"]  # the CPU plan: threads on every core
+    result = plan(load_machine_file(SERVER), load_config(overrides=on_cpu), folds=2)
     note = next(note for note in result.notes if "hyper-threads are counted" in note)
     assert "240 threads on 128 physical cores" in note and "not measured" in note
     found = re.search(r"To keep to physical cores: (.+) keeps (\d+) threads on the 128 cores", note)
     assert found is not None, note
     sets = [part.strip() for part in found.group(1).split("--set") if part.strip()]
-    kept = plan(
-        load_machine_file(SERVER), load_config(overrides=["ensemble.size=20", *sets]), folds=2
-    )
+    kept = plan(load_machine_file(SERVER), load_config(overrides=[*on_cpu, *sets]), folds=2)
     assert kept.threads_in_use == int(found.group(2)) <= 128
     laptop = plan(machine(4, logical=4), load_config(), 4, folds=2)
     assert not any("hyper-threads" in note for note in laptop.notes)
@@ -130,7 +129,7 @@ def test_the_example_profiles_gpu_reaches_the_plan() -> None:
     same = plan(described, load_config(), 1)
     assert result.device == same.device == "cpu"  # the default policy is too small for a GPU
     assert result.decisions["device"].why == same.decisions["device"].why
-    assert "gpu_min_policy_params" in result.decisions["device"].why
+    assert "gpu_min_minibatch_macs" in result.decisions["device"].why
 
 
 def test_a_gres_gpu_without_memory_is_said_not_invented() -> None:
@@ -142,7 +141,7 @@ def test_a_gres_gpu_without_memory_is_said_not_invented() -> None:
     ]
     small = plan(allocation, load_config(), 1)
     assert small.device == "cpu" and "memory is not stated" in small.decisions["device"].why
-    big = plan(allocation, load_config(overrides=["hardware.gpu_min_policy_params=0"]), 2)
+    big = plan(allocation, load_config(overrides=["hardware.gpu_min_minibatch_macs=0"]), 2)
     assert big.device == "cuda" and "does not check" in big.decisions["device"].why
     assert big.gpu_assignment == (0, 1)
 

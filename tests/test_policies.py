@@ -388,3 +388,27 @@ def test_autotune_probes_caches_and_the_next_plan_uses_it(tmp_path: Path) -> Non
     refused = subprocess.run([*command, "--autotune", "--hardware", "config/hardware/server-256core-rtx3090.yaml"],
                              capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)  # fmt: skip
     assert refused.returncode == 2 and "--autotune times training on this machine" in refused.stderr
+
+
+def _real_macs(config: object, layout: ObservationLayout) -> int:
+    """Multiply-adds of one observation's forward pass (actor and critic), as torch counts the
+    matmuls (FlopCounterMode counts 2 FLOPs per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    policy, kwargs = policy_arguments(config, layout)  # type: ignore[arg-type]
+    policy_class = algorithm_class(config).policy_aliases[policy]  # type: ignore[arg-type]
+    built = policy_class(*_spaces(layout), lambda _: 3e-4, **kwargs)
+    observation = {key: torch.zeros(1, *space.shape) for key, space in _spaces(layout)[0].items()}
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        built.evaluate_actions(observation, torch.zeros(1, layout.n_assets))
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("extractor", ["flat", "shared_asset", "multi_timeframe_cnn"])
+def test_the_device_rule_counts_the_real_multiply_adds(extractor: str) -> None:
+    from core.policies.size import policy_macs
+
+    config = load_config(overrides=[f"policy.extractor={extractor}"])
+    counted = policy_macs(config.policy, list(config.ppo.net_arch), DEFAULT_LAYOUT)
+    real = _real_macs(config, DEFAULT_LAYOUT)
+    assert abs(counted - real) <= 0.1 * real, (counted, real)

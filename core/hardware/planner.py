@@ -23,10 +23,15 @@ from core.errors import UserError
 from core.features.registry import INDICATORS
 from core.features.registry import TIME_COLUMNS as TIME_COLUMN_NAMES
 from core.hardware.autotune import Autotune
-from core.hardware.groups import LearnerChoice, choose_learner, groups_per_fold
+from core.hardware.groups import (
+    LearnerChoice,
+    choose_learner,
+    groups_per_fold,
+    separate_because,
+)
 from core.hardware.machine import Hardware
 from core.policies.layout import layout_from_names
-from core.policies.size import policy_parameters
+from core.policies.size import policy_macs, policy_parameters
 from core.units import GIB
 
 FLOAT_BYTES = 4
@@ -63,6 +68,7 @@ class PolicyShape:
     params: int
     hidden: tuple[int, ...]
     extractor: str = "flat"
+    macs: int = 0  # multiply-adds of one forward pass per observation (core.policies.size)
 
 
 @dataclass(frozen=True)
@@ -130,8 +136,9 @@ def estimate_policy_shape(
         names += ["time"] * (TIME_COLUMNS if "time" in features.indicators else 0)
         layout = layout_from_names(assets, window, names)
     params = policy_parameters(config.policy, list(config.ppo.net_arch), layout)
+    macs = policy_macs(config.policy, list(config.ppo.net_arch), layout)
     return PolicyShape(
-        layout.obs_dim, assets, params, tuple(config.ppo.net_arch), config.policy.extractor
+        layout.obs_dim, assets, params, tuple(config.ppo.net_arch), config.policy.extractor, macs
     )
 
 
@@ -328,7 +335,9 @@ def _plan(
         config, members, shape.obs_dim, layout.members, layout.memory_gb, budget_gb
     )
     units = ensemble * runs
-    if choice.learner == "population" and folds is not None:
+    if choice.learner == "population" and device == "cuda":
+        layout, choice, units = _gpu_groups(hardware, config, shape, runs, fitted, budget_gb, notes)
+    elif choice.learner == "population" and folds is not None:
         layout, choice, units = _fill_groups(
             layout, choice, config, (runs, shape.obs_dim), fitted, budget_gb, notes
         )
@@ -340,6 +349,76 @@ def _plan(
     return replace(
         assembled, learner=choice.learner, group_size=choice.group_size, folds=runs, units=units
     )
+
+
+def _gpu_groups(
+    hardware: Hardware,
+    config: Config,
+    shape: PolicyShape,
+    runs: int,
+    fitted: Callable[[int | None], _Processes],
+    budget_gb: float,
+    notes: _Notes,
+) -> tuple[_Processes, LearnerChoice, int]:
+    """Population groups on the GPU: as large as GPU memory allows (a fold's members at most),
+    so each minibatch step is one large batched call; as many group processes at once as the
+    GPUs' memory, the RAM and the CPUs (one each, for the envs) hold. On a GPU a group's time
+    grows far slower than its size (bench_device.py), so fewer, larger groups win."""
+    members = config.ensemble.size
+    largest, size_why = gpu_group(hardware, config, shape)
+    fixed = config.hardware.learner_memory_gb
+    per_member_ram = max(fitted(1).memory_gb - fixed, 1e-6)
+    by_ram_size = max(1, int((budget_gb - fixed) // per_member_ram))
+    if by_ram_size < largest:
+        largest = by_ram_size
+        size_why += f"; RAM holds {by_ram_size} per group ({per_member_ram:.2f} GB per member)"
+    per_fold = math.ceil(members / largest)
+    size = math.ceil(members / per_fold)
+    units = runs * per_fold
+    rollout, batch = _gpu_rollout(config)
+    process_gb = CUDA_CONTEXT_GB + size * gpu_member_gb(shape, rollout, batch)
+    by_gpu = sum(_gpu_capacity(hardware, config, process_gb))
+    process_ram = fixed + size * per_member_ram
+    by_ram = int(budget_gb // process_ram)
+    limits = {
+        f"the run's {units} group(s) ({runs} fold(s) x {per_fold})": units,
+        f"{hardware.usable_cpus} usable CPUs, one per group process (its envs)": hardware.usable_cpus,
+        f"GPU memory at {process_gb:.2f} GB per group (CUDA context + {size} x "
+        f"{gpu_member_gb(shape, rollout, batch):.3f} GB)": by_gpu,
+        f"RAM at {process_ram:.2f} GB per group within {budget_gb:.1f} GB": by_ram,
+    }
+    configured = config.hardware.members_concurrent
+    if configured != "auto":
+        limits = {"hardware.members_concurrent": configured, **limits}
+    slots = min(limits.values())
+    if slots < 1:
+        raise UserError(
+            f"even one population group of {size} member(s) does not fit this machine: "
+            + "; ".join(f"{what} holds {count}" for what, count in limits.items() if count < 1)
+            + "\n  fix: lower hardware.group_size or hardware.target_rollout_steps, or set "
+            "hardware.device=cpu"
+        )
+    layout = fitted(slots)
+    layout = replace(
+        layout,
+        gpu_memory_gb=process_gb,
+        gpu_assignment=_assign_gpus(hardware, config, slots, process_gb),
+    )
+    chosen = "config" if configured != "auto" else "auto"
+    notes.decide(
+        "members_concurrent",
+        slots,
+        chosen,
+        "population groups on the GPU, the smallest of: "
+        + "; ".join(f"{what} = {count}" for what, count in limits.items()),
+    )
+    group_why = f"{size_why}; {members} member(s) cut into {per_fold} group(s) per fold"
+    group_chosen = "config" if config.hardware.group_size != "auto" else "auto"
+    learner_why = (
+        f"ensemble.learner={config.ensemble.learner}: a fold's members train in groups, "
+        "batched on the GPU"
+    )
+    return layout, LearnerChoice("population", learner_why, size, group_why, group_chosen), units
 
 
 def _fill_groups(
@@ -430,24 +509,80 @@ def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes
         return notes.decide("device", "cuda", "config", why)
     if not hardware.gpus:
         return notes.decide("device", "cpu", "auto", f"no GPU ({gpu_source})")
-    threshold = config.hardware.gpu_min_policy_params
-    if shape.params < threshold:
+    group, group_why = gpu_group(hardware, config, shape)
+    _, batch = _gpu_rollout(config)
+    work = group * batch * shape.macs
+    threshold = config.hardware.gpu_min_minibatch_macs
+    counted = (
+        f"a minibatch step on the GPU would do {group} member(s) ({group_why}) x batch {batch:,} x "
+        f"{shape.macs:,} multiply-adds per observation (policy.extractor="
+        f"{config.policy.extractor}) = {work:,}"
+    )
+    if work < threshold:
         return notes.decide(
             "device",
             "cpu",
             "auto",
-            f"policy.extractor={config.policy.extractor} has {shape.params:,} parameters, below "
-            f"hardware.gpu_min_policy_params={threshold:,}: on a GPU each PPO minibatch is bound by "
-            "kernel-launch and transfer latency, so the CPU is faster (set hardware.device=cuda to force)"
-            + _unstated_gpu_memory(hardware),
+            f"{counted}, below hardware.gpu_min_minibatch_macs={threshold:,}: so little work per "
+            "step is bound by kernel-launch and transfer latency, and the CPU is faster "
+            f"({MEASURED_ON}; set hardware.device=cuda to force)" + _unstated_gpu_memory(hardware),
         )
     return notes.decide(
         "device",
         "cuda",
         "auto",
-        f"policy.extractor={config.policy.extractor} has {shape.params:,} parameters (>= "
-        f"{threshold:,}): large enough for the GPU to win (an estimate: not measured on a GPU)"
-        + _unstated_gpu_memory(hardware),
+        f"{counted} >= hardware.gpu_min_minibatch_macs={threshold:,}: enough work per step for "
+        f"the GPU to win ({MEASURED_ON})" + _unstated_gpu_memory(hardware),
+    )
+
+
+MEASURED_ON = "threshold measured on an NVIDIA H200 by bench/bench_device.py, 2026-12-04"
+
+
+def _gpu_rollout(config: Config) -> tuple[int, int]:
+    """(rollout steps, batch size) of one member on a GPU, as the layout will choose them."""
+    if config.hardware.vec_env == "batch" and config.hardware.n_envs == "auto":
+        n_envs = max(
+            1, min(MAX_AUTO_BATCH_ENVS, config.hardware.target_rollout_steps // BATCH_N_STEPS)
+        )
+    elif config.hardware.n_envs != "auto":
+        n_envs = config.hardware.n_envs
+    else:
+        n_envs = max(1, config.hardware.target_rollout_steps // MAX_N_STEPS)
+    rollout = n_envs * _n_steps(config, n_envs).value
+    return rollout, _batch_size(config, rollout, "cuda").value
+
+
+def gpu_member_gb(shape: PolicyShape, rollout: int, batch: int) -> float:
+    """GPU memory of one member inside a group: weights, gradients and Adam moments, its rollout
+    (moved to the GPU once per update) and a minibatch's activations."""
+    on_device = rollout * (shape.obs_dim + shape.action_dim + 4) * FLOAT_BYTES / GIB
+    activations = 3 * batch * (shape.obs_dim + 2 * sum(shape.hidden)) * FLOAT_BYTES / GIB
+    return _model_gb(shape) + on_device + activations
+
+
+def gpu_group(hardware: Hardware, config: Config, shape: PolicyShape) -> tuple[int, str]:
+    """The members one GPU process would train at once: a fold's members in one population group
+    (hardware.group_size when set), fewer when the largest GPU's free memory holds fewer; 1 when
+    the run cannot train in groups."""
+    members = config.ensemble.size
+    why_not = separate_because(config, members, shape.obs_dim)
+    if why_not is not None:
+        return 1, f"separate learner: {why_not}"
+    if config.hardware.group_size != "auto":
+        return min(config.hardware.group_size, members), "hardware.group_size"
+    rollout, batch = _gpu_rollout(config)
+    per_member = gpu_member_gb(shape, rollout, batch)
+    free = [g.free_memory_gb for g in hardware.gpus if g.free_memory_gb is not None]
+    if not free:
+        return members, f"a fold's {members} members (GPU memory not stated)"
+    room = max(free) * (1 - config.hardware.gpu_memory_headroom) - CUDA_CONTEXT_GB
+    by_memory = max(1, int(room // per_member))
+    if by_memory >= members:
+        return members, f"a fold's {members} members"
+    return by_memory, (
+        f"GPU memory, {room:.1f} GB free after headroom and the CUDA context / "
+        f"{per_member:.3f} GB per member holds {by_memory} of a fold's {members}"
     )
 
 

@@ -4,6 +4,8 @@ model's)."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from core.config import PolicyConfig
 from core.policies.layout import ObservationLayout
 from core.policies.registry import EXTRACTORS
@@ -78,3 +80,45 @@ def policy_parameters(policy: PolicyConfig, net_arch: list[int], layout: Observa
     last = net_arch[-1] if net_arch else features
     total += _linear(last, layout.n_assets) + _linear(last, 1) + layout.n_assets  # + log_std
     return total
+
+
+def _linear_macs(widths: list[int]) -> int:
+    return sum(a * b for a, b in pairwise(widths))
+
+
+def _extractor_macs(policy: PolicyConfig, layout: ObservationLayout) -> tuple[int, int]:
+    """(multiply-adds per observation, features_dim) of the features extractor."""
+    if policy.extractor == "shared_asset":
+        patch = min(policy.patch, layout.window)
+        positions = layout.window // patch
+        per_asset = positions * patch * layout.n_features * policy.channels
+        per_asset += policy.channels * positions * policy.embedding
+        return layout.n_assets * per_asset, shared_asset_size(policy, layout)[1]
+    if policy.extractor == "multi_timeframe_cnn":
+        widths = list(layout.timeframe_columns)
+        widths[0] += layout.shared_columns
+        lengths = [(layout.window - 1) // multiple + 1 for multiple in layout.timeframe_multiples]
+        convs = sum(
+            layout.n_assets * length * width * policy.channels * min(policy.kernel, length)
+            for width, length in zip(widths, lengths, strict=True)
+        )
+        fuse = layout.n_assets * 2 * policy.channels * len(widths) * policy.embedding
+        return convs + fuse, _embedded(policy, layout)
+    params, features = extractor_size(policy, layout)  # flat (none) and the recurrent ones
+    return params, features
+
+
+def policy_macs(policy: PolicyConfig, net_arch: list[int], layout: ObservationLayout) -> int:
+    """Multiply-adds of one forward pass of the actor-critic for one observation: what a GPU's
+    minibatch does per sample (the planner's device rule weighs it by members x batch). Unlike
+    the parameter count it sees a shared encoder run once per asset and patch."""
+    spec = EXTRACTORS[policy.extractor]
+    extractor, features = _extractor_macs(policy, layout)
+    shared = policy.share_extractor or spec.extractor is None
+    total = extractor * (1 if shared else 2)
+    if spec.recurrent:
+        total += 2 * _lstm(features, policy.lstm_hidden, policy.lstm_layers)
+        features = policy.lstm_hidden
+    last = net_arch[-1] if net_arch else features
+    heads = _linear_macs([features, *net_arch])
+    return total + 2 * heads + last * (layout.n_assets + 1)

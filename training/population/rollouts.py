@@ -36,8 +36,7 @@ def collect_group_rollouts(
         models[m].rollout_buffer.reset()
         models[m].policy.set_training_mode(False)
     for _ in range(n_steps.pop()):
-        current = [obs_as_tensor(models[m]._last_obs, models[m].device) for m in members]
-        obs = {key: torch.stack([rows[key] for rows in current]) for key in current[0]}
+        obs = _group_observation([models[m]._last_obs for m in members], stacked.device)
         with torch.no_grad():
             mean, values, log_std = stacked.heads(obs, index)
             noise = torch.stack(
@@ -48,6 +47,8 @@ def collect_group_rollouts(
             ).to(mean.device)
             actions = mean + noise * log_std.exp().unsqueeze(1)
             log_probs = gaussian_log_prob(actions, mean, log_std)
+        # One copy back for the whole group, not three per member.
+        actions, values, log_probs = actions.cpu(), values.cpu(), log_probs.cpu()
         for row, m in enumerate(members):
             infos[m] = _step_member(models[m], actions[row], values[row], log_probs[row])
     for m in members:
@@ -58,6 +59,20 @@ def collect_group_rollouts(
             last_values=last, dones=model._last_episode_starts
         )
     return infos
+
+
+def _group_observation(
+    observations: Sequence[dict[str, np.ndarray]], device: torch.device
+) -> dict[str, torch.Tensor]:
+    """The members' observations as [G, n_envs, ...] tensors on `device`: stacked in numpy and
+    moved in one copy per key (from pinned memory on a GPU), not one per member."""
+    stacked = {key: np.stack([obs[key] for obs in observations]) for key in observations[0]}
+    if device.type == "cpu":
+        return {key: torch.from_numpy(value) for key, value in stacked.items()}
+    return {
+        key: torch.from_numpy(value).pin_memory().to(device, non_blocking=True)
+        for key, value in stacked.items()
+    }
 
 
 def _step_member(

@@ -37,11 +37,12 @@ class _Columns:
     returns: torch.Tensor
 
     @classmethod
-    def of(cls, buffer: Any) -> _Columns:
+    def of(cls, buffer: Any, device: torch.device) -> _Columns:
+        """On a GPU the whole buffer moves once per update; minibatches are then gathered there."""
         total = buffer.buffer_size * buffer.n_envs
 
         def flat(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array.reshape(total, *array.shape[2:]))
+            return torch.from_numpy(array.reshape(total, *array.shape[2:])).to(device)
 
         return cls(
             {key: flat(value) for key, value in buffer.observations.items()},
@@ -122,12 +123,15 @@ def group_train(
         raise ValueError("a group's members must share n_epochs and batch_size")
     n_epochs, batch_size = epochs.pop(), batch_sizes.pop()
     settings = _Settings.of(models, stacked.device)
-    columns = {m: _Columns.of(models[m].rollout_buffer) for m in members}
+    columns = {m: _Columns.of(models[m].rollout_buffer, stacked.device) for m in members}
     total = len(next(iter(columns.values())).returns)
     stats = {m: _Stats() for m in members}
     training = list(members)
     for _ in range(n_epochs):
-        orders = {m: torch.from_numpy(generators[m].permutation(total)) for m in training}
+        orders = {
+            m: torch.from_numpy(generators[m].permutation(total)).to(stacked.device)
+            for m in training
+        }
         for m in training:
             models[m]._n_updates += 1  # SB3 counts an epoch a member starts, even one cut short
         for start in range(0, total, batch_size):
@@ -160,8 +164,7 @@ def _minibatch(
     index = torch.tensor(members, device=stacked.device)
 
     def gathered(get: Any) -> torch.Tensor:
-        rows = [get(columns[m]).index_select(0, picked[m]) for m in members]
-        return torch.stack(rows).to(stacked.device)
+        return torch.stack([get(columns[m]).index_select(0, picked[m]) for m in members])
 
     keys = columns[members[0]].observations.keys()
     obs = {key: gathered(lambda c, key=key: c.observations[key]) for key in keys}
@@ -196,19 +199,25 @@ def _minibatch(
         approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio, dim=1)
         clip_fraction = torch.mean((torch.abs(ratio - 1) > clip).float(), dim=1)
         stop = approx_kl > 1.5 * settings.target_kl[index]
+        # One copy of every member's scalars (a GPU would sync once per .item()).
+        table = torch.stack(
+            [policy_loss, value_loss, entropy_loss, clip_fraction, approx_kl, loss]
+        ).tolist()
     for row, m in enumerate(members):
         record = stats[m]
-        record.pg.append(policy_loss[row].item())
-        record.value.append(value_loss[row].item())
-        record.entropy.append(entropy_loss[row].item())
-        record.clip.append(clip_fraction[row].item())
-        record.kl.append(approx_kl[row].item())
-        record.loss = loss[row].item()
+        pg, value, entropy, clipped, kl, total = (column[row] for column in table)
+        record.pg.append(pg)
+        record.value.append(value)
+        record.entropy.append(entropy)
+        record.clip.append(clipped)
+        record.kl.append(kl)
+        record.loss = total
     stepping = torch.zeros(stacked.size, dtype=torch.bool, device=stacked.device)
     stepping[index[~stop]] = True
     if bool(stepping.any()):
         _step(stacked, adam, settings, (loss * (~stop).to(loss.dtype)).sum(), stepping)
-    return [m for row, m in enumerate(members) if stop[row]]
+    stopped = stop.tolist()
+    return [m for row, m in enumerate(members) if stopped[row]]
 
 
 def _step(
