@@ -90,3 +90,29 @@ def test_a_group_trains_an_iteration_on_cuda(tmp_path: Path) -> None:
     timings = time_groups(load_config([QUICK]), store, "cuda", [1, 4], (8, 64, 128), 1)
     assert [t.size for t in timings] == [1, 4]
     assert all(t.seconds_per_iteration > 0 for t in timings)
+
+
+def test_a_cached_device_probe_replaces_the_threshold(tmp_path: Path) -> None:
+    from core.hardware.autotune import (
+        DeviceProbe,
+        device_cache_file,
+        load_device_probe,
+        save_autotune,
+    )
+
+    config = load_config([QUICK], overrides=["ensemble.size=16", f"data.cache_dir={tmp_path}"])
+    hardware = load_machine_file(Path(GPU_NODES[0]))
+    path = device_cache_file(config, "key", hardware.gpus[0].name)
+    rows = ({"size": 1, "cpu_s": 1.0, "cuda_s": 2.0}, {"size": 8, "cpu_s": 2.0, "cuda_s": 1.0})
+    save_autotune(path, DeviceProbe("key", "node", hardware.gpus[0].name, 8, rows))
+    probe = load_device_probe(path)
+    assert probe is not None and probe.crossing == 8 and probe.rows == rows
+    measured = plan(hardware, config, folds=3, device_probe=probe)
+    assert measured.device == "cuda" and measured.decisions["device"].chosen == "measured"
+    assert "CUDA wins from groups of 8" in measured.decisions["device"].why
+    later = DeviceProbe("key", "node", "H100", 32, rows, "file")  # 16 members < the crossing
+    assert plan(hardware, config, folds=3, device_probe=later).device == "cpu"
+    never = DeviceProbe("key", "node", "H100", None, rows, "file")
+    assert plan(hardware, config, folds=3, device_probe=never).device == "cpu"
+    other = device_cache_file(config, "key", "NVIDIA GeForce RTX 3090")
+    assert other != path  # another GPU is another probe

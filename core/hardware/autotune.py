@@ -100,7 +100,7 @@ def cache_file(config: Config, key: str) -> Path:
     return Path(config.data.cache_dir) / CACHE_FOLDER / f"{key}.json"
 
 
-def save_autotune(path: Path, result: Autotune) -> None:
+def save_autotune(path: Path, result: Autotune | DeviceProbe) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, result.to_json())
 
@@ -121,3 +121,49 @@ def load_autotune(path: Path) -> Autotune | None:
         for row in data["measurements"]
     )
     return Autotune(data["key"], data["machine"], rows, str(path))
+
+
+DEVICE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class DeviceProbe:
+    """What `--autotune` measured on a GPU machine: one group timed on the CPU and on CUDA at a
+    few sizes (training.population.device_timing). `crossing` is the smallest measured size from
+    which CUDA trains more members per hour (None: the CPU won at the largest); the planner's
+    device rule follows it instead of hardware.gpu_min_minibatch_macs."""
+
+    key: str
+    machine: str
+    gpu: str
+    crossing: int | None
+    rows: tuple[dict[str, float], ...]  # size, cpu_s, cuda_s per measured group size
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": DEVICE_FORMAT,
+            "key": self.key,
+            "machine": self.machine,
+            "gpu": self.gpu,
+            "crossing": self.crossing,
+            "rows": list(self.rows),
+        }
+
+
+def device_cache_file(config: Config, key: str, gpu: str) -> Path:
+    """The GPU's name joins the key: another GPU in the same kind of host is another probe."""
+    digest = hashlib.sha256(f"{key}:{gpu}".encode()).hexdigest()[:24]
+    return Path(config.data.cache_dir) / CACHE_FOLDER / f"device-{digest}.json"
+
+
+def load_device_probe(path: Path) -> DeviceProbe | None:
+    """The cached device probe, or None when there is none (or it is from an older format)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("format") != DEVICE_FORMAT:
+        return None
+    rows = tuple(dict(row) for row in data["rows"])
+    return DeviceProbe(data["key"], data["machine"], data["gpu"], data["crossing"], rows, str(path))

@@ -22,7 +22,7 @@ from core.config import Config, validate
 from core.errors import UserError
 from core.features.registry import INDICATORS
 from core.features.registry import TIME_COLUMNS as TIME_COLUMN_NAMES
-from core.hardware.autotune import Autotune
+from core.hardware.autotune import Autotune, DeviceProbe
 from core.hardware.groups import (
     LearnerChoice,
     choose_learner,
@@ -92,7 +92,7 @@ class Plan:
     usable_cpus: int
     memory_per_member_gb: float
     memory_budget_gb: float
-    gpu_memory_per_member_gb: float
+    gpu_memory_per_member_gb: float  # per process: a whole group's with the population learner
     obs_dim: int
     policy_params: int
     reasons: tuple[str, ...]
@@ -150,6 +150,7 @@ def plan(
     feature_names: Sequence[str] | None = None,
     autotune: Autotune | None = None,
     folds: int | None = None,
+    device_probe: DeviceProbe | None = None,
 ) -> Plan:
     """The resource plan for `ensemble_size` members (default: config.ensemble.size);
     `n_assets` / `feature_names` (per asset) come from the feature store when it exists;
@@ -159,9 +160,13 @@ def plan(
 
     def again(changed: Config) -> Plan:
         size = None if ensemble_size in (None, config.ensemble.size) else ensemble_size
-        return _plan(hardware, changed, size, n_assets, feature_names, autotune, folds)
+        return _plan(
+            hardware, changed, size, n_assets, feature_names, autotune, folds, device_probe
+        )
 
-    result = _plan(hardware, config, ensemble_size, n_assets, feature_names, autotune, folds)
+    result = _plan(
+        hardware, config, ensemble_size, n_assets, feature_names, autotune, folds, device_probe
+    )
     whole_run = folds is not None and ensemble_size in (None, config.ensemble.size)
     return _advised(result, hardware, config, again, whole_run)
 
@@ -308,6 +313,7 @@ def _plan(
     feature_names: Sequence[str] | None,
     autotune: Autotune | None,
     folds: int | None,
+    device_probe: DeviceProbe | None = None,
 ) -> Plan:
     ensemble = ensemble_size or config.ensemble.size
     if ensemble < 1:
@@ -315,7 +321,7 @@ def _plan(
     runs = folds or 1
     shape = estimate_policy_shape(config, n_assets, feature_names)
     notes = _Notes()
-    device = _choose_device(hardware, config, shape, notes)
+    device = _choose_device(hardware, config, shape, notes, device_probe)
     budget_gb = hardware.memory_available_gb * (1 - config.hardware.memory_headroom)
 
     def fitted(slots: int | None) -> _Processes:
@@ -471,7 +477,9 @@ class _Notes:
         self.extra: list[str] = []
         self.pace: float | None = None  # the measured steps/s the plan took, if any
 
-    def decide(self, key: str, value: Any, chosen: Literal["auto", "config"], why: str) -> Any:
+    def decide(
+        self, key: str, value: Any, chosen: Literal["auto", "config", "measured"], why: str
+    ) -> Any:
         self.decisions[key] = Decision(value, chosen, why)
         return value
 
@@ -494,7 +502,13 @@ def _decision(
     return _configured(key, value, section)
 
 
-def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes: _Notes) -> str:
+def _choose_device(
+    hardware: Hardware,
+    config: Config,
+    shape: PolicyShape,
+    notes: _Notes,
+    probe: DeviceProbe | None = None,
+) -> str:
     requested = config.hardware.device
     gpu_source = hardware.sources.get("gpus") or "the machine lists none"
     if requested == "cpu":
@@ -510,6 +524,8 @@ def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes
     if not hardware.gpus:
         return notes.decide("device", "cpu", "auto", f"no GPU ({gpu_source})")
     group, group_why = gpu_group(hardware, config, shape)
+    if probe is not None:
+        return notes.decide("device", *_measured_device(probe, group, group_why))
     _, batch = _gpu_rollout(config)
     work = group * batch * shape.macs
     threshold = config.hardware.gpu_min_minibatch_macs
@@ -533,6 +549,27 @@ def _choose_device(hardware: Hardware, config: Config, shape: PolicyShape, notes
         "auto",
         f"{counted} >= hardware.gpu_min_minibatch_macs={threshold:,}: enough work per step for "
         f"the GPU to win ({MEASURED_ON})" + _unstated_gpu_memory(hardware),
+    )
+
+
+def _measured_device(probe: DeviceProbe, group: int, group_why: str) -> tuple[str, Any, str]:
+    """(device, 'measured', why) from --autotune's timing of a group on this machine."""
+    where = f"--autotune timed a group on the CPU and on {probe.gpu} here ({probe.source})"
+    if probe.crossing is None:
+        largest = max(int(row["size"]) for row in probe.rows)
+        return (
+            "cpu",
+            "measured",
+            f"{where}: the CPU won up to the largest measured group ({largest})",
+        )
+    device = "cuda" if group >= probe.crossing else "cpu"
+    return (
+        device,
+        "measured",
+        (
+            f"{where}: CUDA wins from groups of {probe.crossing}; this run's group: {group} "
+            f"({group_why})"
+        ),
     )
 
 

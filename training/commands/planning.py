@@ -36,10 +36,80 @@ def plan_for_store(
         "folds": None if profile else fold_count(config, store),
     }
     resource_plan = plan(hardware, config, members, **shape)
+    device = device_measurements(args, config, hardware, store, bool(profile), resource_plan)
+    if device is not None:
+        resource_plan = plan(hardware, config, members, **shape, device_probe=device)
     measured = measurements(args, config, hardware, store, bool(profile), resource_plan)
     if measured is not None:
-        resource_plan = plan(hardware, config, members, **shape, autotune=measured)
+        resource_plan = plan(
+            hardware, config, members, **shape, autotune=measured, device_probe=device
+        )
     return resource_plan, measured
+
+
+DEVICE_PROBE_SIZES = (1, 8, 32)  # group sizes --autotune times on a GPU machine
+
+
+def device_measurements(
+    args: argparse.Namespace,
+    config: Config,
+    hardware: Hardware,
+    store: FeatureStore,
+    cluster: bool,
+    rule: Plan,
+) -> Any:
+    """On a machine with a GPU: the cached timing of a group on the CPU and on CUDA (None if
+    there is none); with --autotune, a fresh one first (bench/bench_device.py's measurement)."""
+    from core.hardware.autotune import device_cache_file, load_device_probe
+
+    if not hardware.gpus or args.hardware or cluster or config.hardware.vec_env != "batch":
+        return None
+    _, key, _ = _probe_identity(config, hardware, store)
+    gpu = hardware.gpus[0].name
+    path = device_cache_file(config, key, gpu)
+    if args.autotune:
+        _fresh_device_probe(config, hardware, store, rule, path, key, gpu)
+    return load_device_probe(path)
+
+
+def _fresh_device_probe(
+    config: Config,
+    hardware: Hardware,
+    store: FeatureStore,
+    rule: Plan,
+    path: Path,
+    key: str,
+    gpu: str,
+) -> None:
+    from core.hardware.autotune import DeviceProbe, machine_name, save_autotune
+    from training.population.device_timing import crossing, time_groups
+
+    shape = (rule.n_envs, rule.n_steps, rule.batch_size)
+    print(
+        f"Autotune: timing a population group of {', '.join(map(str, DEVICE_PROBE_SIZES))} "
+        f"member(s) on the CPU and on {gpu} (n_envs {shape[0]} x n_steps {shape[1]}, batch "
+        f"{shape[2]}); a minute or more",
+        flush=True,
+    )
+
+    def report(timing: Any) -> None:
+        print(
+            f"  {timing.device:<4} group of {timing.size:<3} {timing.seconds_per_iteration:7.2f} s "
+            "per rollout + update",
+            flush=True,
+        )
+
+    threads = min(16, hardware.usable_cpus)
+    cpu = time_groups(config, store, "cpu", DEVICE_PROBE_SIZES, shape, threads, report=report)
+    cuda = time_groups(config, store, "cuda", DEVICE_PROBE_SIZES, shape, 2, report=report)
+    rows = tuple(
+        {"size": c.size, "cpu_s": c.seconds_per_iteration, "cuda_s": g.seconds_per_iteration}
+        for c, g in zip(cpu, cuda, strict=True)
+    )
+    found = crossing(cpu, cuda)
+    save_autotune(path, DeviceProbe(key, machine_name(hardware.usable_cpus), gpu, found, rows))
+    verdict = f"CUDA wins from groups of {found}" if found else "the CPU wins at every size"
+    print(f"Autotune: {verdict}; cached in {path}", flush=True)
 
 
 def fold_count(config: Config, store: FeatureStore) -> int:
@@ -73,6 +143,8 @@ def measurements(
         return None
     if not args.autotune:
         return cached_probe(config, hardware, store)
+    if rule.device == "cuda" and config.hardware.vec_env == "batch" and hardware.gpus:
+        return None  # the learner is on the GPU: the device probe above timed it
     if config.hardware.vec_env != "batch" or rule.device != "cpu":
         raise UserError(
             "--autotune times CPU learners with the batch env, but this plan has "

@@ -79,10 +79,11 @@ def _plan_table(plan: Plan) -> Table:
         f"budget {plan.memory_budget_gb:.1f} GB for {plan.members_concurrent} process(es) at once",
     )
     if plan.device == "cuda":
+        grouped = plan.learner == "population"  # a group's process holds all its members
         table.add_row(
-            "GPU memory per member",
+            "GPU memory per group" if grouped else "GPU memory per member",
             f"{plan.gpu_memory_per_member_gb:.2f} GB",
             "estimate",
-            f"member slots on GPUs {list(plan.gpu_assignment)}",
+            f"{'group' if grouped else 'member'} slots on GPUs {list(plan.gpu_assignment)}",
         )
     return table
