@@ -62,16 +62,24 @@ def extractor_size(policy: PolicyConfig, layout: ObservationLayout) -> tuple[int
     return counter(policy, layout)
 
 
-def policy_parameters(policy: PolicyConfig, net_arch: list[int], layout: ObservationLayout) -> int:
-    """Every trainable parameter of the actor-critic policy SB3 builds for these policy."""
+def _trunk(policy: PolicyConfig, extractor: tuple[int, int]) -> tuple[int, int]:
+    """(count, features_dim) of everything before the heads, from the extractor's (count,
+    features_dim): one extractor or two (actor and critic), then RecurrentPPO's two LSTMs (whose
+    parameters and multiply-adds per step are the same number)."""
     spec = EXTRACTORS[policy.extractor]
-    extractor, features = extractor_size(policy, layout)
+    count, features = extractor
     shared = policy.share_extractor or spec.extractor is None
-    total = extractor * (1 if shared else 2)
+    total = count * (1 if shared else 2)
     if spec.recurrent:
         # RecurrentPPO's defaults: an actor LSTM and a separate critic LSTM
         total += 2 * _lstm(features, policy.lstm_hidden, policy.lstm_layers)
         features = policy.lstm_hidden
+    return total, features
+
+
+def policy_parameters(policy: PolicyConfig, net_arch: list[int], layout: ObservationLayout) -> int:
+    """Every trainable parameter of the actor-critic policy SB3 builds for these policy."""
+    total, features = _trunk(policy, extractor_size(policy, layout))
     for _ in ("actor", "critic"):  # SB3 builds net_arch twice: policy and value networks
         width = features
         for hidden in net_arch:
@@ -112,13 +120,7 @@ def policy_macs(policy: PolicyConfig, net_arch: list[int], layout: ObservationLa
     """Multiply-adds of one forward pass of the actor-critic for one observation: what a GPU's
     minibatch does per sample (the planner's device rule weighs it by members x batch). Unlike
     the parameter count it sees a shared encoder run once per asset and patch."""
-    spec = EXTRACTORS[policy.extractor]
-    extractor, features = _extractor_macs(policy, layout)
-    shared = policy.share_extractor or spec.extractor is None
-    total = extractor * (1 if shared else 2)
-    if spec.recurrent:
-        total += 2 * _lstm(features, policy.lstm_hidden, policy.lstm_layers)
-        features = policy.lstm_hidden
+    total, features = _trunk(policy, _extractor_macs(policy, layout))
     last = net_arch[-1] if net_arch else features
     heads = _linear_macs([features, *net_arch])
     return total + 2 * heads + last * (layout.n_assets + 1)

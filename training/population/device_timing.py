@@ -108,12 +108,12 @@ def _iteration(
 def crossing(cpu: Sequence[GroupTiming], cuda: Sequence[GroupTiming]) -> int | None:
     """The smallest measured group size from which CUDA trains more members per hour than the CPU
     at every larger measured size (None: the CPU wins at the largest)."""
-    faster = {t.size: t.seconds_per_iteration for t in cuda}
-    sizes = sorted(t.size for t in cpu if t.size in faster)
-    wins = [faster[s] < next(t for t in cpu if t.size == s).seconds_per_iteration for s in sizes]
+    gpu = {t.size: t.seconds_per_iteration for t in cuda}
     found = None
-    for size, win in zip(reversed(sizes), reversed(wins), strict=True):
-        if not win:
+    for timing in sorted(cpu, key=lambda t: t.size, reverse=True):
+        if timing.size not in gpu:
+            continue
+        if gpu[timing.size] >= timing.seconds_per_iteration:
             break
-        found = size
+        found = timing.size
     return found
