@@ -137,8 +137,8 @@ def _arm(
 ) -> Callable[[], None]:
     from training.launcher.settings import launch_settings
     from training.launcher.task import Placement
+    from training.member.member_run import launch_members
     from training.member.sequential import run_jobs
-    from training.member.workload import launch_members
     from training.run.folder import create_run
 
     run_dir, jobs = create_run(folder, arm, config, resources, {}, store, folds, ["bench"])

@@ -1,9 +1,12 @@
-"""Sweeps on this machine: trials per hour with 1 and 2 workers, and the compute pruning saves at an
-equal trial budget, with the best validation value each arm found.
+"""Sweeps on this machine: trials per hour with 1 and 2 workers, with the population learner
+against one SB3 learner per member, and the compute pruning saves at an equal trial budget, with
+the best validation value each arm found.
 
 Every arm is the command a user types (`train_walk_forward.py --tune`) on the planted-signal
 sample, with the same space, seeds, folds and trial budget; the baseline of the worker ratio is
-the 1-worker arm, the baseline of the pruning saving is the 2-worker arm without pruning.
+the 1-worker arm, the baseline of the learner ratio is the separate learner's arm (same sampler
+seed, so both ask the same trials), the baseline of the pruning saving is the 2-worker arm
+without pruning.
 Compute = PPO steps trained: each trial's reported validation steps x the evaluation interval
 (every member validates every --eval-every steps; a pruned trial stops at its last report).
 Usage: python bench/bench_tuning.py [--n-trials 8] [--timesteps 16384] [--folds 2] [--json out.json]
@@ -27,11 +30,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "training" / "train_walk_forward.py"
-ARMS = {  # name: (workers, pruner)
-    "1 worker, no pruning": (1, "none"),
-    "2 workers, no pruning": (2, "none"),
-    "2 workers, wilcoxon": (2, "wilcoxon"),
-    "2 workers, median": (2, "median"),
+ARMS = {  # name: (workers, pruner, ensemble.learner)
+    "1 worker, no pruning": (1, "none", "auto"),
+    "2 workers, no pruning": (2, "none", "auto"),
+    "1 worker, separate learner": (1, "none", "separate"),
+    "1 worker, population learner": (1, "none", "population"),
+    "2 workers, wilcoxon": (2, "wilcoxon", "auto"),
+    "2 workers, median": (2, "median", "auto"),
 }
 
 
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"settings": vars(args), "arms": {}}
     with tempfile.TemporaryDirectory(dir=REPO) as scratch:
         for arm in args.arms:
-            workers, pruner = ARMS[arm]
+            workers, pruner, learner = ARMS[arm]
             output = Path(scratch) / arm.replace(" ", "_").replace(",", "")
             command = [
                 sys.executable, str(CLI), "--preset", args.preset, "--tune", "--no-progress",
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--timesteps", str(args.timesteps), "--folds", str(args.folds),
                 "--output", str(output), "--set", f"tuning.pruner={pruner}",
                 "--set", f"training.eval_every_steps={args.eval_every}",
-                "--set", "training.tensorboard=false",
+                "--set", "training.tensorboard=false", "--set", f"ensemble.learner={learner}",
                 *(item for pair in args.set for item in ("--set", pair)),
             ]  # fmt: skip
             started = time.perf_counter()
@@ -113,6 +118,17 @@ def _ratios(results: dict[str, Any]) -> None:
         ratio = two["trials_per_hour"] / one["trials_per_hour"]
         results["two_workers_vs_one"] = ratio
         print(f"\n2 workers / 1 worker, trials per hour: {ratio:.2f}x")
+    separate, population = (
+        arms.get("1 worker, separate learner"),
+        arms.get("1 worker, population learner"),
+    )
+    if separate and population:
+        ratio = population["trials_per_hour"] / separate["trials_per_hour"]
+        results["population_vs_separate"] = ratio
+        print(
+            f"population / separate learner, trials per hour: {ratio:.2f}x; best validation "
+            f"Sharpe {population['best_value']:.2f} vs {separate['best_value']:.2f}"
+        )
     for pruner in ("wilcoxon", "median"):
         pruned = arms.get(f"2 workers, {pruner}")
         if pruned and two:

@@ -41,6 +41,7 @@ DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "default.yaml"
 
 Auto = Literal["auto"]
 # Upper bounds no real run reaches, so a typo (1e32 steps) or an overflow is refused with the bound.
+LearnerName = Literal["separate", "population"]  # training.learners.registry.LEARNERS
 MAX_STEPS = 10**12  # PPO steps per member: a year of a 30k steps/s learner is 1e12
 Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]  # numpy takes < 2**32; members add their index
@@ -296,7 +297,7 @@ class EnsembleConfig(Section):
     sync_temperature: Annotated[float, Field(gt=0)]
     sync_timeout_s: Annotated[float, Field(ge=1, le=7 * 86_400)]
     sync_optimizer: Literal["keep", "reset"]
-    learner: Literal["auto", "population", "separate"]
+    learner: Literal["auto"] | LearnerName
 
     @field_validator("risk_profiles")
     @classmethod
@@ -413,9 +414,21 @@ class TuningParam(Section):
         return self
 
 
+class PbtConfig(Section):
+    """tuning.schedule pbt: exploit and explore inside a population group (Ray Tune's defaults)."""
+
+    interval_steps: Steps | Auto  # auto: every validation (training.eval_every_steps)
+    quantile: Annotated[float, Field(gt=0, le=0.5)]
+    perturb: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+    resample_probability: Annotated[float, Field(ge=0, le=1)]
+
+
 class TuningConfig(Section):
     n_trials: Annotated[int, Field(ge=1, le=100_000)]
     seeds_per_trial: Annotated[int, Field(ge=1, le=100)]
+    trials_per_group: Annotated[int, Field(ge=1, le=10_000)] | Auto
+    schedule: Literal["independent", "pbt"]
+    pbt: PbtConfig
     aggregate: Literal["median", "mean"]
     pruner: Literal["wilcoxon", "median", "none"]
     wilcoxon_p_threshold: Annotated[float, Field(gt=0, lt=1)]

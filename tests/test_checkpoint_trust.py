@@ -22,9 +22,9 @@ from tests.conftest import PYTHON
 from tests.helpers.launch import PreemptAfter, Requeued, small_run
 from training.member.checkpoint_data import UntrustedCheckpoint
 from training.member.checkpoints import TrainingState
+from training.member.member_training import train_only
 from training.member.models import load_model, member_configs
 from training.member.recovery import job_state
-from training.member.trainer import train_only
 from training.run.job import Hooks, Job
 
 ROLLOUT = 512  # 8 envs x 64 steps

@@ -26,8 +26,8 @@ from training.fedavg.average import average, sync_weights
 from training.fedavg.barrier import RoundBarrier, clear_left, mark_left, read_state
 from training.launcher.settings import launch_settings
 from training.member.checkpoints import TrainingState
+from training.member.member_run import launch_members
 from training.member.rounds import fresh_optimizer, round_ends
-from training.member.workload import launch_members
 from training.post.ensemble import aggregate_run
 from training.post.fuse import fuse_run
 from training.post.report import build_report

@@ -23,7 +23,7 @@ from training.launcher.profile import (
     sbatch_options,
 )
 from training.launcher.settings import launch_settings, local_slots
-from training.member.workload import MemberRun, launch_members
+from training.member.member_run import MemberRun, launch_members
 from training.post.ensemble import aggregate_run
 from training.post.report import build_report
 from training.run.files import RunFiles
@@ -328,7 +328,7 @@ def test_the_board_gives_each_member_of_a_running_group_its_line(tmp_path: Path)
     from core.folds import Fold
     from training.launcher.board import JobBoard
     from training.launcher.launch import JobStatus
-    from training.population.workload import GroupRun
+    from training.population.group_run import GroupRun
     from training.run.job import Job
 
     part = BarRange(0, 10)

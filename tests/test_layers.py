@@ -42,12 +42,13 @@ TRAINING_RANKS = {
     "training.fedavg": 1,  # averaging and the file barrier
     "training.launcher": 1,  # backends, the launch loop, the job's process
     "training.member": 2,  # one member's training, and the member as a workload
-    "training.tuning": 3,  # sweeps
     "training.population": 3,  # a fold's members in groups: batched rollouts, update, walks
     "training.post": 3,  # ensemble walk, fused model, results, report, plots
+    "training.learners": 4,  # the learner seam: LEARNERS, the ensemble's launch
+    "training.tuning": 5,  # sweeps (their members through a learner)
     "training.replay": 4,  # a finished run's agents on new bars: --evaluate, --predict
-    "training.commands": 5,  # flags, the pipeline, planning, sweep, data and replay commands
-    "training.train_walk_forward": 6,  # the command line
+    "training.commands": 6,  # flags, the pipeline, planning, sweep, data and replay commands
+    "training.train_walk_forward": 7,  # the command line
 }
 
 
@@ -238,10 +239,10 @@ def test_the_launcher_knows_no_workload() -> None:
     """Members, sweep workers and groups are the launcher's workloads; it imports none of them."""
     graph = import_graph()
     workloads = (
-        "training.member.trainer",
+        "training.member.member_training",
         "training.fedavg",
         "training.tuning",
-        "training.member.workload",
+        "training.member.member_run",
     )
     wrong = [
         f"{module} -> {target}"

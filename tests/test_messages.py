@@ -20,7 +20,7 @@ from core.config import MAX_STEPS, load_config
 from core.errors import UserError
 from tests.conftest import ENTRY
 from tests.helpers.launch import small_run
-from training.population.workload import reopen_groups
+from training.population.group_run import reopen_groups
 from training.run.files import RunFiles
 from training.run.folder import load_run
 from training.run.records import check_job_results

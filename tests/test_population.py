@@ -17,10 +17,10 @@ from core.features.store import FeatureStore
 from core.policies.stacked import StackedPolicies
 from tests.helpers.launch import PreemptAfter, Requeued, small_run
 from training.member.checkpoints import TrainingState
+from training.member.member_training import member_model
 from training.member.models import load_model, member_configs
-from training.member.trainer import member_model
 from training.population.adam import StackedAdam
-from training.population.trainer import run_group
+from training.population.group_training import run_group
 from training.population.update import group_train
 from training.run.job import NO_HOOKS, Job
 

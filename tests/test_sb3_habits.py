@@ -127,7 +127,7 @@ def test_the_population_learner_refuses_what_it_cannot_run() -> None:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> SmallRun:
     """One member trained to its end with schedules, value clipping, target_kl and a callback."""
-    from training.member.trainer import run_job
+    from training.member.member_training import run_job
 
     run = small_run(
         tmp_path_factory.mktemp("habits"),
@@ -204,7 +204,7 @@ def test_make_env_of_a_run_gives_what_its_models_read(finished: SmallRun) -> Non
 
 
 def test_launch_refuses_before_any_job(finished: SmallRun) -> None:
-    from training.population.workload import launch_ensemble
+    from training.learners.ensemble_launch import launch_ensemble
 
     with pytest.raises(UserError, match=r"^training\.callbacks \(.*cannot run with the population"):
         launch_ensemble(finished.jobs, None, None, "population", 2)  # type: ignore[arg-type]
@@ -212,7 +212,7 @@ def test_launch_refuses_before_any_job(finished: SmallRun) -> None:
 
 @pytest.mark.slow
 def test_a_group_logs_episode_return_and_length_per_member(tmp_path: Path) -> None:
-    from training.population.trainer import run_group
+    from training.population.group_training import run_group
     from training.run.job import NO_HOOKS
 
     run = small_run(tmp_path, 2, 2048, "env.episode_bars=16", "ppo.stats_window_size=5")

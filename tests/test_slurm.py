@@ -27,7 +27,7 @@ from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learn
 from training.launcher.launch import JobStatus
 from training.launcher.profile import cluster_profile
 from training.launcher.settings import launch_settings
-from training.member.workload import launch_members
+from training.member.member_run import launch_members
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from core.config import Config
+from core.config import Config, LearnerName
 from core.policies.registry import EXTRACTORS
 
 # flat's first layer at a large observation is one large matmul that batching members does not
@@ -23,7 +23,7 @@ FLAT_GROUP_MAX_OBS = 1024
 
 @dataclass(frozen=True)
 class LearnerChoice:
-    learner: str  # population | separate
+    learner: LearnerName
     learner_why: str
     group_size: int  # the most members one group holds (1 for separate)
     group_why: str

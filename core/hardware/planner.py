@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from core.config import Config, validate
+from core.config import Config, LearnerName, validate
 from core.errors import UserError
 from core.features.registry import INDICATORS
 from core.features.registry import TIME_COLUMNS as TIME_COLUMN_NAMES
@@ -98,7 +98,9 @@ class Plan:
     reasons: tuple[str, ...]
     notes: tuple[str, ...] = ()  # the reasons that are not about one decision
     decisions: dict[str, Decision] = field(default_factory=dict)
-    learner: str = "separate"  # population: a fold's members train in groups (core.hardware.groups)
+    learner: LearnerName = (
+        "separate"  # population: a fold's members train in groups (core.hardware.groups)
+    )
     group_size: int = 1  # the most members one group (one process, one slot) holds
     folds: int = 1  # the run's folds the plan counted (1: planned for one fold, or one SLURM task)
     units: int = 0  # processes the run needs: jobs (members x folds), or groups with population

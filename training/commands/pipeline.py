@@ -239,7 +239,7 @@ def resume(run_dir: Path, args: argparse.Namespace) -> int:
     kept = saved_plan(files, hardware)
     estimate = kept or plan(hardware, config, 1 if profile else None)  # before numpy loads
     threads.export_thread_limits(estimate.blas_threads)
-    from training.population.workload import reopen_groups
+    from training.population.group_run import reopen_groups
     from training.run.folder import load_run
     from training.run.records import check_job_results
 
@@ -283,7 +283,7 @@ def _train_and_report(
 ) -> int:
     from training.launcher.board import JobBoard
     from training.launcher.settings import launch_settings
-    from training.population.workload import launch_ensemble
+    from training.learners.ensemble_launch import launch_ensemble
 
     settings = launch_settings(config, resource_plan, run_dir, profile)
     title = f"{len(jobs)} job(s) on {settings.cluster}"

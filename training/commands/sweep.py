@@ -16,6 +16,8 @@ from training.commands.pipeline import (
     train_and_report,
 )
 
+AUTO_TRIALS_PER_GROUP = 8
+
 if TYPE_CHECKING:
     import argparse
 
@@ -41,7 +43,13 @@ def tune(prepared: Prepared, args: argparse.Namespace) -> int:
     shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
     # One worker per SLURM task (planned for its allocation); locally the workers share the machine.
     workers = 1 if prepared.profile else args.workers
-    resource_plan = plan(prepared.hardware, config, workers, **shape, autotune=prepared.measured)
+    # The plan is for the members a worker trains at once: a batch of trials x seeds (one group
+    # with the population learner), so the learner and the group size follow from it.
+    asked = _trials_per_group(config.tuning, args.workers)
+    sized = config.model_copy(
+        update={"ensemble": config.ensemble.model_copy(update={"size": seeds * asked})}
+    )
+    resource_plan = plan(prepared.hardware, sized, workers, **shape, autotune=prepared.measured)
     run_dir, jobs = create_run(
         Path(args.output or RUNS), args.name or "tune", config, resource_plan,
         prepared.hardware.to_json(), store, prepared.folds, command_argv(),
@@ -78,7 +86,9 @@ def _run_workers(
     from training.launcher.board import JobBoard
     from training.launcher.launch import launch
     from training.launcher.settings import launch_settings
+    from training.learners.registry import LEARNERS
     from training.run.files import RunFiles
+    from training.tuning.pbt import check_pbt
     from training.tuning.space import check_space
     from training.tuning.study import open_storage, open_study
     from training.tuning.worker import TuneWorker
@@ -93,16 +103,20 @@ def _run_workers(
     study = open_study(study_name, storage, tuning, 0)  # created once, joined by workers
     steps = tuning.n_trials * n_jobs * config.ppo.total_timesteps
     secret = _storage_file(files, args.storage)
+    learner = LEARNERS[resource_plan.learner]
+    learner.refuse(config)
+    at_once = learner.trials_at_once(resource_plan.group_size, tuning.seeds_per_trial)
+    check_pbt(tuning, at_once, learner.name)
     team = [
         TuneWorker(str(run_dir), i, workers, tuning.n_trials, study_name, secret,
                    config.launcher.dead_after_s, resource_plan.torch_threads,
-                   resource_plan.blas_threads, -(-steps // workers))
+                   resource_plan.blas_threads, -(-steps // workers), learner.name, at_once)
         for i in range(workers)
     ]  # fmt: skip
     print(
         f"Run folder {run_dir}: study {study_name}, {tuning.n_trials} trial(s) of "
         f"{len(prepared.folds)} fold(s) x {tuning.seeds_per_trial} seed(s), {workers} worker(s), "
-        f"up to {resource_plan.members_concurrent} at once",
+        f"up to {resource_plan.members_concurrent} at once; {_learner_line(learner.name, at_once, tuning)}",
         flush=True,
     )
     settings = replace(
@@ -117,6 +131,35 @@ def _run_workers(
         return None, study, files
     finally:  # the workers are done or cancelled: the password leaves the disk
         files.storage_url.unlink(missing_ok=True)
+
+
+def _trials_per_group(tuning: Any, workers: int) -> int:
+    """tuning.trials_per_group; auto: a worker's share of the budget, at most 8 (a batch asked
+    at once is proposed from fewer results: more than this would make TPE a random search)."""
+    if tuning.trials_per_group != "auto":
+        return int(tuning.trials_per_group)
+    return max(1, min(AUTO_TRIALS_PER_GROUP, -(-tuning.n_trials // max(workers, 1))))
+
+
+def _learner_line(learner: str, at_once: int, tuning: Any) -> str:
+    """How the trials train, said once; and which searched keys split a batch into groups."""
+    from training.population.member_values import varies_per_member
+
+    if learner != "population":
+        return "one trial at a time, one SB3 learner per member (ensemble.learner separate)"
+    line = (
+        f"{at_once} trial(s) at a time as one population group of up to "
+        f"{at_once * tuning.seeds_per_trial} members"
+    )
+    splitting = [key for key in tuning.space if not varies_per_member(key)]
+    if splitting:
+        line += (
+            f"; {', '.join(splitting)} change(s) a group's shape: trials that differ there "
+            "train in separate groups"
+        )
+    if tuning.schedule == "pbt":
+        line += f"; PBT every {tuning.pbt.interval_steps} steps"
+    return line
 
 
 def _storage_file(files: RunFiles, url: str | None) -> str | None:

@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from training.member.trainer import run_job
+from training.member.member_training import run_job
 from training.run.job import Hooks, Job
 
 

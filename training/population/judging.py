@@ -13,8 +13,8 @@ from core.evaluation.walks import walk_members
 from core.features.store import FeatureStore
 from core.policies.stacked import StackedPolicies
 from training.member.checkpoints import load_tested
-from training.member.trainer import job_result
-from training.population.group import Member
+from training.member.member_training import job_result
+from training.population.group_members import Member
 from training.run.job import Hooks
 from training.run.records import JobResult, write_job_result
 from training.run.tracks import save_tracks
@@ -34,7 +34,7 @@ def test_members(
     """{member number: result} of every member that did not fail."""
     if hooks.phase:
         hooks.phase("testing")
-    alive = [member for member in members if member.error is None]
+    alive = [member for member in members if member.error is None and member.left is None]
     profiles: dict[str | None, list[Member]] = {}
     for member in alive:
         profiles.setdefault(member.job.risk_profile, []).append(member)

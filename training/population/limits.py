@@ -1,11 +1,12 @@
-"""What the population learner cannot run exactly: refused by name, before any job and in the
-group itself, never silently ignored (docs/population.md). A light module: the launching
-process reads it."""
+"""What the population learner cannot run exactly, in one place: refused by name with the fix,
+before any job (training.learners) and again in the group's own process, never silently
+ignored (docs/population.md). A light module: the launching process reads it."""
 
 from __future__ import annotations
 
 from core.config import Config
 from core.errors import UserError
+from core.policies.registry import EXTRACTORS
 
 
 def refuse_unbatched(config: Config) -> None:
@@ -22,4 +23,14 @@ def refuse_unbatched(config: Config) -> None:
             f"training.callbacks ({', '.join(config.training.callbacks)}) cannot run with the "
             "population learner: it drives its members' rollouts itself and calls no per-step "
             f"callback hook\n  fix: {fix}, or remove training.callbacks"
+        )
+    if config.ensemble.mode == "fedavg":
+        raise UserError(
+            "ensemble.mode=fedavg cannot train with the population learner: its members meet at "
+            f"the round barriers of separate processes\n  fix: {fix}"
+        )
+    if EXTRACTORS[config.policy.extractor].recurrent:
+        raise UserError(
+            f"policy.extractor={config.policy.extractor} cannot train with the population "
+            f"learner: RecurrentPPO's update is not batched\n  fix: {fix}"
         )

@@ -8,7 +8,7 @@ commits the checkpoint of that moment, then the group requeues once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -21,10 +21,10 @@ from core.policies.stacked import StackedPolicies
 from training.member.divergence import diverged_message
 from training.member.validation import track_validation
 from training.population.adam import StackedAdam
-from training.population.group import Member, build_members
+from training.population.group_members import Member, build_members
 from training.population.rollouts import collect_group_rollouts
 from training.population.update import group_train
-from training.run.job import Hooks, Job
+from training.run.job import Hooks, Job, LeaveTraining
 
 
 class _Validations:
@@ -57,13 +57,26 @@ class _Validations:
         return self.ready.pop(index)
 
 
+Between = Callable[[Sequence[Member], StackedPolicies, StackedAdam], None]
+"""Work on the group between two iterations, after the due validations (a PBT schedule). One
+with a `diverged(members, stacked, adam, index) -> bool` method may also rescue a member whose
+update went non-finite (True: replaced, it trains on)."""
+
+
 def train_members(
-    jobs: Sequence[Job], store: FeatureStore, annual: Annualisation, hooks: Hooks
+    jobs: Sequence[Job],
+    store: FeatureStore,
+    annual: Annualisation,
+    hooks: Hooks,
+    member_hooks: Sequence[Hooks] | None = None,
+    between: Between | None = None,
 ) -> list[Member]:
-    """Train every member to its end (or early stop, or failure); each is finished (final
-    validation, final checkpoint) as the separate trainer finishes it."""
+    """Train every member to its end (or early stop, failure, or leaving); each is finished
+    (final validation, final checkpoint) as the separate trainer finishes it. `hooks` are the
+    group's (phase, preemption, progress); `member_hooks[i]`, job i's own (default: `hooks`)."""
     validations = _Validations(store, annual)
-    members = build_members(jobs, store, hooks, validations)
+    own = list(member_hooks) if member_hooks is not None else [hooks] * len(jobs)
+    members = build_members(jobs, store, own, validations)
     stacked = StackedPolicies([member.model.policy for member in members])
     adam = StackedAdam(stacked.params, [member.model.policy.optimizer for member in members])
     validations.members, validations.stacked = members, stacked
@@ -72,7 +85,7 @@ def train_members(
     if hooks.phase:
         hooks.phase("training")
     iteration = 0
-    while active := [i for i, member in enumerate(members) if member.training]:
+    while active := [i for i, member in enumerate(members) if _still_in(member)]:
         _preempt_if_asked(members, hooks)
         _guarded(
             members,
@@ -81,6 +94,8 @@ def train_members(
             together=True,
         )
         _guarded(members, active, lambda i: members[i].callback.on_rollout_start())
+        if between is not None:
+            between(members, stacked, adam)
         for i in active:  # stopped early at this boundary: SB3 counts the step it then takes
             if members[i].callback.stop:
                 members[i].model.num_timesteps += members[i].model.env.num_envs
@@ -96,9 +111,16 @@ def train_members(
 
         _guarded(members, active, rollout_end)
         group_train(models, stacked, adam, active, [m.numpy_rng for m in members])
-        _fail_non_finite(members, stacked, active)
+        _fail_non_finite(members, stacked, adam, active, getattr(between, "diverged", None))
     _finish(members, validations)
     return members
+
+
+def _still_in(member: Member) -> bool:
+    """Training, and not told by its hooks that it is over (its trial pruned by a sibling)."""
+    if member.training and member.hooks.left is not None:
+        member.left = member.hooks.left()
+    return member.training
 
 
 def _setup_learn(member: Member) -> None:
@@ -128,7 +150,7 @@ def _preempt_if_asked(members: Sequence[Member], hooks: Hooks) -> None:
     if hooks.preemption is None or not hooks.preemption.requested:
         return
     for member in members:
-        if member.error is None and not member.state.finished:
+        if member.error is None and member.left is None and not member.state.finished:
             if hooks.preemption.requeues:
                 member.state.preempted_at.append(member.model.num_timesteps)
             member.callback.checkpoint()
@@ -151,12 +173,14 @@ def _guarded(
                 _guarded(members, [index], lambda i: work([i]))
             return
     for index in indices:
-        if members[index].error is not None:
+        if members[index].error is not None or members[index].left is not None:
             continue
         try:
             work(index)
         except UserError:
             raise
+        except LeaveTraining as leaving:  # its trial is over: it leaves, not as a failure
+            members[index].left = str(leaving) or "left"
         except Exception as error:  # this member's failure: reported, the group goes on
             members[index].error = f"{type(error).__name__}: {error}"
             if members[index].callback.warn:
@@ -164,10 +188,15 @@ def _guarded(
 
 
 def _fail_non_finite(
-    members: Sequence[Member], stacked: StackedPolicies, active: list[int]
+    members: Sequence[Member],
+    stacked: StackedPolicies,
+    adam: StackedAdam,
+    active: list[int],
+    rescue: Callable[..., bool] | None = None,
 ) -> None:
     """A member whose update left non-finite weights has diverged: it fails, alone, with the
-    weights, the step and the fix named (training.member.divergence)."""
+    weights, the step and the fix named (training.member.divergence), unless `rescue` (PBT)
+    replaces it."""
     with torch.no_grad():
         finite = {
             name: torch.isfinite(value.reshape(stacked.size, -1)).all(dim=1)
@@ -175,6 +204,8 @@ def _fail_non_finite(
         }
     for index in active:
         weights = [name for name, ok in finite.items() if not ok[index]]
+        if weights and rescue is not None and rescue(members, stacked, adam, index):
+            continue
         if weights:
             member = members[index]
             step = member.model.num_timesteps
@@ -185,7 +216,7 @@ def _fail_non_finite(
 def _finish(members: Sequence[Member], validations: _Validations) -> None:
     """The separate trainer's end of training: the final validation (walked together) and the
     final checkpoint of each member that did not fail."""
-    alive = [i for i, member in enumerate(members) if member.error is None]
+    alive = [i for i, m in enumerate(members) if m.error is None and m.left is None]
     unfinished = [i for i in alive if not members[i].state.finished]
     for i in unfinished:
         members[i].callback.init_callback(members[i].model)

@@ -5,7 +5,7 @@ the run's.
 Each one walks with the code that made the run's test tracks, because the batched (vmapped)
 forward and SB3's `predict` round the same network differently in the last bits: members of a
 population group with one stacked forward (training.population.judging), members trained
-alone with `predict` (training.member.trainer), the ensemble and the fused model as
+alone with `predict` (training.member.member_training), the ensemble and the fused model as
 training.post does. So a replay of the run's own test bars gives its numbers exactly.
 """
 

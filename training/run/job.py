@@ -89,6 +89,13 @@ class Hooks:
     validated: Callable[[dict[str, float]], None] | None = None  # each validation's metrics
     part: Callable[[str, int], None] | None = None  # steps just done by one named part (a
     # group's member), for its own line on the live board
+    left: Callable[[], str | None] | None = None  # why this member's training is over before
+    # its end (a sweep's pruned trial), asked between rollouts; None: it goes on
+
+
+class LeaveTraining(Exception):
+    """Raised by a hook: this member's training ends here, and not as a failure (its sweep trial
+    was pruned); the learner drops it and the others go on."""
 
 
 NO_HOOKS = Hooks()

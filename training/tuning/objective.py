@@ -1,9 +1,14 @@
-"""One trial: the run's config with the trial's values, a member per fold x seed trained on the
-train window and judged on the validation window only; the value is their aggregate.
+"""A batch of trials: each trial is the run's config with its values, a member per fold x seed
+trained on the train window and judged on the validation window only; its value aggregates them.
 
-Every validation evaluation is reported as the next step, in a fixed order (fold by fold, seed by
-seed), so pruners compare trials on the same instances. Every trial trains the same seeds (common
-random numbers): differences between trials come from their values, not their luck.
+The batch's members train through the run's learner (training.learners): the separate learner
+one after another, the population learner as groups of trials whose values share a shape (the
+keys a group can vary per member differ, nothing else), each trial's values per member.
+
+Every validation evaluation is reported as the trial's next step, in a fixed order, so pruners
+compare trials on the same instances; a pruned trial's members leave the group and the others go
+on. Every trial trains the same seeds (common random numbers): differences between trials come
+from their values, not their luck.
 """
 
 from __future__ import annotations
@@ -12,17 +17,21 @@ import dataclasses
 import math
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.atomic import write_text
-from core.config import dump_config
+from core.config import LearnerName, dump_config
 from core.redact import redact
+from training.learners.learner import Trained
+from training.learners.registry import LEARNERS
+from training.population.member_values import shape_of
 from training.run.files import RunFiles
 from training.run.folder import load_run
-from training.run.job import Hooks, Job
+from training.run.job import Hooks, Job, LeaveTraining
 from training.tuning.space import suggest, trial_config
 
 COUNTED = (
@@ -32,33 +41,56 @@ COUNTED = (
 )  # trials that use up the budget (a failed one is retried)
 
 
-class OverBudget(Exception):
-    """Another worker took the study's last trial first."""
+@dataclass
+class TrialRun:
+    """One trial of a batch: its values, its members' jobs, what its validations came to."""
 
+    trial: Any
+    values: dict[str, Any]
+    jobs: list[Job]
+    steps: int = 0  # validations reported so far
+    pruned: str | None = None
+    failed: str | None = None
+    group: int | None = None  # the first trial number of the group it trained in
+    trained: list[Trained] = field(default_factory=list)
+    values_now: dict[str, Any] = field(default_factory=dict)  # after PBT's explore
+    lineage: list[dict[str, Any]] = field(default_factory=list)  # PBT's copies into this trial
+    exploits: int = 0
 
-class Diverged(Exception):
-    """A member's validation Sharpe is not a number: the trial's values broke training."""
+    def over(self) -> str | None:
+        return self.pruned or self.failed
 
 
 class Objective:
-    def __init__(self, run_dir: str, n_trials: int, worker: int, hooks: Hooks) -> None:
+    def __init__(
+        self, run_dir: str, n_trials: int, worker: int, hooks: Hooks, learner: LearnerName
+    ) -> None:
         from training.run.folder import run_config
 
         self.files = RunFiles(Path(run_dir))
         self.config = run_config(run_dir)
         self.jobs: list[Job] = load_run(self.files.root)  # folds x tuning.seeds_per_trial
         self.n_trials, self.worker, self.hooks = n_trials, worker, hooks
+        self.learner = LEARNERS[learner]
 
-    def __call__(self, trial: Any) -> float:
-        import optuna
+    def ask(self, study: Any, count: int) -> list[TrialRun]:
+        """Up to `count` new trials of the study, each within the global budget (one that is
+        not is given way to and told failed, marked over_budget)."""
+        from optuna.trial import TrialState
 
-        from training.member.trainer import train_only
+        batch = []
+        for _ in range(count):
+            trial = study.ask()
+            trial.set_user_attr("worker", self.worker)
+            trial.set_user_attr("pid", os.getpid())
+            if _rank(trial) >= self.n_trials:
+                trial.set_user_attr("over_budget", True)
+                study.tell(trial, state=TrialState.FAIL)
+                break
+            batch.append(self._prepare(trial))
+        return batch
 
-        trial.set_user_attr("worker", self.worker)
-        trial.set_user_attr("pid", os.getpid())
-        if _rank(trial) >= self.n_trials:
-            trial.set_user_attr("over_budget", True)
-            raise OverBudget(f"the study's {self.n_trials} trials are taken")
+    def _prepare(self, trial: Any) -> TrialRun:
         values = suggest(trial, self.config.tuning.space)
         folder = self.files.trial(trial.number)
         shutil.rmtree(folder, ignore_errors=True)  # a retried trial starts clean
@@ -68,42 +100,95 @@ class Objective:
         )
         if self.files.inferred_config.exists():
             shutil.copy(self.files.inferred_config, folder / self.files.inferred_config.name)
-        step = 0
+        jobs = [dataclasses.replace(job, run_dir=str(folder)) for job in self.jobs]
+        return TrialRun(trial, values, jobs)
+
+    def groups(self, batch: list[TrialRun]) -> list[list[TrialRun]]:
+        """The batch's trials by shape (population learner), else one trial at a time."""
+        if self.learner.name != "population":
+            return [[run] for run in batch]
+        shapes: dict[str, list[TrialRun]] = {}
+        for run in batch:
+            shapes.setdefault(shape_of(run.values), []).append(run)
+        return list(shapes.values())
+
+    def run(self, study: Any, batch: list[TrialRun], schedule: Any = None) -> None:
+        """Train every trial of the batch, then tell the study each one's value or state."""
+        from training.tuning.study import heartbeats
+
+        with heartbeats(study._storage, [run.trial._trial_id for run in batch]):
+            for group in self.groups(batch):
+                self._run_group(study, group, schedule)
+
+    def _run_group(self, study: Any, group: list[TrialRun], schedule: Any) -> None:
+        """One group of the batch trained together (one trial: the separate learner)."""
+        number = min(run.trial.number for run in group)
+        for run in group:
+            run.group = number
+            run.trial.set_user_attr("group", number)
+        jobs = [job for run in group for job in run.jobs]
+        hooks = [self._member_hooks(run) for run in group for _ in run.jobs]
+        between = schedule(group) if schedule is not None else None
+        try:
+            trained = self.learner.train_for_validation(jobs, self.hooks, hooks, between)
+        except Exception as error:  # a user's mistake: the trials end failed, it is shown
+            _fail_all(study, group, redact(f"{type(error).__name__}: {error}"))
+            raise
+        finally:
+            for run in group:
+                for leftover in RunFiles(Path(run.jobs[0].run_dir)).checkpoint_files():
+                    leftover.unlink()  # a sweep keeps its trials' numbers, not their weights
+        start = 0
+        for run in group:
+            run.trained = trained[start : start + len(run.jobs)]
+            start += len(run.jobs)
+            self._tell(study, run)
+
+    def _member_hooks(self, run: TrialRun) -> Hooks:
+        """One member's hooks: its validations are its trial's steps (and may prune it)."""
 
         def validated(result: dict[str, float]) -> None:
-            nonlocal step
+            if run.over():
+                raise LeaveTraining(run.over() or "")
             sharpe = result["sharpe"]
             if not math.isfinite(sharpe):
-                raise Diverged(f"validation Sharpe {sharpe} at {result['timesteps']:,} steps")
-            trial.report(sharpe, step)
-            step += 1
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at step {step} (validation Sharpe {sharpe:.2f})")
+                run.failed = (
+                    f"diverged: validation Sharpe {sharpe} at {result['timesteps']:,} steps"
+                )
+                raise LeaveTraining(run.failed)
+            run.trial.report(sharpe, run.steps)
+            run.steps += 1
+            if run.trial.should_prune():
+                run.pruned = f"pruned at step {run.steps} (validation Sharpe {sharpe:.2f})"
+                raise LeaveTraining(run.pruned)
 
-        hooks = Hooks(
+        return Hooks(
             advance=self.hooks.advance,
             warn=self.hooks.warn,
             phase=self.hooks.phase,
             preemption=self.hooks.preemption,  # a trial's training stops at a safe point too
             validated=validated,
+            left=run.over,
         )
-        instances = []
-        try:
-            for job in self.jobs:
-                state = train_only(dataclasses.replace(job, run_dir=str(folder)), hooks)
-                best = max(state.evaluations, key=lambda e: e["sharpe"])
-                instances.append(best)
-        except Diverged as error:
-            trial.set_user_attr("fail_reason", f"diverged: {error}")
-            raise
-        except optuna.TrialPruned:
-            raise
-        except Exception as error:  # recorded with the trial; Optuna marks it failed
-            trial.set_user_attr("fail_reason", redact(f"{type(error).__name__}: {error}"))
-            raise
-        finally:
-            for leftover in RunFiles(folder).checkpoint_files():
-                leftover.unlink()  # a sweep keeps its trials' numbers, not their weights
+
+    def _tell(self, study: Any, run: TrialRun) -> None:
+        from optuna.trial import TrialState
+
+        trial = run.trial
+        if run.lineage:
+            trial.set_user_attr("pbt_lineage", run.lineage)
+            trial.set_user_attr("pbt_exploits", run.exploits)
+            trial.set_user_attr("pbt_values", run.values_now)
+        errors = [t.error for t in run.trained if t.error is not None]
+        if run.pruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            return
+        if run.failed or errors:
+            reason = run.failed or redact(errors[0])
+            trial.set_user_attr("fail_reason", reason)
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        instances = [max(t.state.evaluations, key=lambda e: e["sharpe"]) for t in run.trained]
         sharpes = [e["sharpe"] for e in instances]
         combine = np.median if self.config.tuning.aggregate == "median" else np.mean
         value = float(combine(sharpes))
@@ -112,7 +197,15 @@ class Objective:
         trial.set_user_attr("instance_trades", [int(e["trades"]) for e in instances])
         for key in ("sharpe_per_bar", "bars", "skew", "kurtosis"):
             trial.set_user_attr(key, middle[key])
-        return value
+        study.tell(trial, value)
+
+
+def _fail_all(study: Any, group: list[TrialRun], reason: str) -> None:
+    from optuna.trial import TrialState
+
+    for run in group:
+        run.trial.set_user_attr("fail_reason", reason)
+        study.tell(run.trial, state=TrialState.FAIL)
 
 
 def _rank(trial: Any) -> int:

@@ -26,9 +26,14 @@ def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[st
     _write_table(files.trials_table, trials, retried)
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     tried = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    # PBT: each copy with new values is one more configuration evaluated on validation
+    copies = sum(int(t.user_attrs.get("pbt_exploits", 0)) for t in tried)
+    _write_lineage(files.tuning / "pbt_lineage.csv", trials)
     summary: dict[str, Any] = {
         "study": study.study_name,
         "trials": len(tried),
+        "evaluations": len(tried) + copies,  # what the DSR counts
+        "pbt_copies": copies,
         "complete": len(complete),
         "pruned": sum(t.state.name == "PRUNED" for t in trials),
         "failed": [
@@ -49,9 +54,9 @@ def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[st
         summary["best"] = {
             "trial": best.number,
             "value": best.value,
-            "params": best.params,
+            "params": best.user_attrs.get("pbt_values") or best.params,
             "instance_sharpes": best.user_attrs.get("instance_sharpes"),
-            "dsr": _deflated(best, tried, periods_per_year),
+            "dsr": _deflated(best, tried, periods_per_year, len(tried) + copies),
         }
         write_text(files.best_params, _best_yaml(best))
     summary["plots"] = _plots(files.tuning / "plots", study, len(complete))
@@ -100,6 +105,8 @@ def _write_table(path: Path, trials: list[Any], retried: set[int]) -> None:
             if t.intermediate_values
             else None,
             "worker": _whole(t.user_attrs.get("worker")),
+            "group": _whole(t.user_attrs.get("group")),
+            "pbt copies": t.user_attrs.get("pbt_exploits", ""),
             "retry of": _whole(_retry_of(t)),
             "seconds": t.duration.total_seconds() if t.duration else None,
             "reason": _reason(t, retried),
@@ -110,9 +117,10 @@ def _write_table(path: Path, trials: list[Any], retried: set[int]) -> None:
         pd.DataFrame(rows).to_csv(handle, index=False)
 
 
-def _deflated(best: Any, tried: list[Any], periods_per_year: float) -> float:
-    """The best trial's validation Sharpe against the best of `len(tried)` skill-less trials,
-    with the variance of every tried trial's Sharpe (a pruned one: its last reported value)."""
+def _deflated(best: Any, tried: list[Any], periods_per_year: float, evaluations: int) -> float:
+    """The best trial's validation Sharpe against the best of `evaluations` skill-less ones (the
+    tried trials, and PBT's copies), with the variance of every tried trial's Sharpe (a pruned
+    one: its last reported value)."""
     per_bar = []
     for trial in tried:
         value = trial.value
@@ -121,7 +129,7 @@ def _deflated(best: Any, tried: list[Any], periods_per_year: float) -> float:
         if value is not None and math.isfinite(value):
             per_bar.append(value / math.sqrt(periods_per_year))
     variance = float(np.var(per_bar, ddof=1)) if len(per_bar) > 1 else 0.0
-    benchmark = metrics.expected_max_sharpe(max(1, len(tried)), variance)
+    benchmark = metrics.expected_max_sharpe(max(1, evaluations), variance)
     attrs = best.user_attrs
     if "sharpe_per_bar" not in attrs:
         return float("nan")
@@ -130,9 +138,23 @@ def _deflated(best: Any, tried: list[Any], periods_per_year: float) -> float:
     )
 
 
+def _write_lineage(path: Path, trials: list[Any]) -> None:
+    """tuning/pbt_lineage.csv: every PBT copy (and rescue of a diverged member), in order."""
+    import pandas as pd
+
+    rows = [row for t in trials for row in t.user_attrs.get("pbt_lineage", [])]
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    table = pd.DataFrame(rows).sort_values(["fold", "interval", "trial"], kind="stable")
+    with replacing(path, "w") as handle:
+        table.to_csv(handle, index=False)
+
+
 def _best_yaml(best: Any) -> str:
     nested: dict[str, dict[str, Any]] = {}
-    for key, value in best.params.items():
+    values = best.user_attrs.get("pbt_values") or best.params
+    for key, value in values.items():
         section, name = key.split(".", 1)
         nested.setdefault(section, {})[name] = value
     header = (
@@ -204,9 +226,15 @@ def _markdown(summary: dict[str, Any], files: RunFiles) -> str:
             "",
             *(f"- `{key}` = {_shown(value)}" for key, value in best["params"].items()),
             "",
-            f"Deflated Sharpe Ratio of the best trial, counting all {summary['trials']} tried: "
-            f"**{best['dsr']:.3f}** (how likely its validation Sharpe is not the luck of trying "
-            "that many).",
+            f"Deflated Sharpe Ratio of the best trial, counting all {summary['evaluations']} "
+            f"evaluations ({summary['trials']} trial(s) tried"
+            + (
+                f" + {summary['pbt_copies']} PBT copies with new values"
+                if summary["pbt_copies"]
+                else ""
+            )
+            + f"): **{best['dsr']:.3f}** (how likely its validation Sharpe is not the luck of "
+            "trying that many).",
             "",
             f"Train with it: `./start_training.sh --config {files.best_params}`.",
             "",

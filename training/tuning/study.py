@@ -68,7 +68,9 @@ def open_study(name: str, storage: Any, tuning: TuningConfig, worker: int) -> An
         study_name=name,
         storage=storage,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=tuning.sampler_seed + worker),
+        # constant_liar: a trial asked while others run sees them at a pessimistic value, so a
+        # batch of trials (a population group, parallel workers) is not many copies of one point
+        sampler=optuna.samplers.TPESampler(seed=tuning.sampler_seed + worker, constant_liar=True),
         pruner=pruner_of(tuning),
         load_if_exists=True,
     )
@@ -86,6 +88,35 @@ def pruner_of(tuning: TuningConfig) -> Any:
     if tuning.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
     return optuna.pruners.NopPruner()
+
+
+@contextlib.contextmanager
+def heartbeats(storage: Any, trial_ids: list[int]) -> Iterator[None]:
+    """While a batch trains, each of its trials' heartbeats is recorded every
+    storage.heartbeat_interval (RDB storages; nothing otherwise), so a killed worker's trials
+    are failed and retried. By hand: Optuna's heartbeat thread is private and beats one trial."""
+    import threading
+
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()  # RDB storages
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                storage.record_heartbeat(trial_id)
+            if stop.wait(timeout=interval):
+                return
+
+    thread = threading.Thread(target=beat, name="trial heartbeats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @contextlib.contextmanager

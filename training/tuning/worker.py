@@ -12,12 +12,14 @@ here and enqueued again with its values.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.atomic import read_json
+from core.config import LearnerName
 from core.errors import UserError
 from training.run.files import JobFiles, RunFiles
 from training.run.job import Hooks
@@ -44,6 +46,8 @@ class TuneWorker:
     torch_threads: int
     blas_threads: int
     timesteps: int  # an upper bound of this worker's PPO steps, for the progress display
+    learner: LearnerName = "separate"  # what trains a batch's members (training.learners)
+    trials_at_once: int = 1  # trials asked together: a population group's worth
 
     @property
     def name(self) -> str:
@@ -63,6 +67,7 @@ def run_worker(worker: TuneWorker, hooks: Hooks) -> dict[str, Any]:
     from core.atomic import write_json
     from training.run.folder import run_config
     from training.tuning.objective import Objective
+    from training.tuning.pbt import pbt_schedule
     from training.tuning.study import open_storage, open_study
 
     files = RunFiles(Path(worker.run_dir))
@@ -76,7 +81,8 @@ def run_worker(worker: TuneWorker, hooks: Hooks) -> dict[str, Any]:
         tuning.grace_s,
     )
     study = open_study(worker.study, storage, tuning, worker.index)
-    objective = Objective(worker.run_dir, worker.n_trials, worker.index, hooks)
+    objective = Objective(worker.run_dir, worker.n_trials, worker.index, hooks, worker.learner)
+    schedule = pbt_schedule(tuning) if tuning.schedule == "pbt" else None
     ran = failures = 0
     while True:
         if worker.storage_file is None:
@@ -94,20 +100,29 @@ def run_worker(worker: TuneWorker, hooks: Hooks) -> dict[str, Any]:
         if ended + running >= worker.n_trials and not waiting:
             time.sleep(WAIT_S)  # the last trials are someone else's: wait for them to end
             continue
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
-        ran += 1
+        batch = objective.ask(study, min(worker.trials_at_once, worker.n_trials - ended - running))
+        if not batch:
+            continue  # given way to: the budget's last trials were taken meanwhile
+        objective.run(study, batch, schedule)
+        gc.collect()
+        ran += len(batch)
         last = _mine(study, worker.index)
-        failures = failures + 1 if last is not None and last.state.name == "FAIL" else 0
+        all_failed = all(run.trial.number in _failed(study) for run in batch)
+        failures = failures + 1 if all_failed else 0
         if failures >= MAX_FAILURES_IN_A_ROW:
             raise TrialsKeepFailing(
-                f"{worker.name}: {failures} trials in a row failed; the last one: "
-                f"{last.user_attrs.get('fail_reason', 'an error')}\n"
+                f"{worker.name}: {failures} batches of trials in a row failed; the last one: "
+                f"{last.user_attrs.get('fail_reason', 'an error') if last else 'an error'}\n"
                 f"  fix: see {worker.files.folder.parent.parent / 'trials.csv'} once written, and "
                 "the worker's log in the launcher folder; check tuning.space's ranges"
             )
     result = {"worker": worker.index, "trials_run": ran, "timesteps": 0}
     write_json(worker.files.result, result)
     return result
+
+
+def _failed(study: Any) -> set[int]:
+    return {t.number for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL"}
 
 
 def storage_url(secret_file: str | None) -> str | None:

@@ -1,11 +1,7 @@
-"""Train a group of one fold's members in one process, then judge each out of sample.
-
-Each member is what a separate member is (its SB3 model, checkpoints, state file, callback with
-validation, early stopping, alarms and entropy floor, TensorBoard scalars, result.json); what the
-group shares is the work: one vmapped policy forward per rollout step, one PPO update for all
-(training.population.update), one validation walk and one test walk for all. A member that stops
-early is frozen and leaves the batch; a member that fails is reported and the others go on.
-"""
+"""The members of one group: each is what a separate member is (built by the same
+`build_member`: its SB3 model, checkpoints, state file, callback with validation, early stopping,
+alarms and entropy floor, TensorBoard scalars), plus the generators its own process would have.
+What the group shares is the work (training.population.loop)."""
 
 from __future__ import annotations
 
@@ -21,10 +17,8 @@ from core.envs.settings import EnvSettings, env_settings
 from core.features.store import FeatureStore
 from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState
+from training.member.member_build import build_member
 from training.member.models import member_configs
-from training.member.recovery import job_state
-from training.member.trainer import member_callback, member_model, member_vec_env
-from training.population.limits import refuse_unbatched
 from training.run.job import Hooks, Job
 
 
@@ -40,13 +34,16 @@ class Member:
     state: TrainingState
     torch_rng: torch.Generator
     numpy_rng: np.random.RandomState
+    hooks: Hooks
     total: int = 0  # the step count its training ends at
     error: str | None = None
+    left: str | None = None  # why it left the group before its end (a pruned sweep trial)
 
     @property
     def training(self) -> bool:
         return (
             self.error is None
+            and self.left is None
             and not self.state.finished
             and not self.callback.stop
             and self.model.num_timesteps < self.total
@@ -54,33 +51,33 @@ class Member:
 
 
 def build_members(
-    jobs: Sequence[Job], store: FeatureStore, hooks: Hooks, on_validate: Callable[[int], dict]
+    jobs: Sequence[Job],
+    store: FeatureStore,
+    hooks: Sequence[Hooks],
+    on_validate: Callable[[int], dict],
 ) -> list[Member]:
-    """Every job's model as the separate trainer would build it; each member's generators take
-    the global ones' state right after its model is built (what its own process would have)."""
+    """Every job's member as the separate learner builds it (`hooks[i]` is job i's); each
+    member's generators take the global ones' state right after its model is built (what its own
+    process would have). What a group cannot run was refused before (training.learners)."""
     members = []
     for index, job in enumerate(jobs):
         config, _ = member_configs(job, store)
-        if config.ensemble.mode == "fedavg":
-            raise ValueError("fedavg members train with ensemble.learner separate")
-        refuse_unbatched(config)
         settings = env_settings(config)
-        vec = member_vec_env(job, store, settings)
-        files = job.files
-        member_hooks = _member_hooks(job, hooks)
-        state = job_state(files, member_hooks.warn)
-        model = member_model(job, config, store, vec, state, member_hooks)
-        torch_rng = torch.Generator()
-        torch_rng.set_state(torch.get_rng_state())
-        numpy_rng = np.random.RandomState()
-        numpy_rng.set_state(np.random.get_state())
+        member_hooks = _member_hooks(job, hooks[index])
 
         def validate(current: Any, index: int = index) -> dict[str, float]:
             return on_validate(index)
 
-        callback = member_callback(job, config, files, state, member_hooks, validate)
-        callback.preemption = None  # the group commits every member first, then requeues
-        members.append(Member(job, config, settings, model, callback, state, torch_rng, numpy_rng))
+        built = build_member(job, config, settings, store, member_hooks, validate)
+        torch_rng = torch.Generator()
+        torch_rng.set_state(torch.get_rng_state())
+        numpy_rng = np.random.RandomState()
+        numpy_rng.set_state(np.random.get_state())
+        built.callback.preemption = None  # the group commits every member first, then requeues
+        members.append(
+            Member(job, config, settings, built.model, built.callback, built.state, torch_rng,
+                   numpy_rng, member_hooks)
+        )  # fmt: skip
     return members
 
 
@@ -101,4 +98,6 @@ def _member_hooks(job: Job, hooks: Hooks) -> Hooks:
         if part is not None:
             part(name, steps)
 
-    return Hooks(advance=member_advance, warn=member_warn)
+    return Hooks(
+        advance=member_advance, warn=member_warn, validated=hooks.validated, left=hooks.left
+    )

@@ -12,8 +12,10 @@ import torch
 from core.evaluation.judge import annualisation_of
 from core.features.store import FeatureStore
 from training.member.models import member_configs
+from training.population.group_members import Member
 from training.population.judging import test_members
-from training.population.loop import train_members
+from training.population.limits import refuse_unbatched
+from training.population.loop import Between, train_members
 from training.run.job import Hooks, Job
 from training.run.records import read_job_result
 
@@ -32,6 +34,8 @@ def run_group(jobs: Sequence[Job], hooks: Hooks) -> dict[str, Any]:
         else:
             pending.append(job)
     if pending:
+        for job in pending:  # refused before launch too; a SLURM task checks its own members
+            refuse_unbatched(member_configs(job, store)[0])
         annual = annualisation_of(store, member_configs(pending[0], store)[1])
         started = time.perf_counter()
         members = train_members(pending, store, annual, hooks)
@@ -47,3 +51,19 @@ def run_group(jobs: Sequence[Job], hooks: Hooks) -> dict[str, Any]:
                 + "; ".join(f"member {k}: {why}" for k, why in failed.items())
             )
     return {"members": results, "timesteps": sum(r["timesteps"] for r in results.values())}
+
+
+def train_group(
+    jobs: Sequence[Job],
+    hooks: Hooks,
+    member_hooks: Sequence[Hooks],
+    between: Between | None = None,
+) -> list[Member]:
+    """A sweep's members of one fold and one shape: trained together with validation, never
+    tested (a sweep does not read the test window); `member_hooks[i]` report for job i."""
+    torch.set_num_threads(jobs[0].torch_threads)
+    store = FeatureStore.attach(jobs[0].store_path)
+    for job in jobs:
+        refuse_unbatched(member_configs(job, store)[0])
+    annual = annualisation_of(store, member_configs(jobs[0], store)[1])
+    return train_members(jobs, store, annual, hooks, member_hooks, between)

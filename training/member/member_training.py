@@ -8,37 +8,29 @@ that finds `result.json` is done; one that finds a checkpoint state resumes from
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from core.config import Config
-from core.envs.settings import EnvSettings, env_settings
+from core.envs.settings import env_settings
 from core.evaluation.judge import annualisation_of, evaluate_window, track_metrics
 from core.evaluation.metrics import Annualisation
 from core.evaluation.rollout import Track
 from core.features.store import FeatureStore
 from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState, load_tested
-from training.member.divergence import check_finite, said_when_nonfinite
-from training.member.models import (
-    agent_policy,
-    load_model,
-    member_configs,
-    new_model,
-    store_layout,
-)
-from training.member.recovery import job_state, resumed_model
+from training.member.divergence import said_when_nonfinite
+from training.member.member_build import build_member, every_steps
+from training.member.models import agent_policy, member_configs
 from training.member.user_callbacks import learn_callback
 from training.member.validation import validation_metrics
 from training.run.files import JobFiles, RunFiles
-from training.run.folder import fold_seed, run_config
+from training.run.folder import run_config
 from training.run.job import NO_HOOKS, Hooks, Job
 from training.run.records import JobResult, read_job_result, write_job_result
 from training.run.tracks import save_tracks
 
-EVALUATIONS_PER_FOLD = 10  # training.eval_every_steps and ensemble.sync_steps: auto
-NEVER = 2**62  # an evaluation or checkpoint interval no run reaches
 BARRIER_POLL_S = 0.2  # a member waiting at a fedavg barrier looks at its files this often
 T = TypeVar("T")
 
@@ -110,15 +102,13 @@ def _train(
 ) -> Generator[None, None, tuple[Any, TrainingState]]:
     """`config` is the member's (its risk profile applied), `run` the run's."""
     settings = env_settings(config)
-    vec = member_vec_env(job, store, settings)
-    state = job_state(files, hooks.warn)
-    model = member_model(job, config, store, vec, state, hooks)
 
     def validate(current: Any) -> dict[str, float]:
         return validation_metrics(current, store, settings, job.fold.validation, annual, config)
 
+    built = build_member(job, config, settings, store, hooks, validate)
+    vec, state, model, callback = built.vec, built.state, built.model, built.callback
     rounds = config.ensemble.mode == "fedavg"
-    callback = member_callback(job, config, files, state, hooks, validate)
     if not state.finished:
         if hooks.phase:
             hooks.phase("training")
@@ -138,81 +128,6 @@ def _train(
         callback.finish()
     vec.close()
     return model, state
-
-
-def member_vec_env(job: Job, store: FeatureStore, settings: EnvSettings) -> Any:
-    """The member's training envs, in SB3's VecMonitor: it puts `episode` (return, length) in
-    the info of an env's last step, from which SB3 logs rollout/ep_rew_mean and ep_len_mean
-    (the mean of the last ppo.stats_window_size episodes), as it does for Monitor-wrapped envs."""
-    from stable_baselines3.common.vec_env import VecMonitor
-
-    from core.envs.vec_env import vec_env
-
-    return VecMonitor(vec_env(job.n_envs, job.vec_env, store, settings, job.fold.train, job.seed))
-
-
-def member_model(
-    job: Job, config: Config, store: FeatureStore, vec: Any, state: TrainingState, hooks: Hooks
-) -> Any:
-    """The member's SB3 model: its last checkpoint, or a new network (its logger attached)."""
-    from stable_baselines3.common.logger import configure
-    from stable_baselines3.common.utils import set_random_seed
-
-    if state.last_checkpoint:
-
-        def load(path: Path) -> Any:
-            return load_model(config, path, store, job.device, vec)
-
-        model = resumed_model(load, job.files, state, hooks.warn)
-        if hooks.advance:
-            hooks.advance(model.num_timesteps)
-    else:
-        # fedavg: one initial network per fold (averaging unrelated networks mixes neurons that
-        # mean different things); each member's own seed takes over at its first round.
-        init = fold_seed(config, job.fold.index) if config.ensemble.mode == "fedavg" else job.seed
-        set_random_seed(init)
-        layout = store_layout(store, config)
-        model = new_model(config, vec, layout, job.n_steps, job.batch_size, init, job.device)
-    formats = ["csv", "tensorboard"] if config.training.tensorboard else ["csv"]
-    model.set_logger(configure(str(job.files.logs), formats))
-    return model
-
-
-def member_callback(
-    job: Job,
-    config: Config,
-    files: JobFiles,
-    state: TrainingState,
-    hooks: Hooks,
-    validate: Callable[[Any], dict[str, float]],
-) -> WalkForwardCallback:
-    """Validation, checkpoints, alarms and early stopping around the member's PPO updates."""
-    rounds = config.ensemble.mode == "fedavg"
-    eval_every = _every(config.training.eval_every_steps, job.timesteps)
-    checkpoint_every = (
-        eval_every
-        if config.training.checkpoint_every_steps == "auto"
-        else config.training.checkpoint_every_steps
-    )
-    return WalkForwardCallback(
-        validate=validate,
-        files=files,
-        state=state,
-        # fedavg: members validate and commit at the end of each round, and none stops early
-        # (the others would wait for it); the fused model's best round is what is kept.
-        settings=config.training.model_copy(update={"patience": None})
-        if rounds
-        else config.training,
-        eval_every=NEVER if rounds else eval_every,
-        checkpoint_every=NEVER if rounds else checkpoint_every,
-        reward_clip=config.reward.reward_clip,
-        advance=hooks.advance,
-        warn=hooks.warn,
-        preemption=hooks.preemption,
-        checkpoint_on_preemption=not rounds,
-        validated=hooks.validated,
-        check=lambda model: check_finite(model, job.name, config),
-    )
 
 
 def _train_rounds(
@@ -240,7 +155,7 @@ def _train_rounds(
         ensemble.sync_weighting,
         ensemble.sync_temperature,
     )
-    sync = _every(ensemble.sync_steps, job.timesteps)
+    sync = every_steps(ensemble.sync_steps, job.timesteps)
     ends = round_ends(job.timesteps, sync, job.n_envs * job.n_steps)
     if state.rounds_done == 0 and model.num_timesteps:  # recovered without its state.json:
         state.rounds_done = sum(end <= model.num_timesteps for end in ends)  # a commit a round
@@ -254,10 +169,6 @@ def _train_rounds(
     yield from train_rounds(
         model, job, callback, barrier, ends, state, hooks, validate_fused, reset, learning
     )
-
-
-def _every(setting: int | str, timesteps: int) -> int:
-    return max(1, timesteps // EVALUATIONS_PER_FOLD) if setting == "auto" else int(setting)
 
 
 def _best_model(model: Any, state: TrainingState, job: Job) -> Any:

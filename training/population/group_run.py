@@ -1,5 +1,5 @@
-"""A group of one fold's members as one launcher workload, and the ensemble's launch: in groups
-(ensemble.learner population) or one process per member (separate)."""
+"""A group of one fold's members as one launcher workload: how a run's folds are cut into
+groups, and which groups a resumed run must run again."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from typing import Any
 
 from core.atomic import read_json, write_json
 from core.hardware.groups import group_sizes, groups_per_fold
-from training.launcher.launch import LaunchSettings, Outcome, Tell, launch
-from training.member.workload import launch_members
 from training.run.files import JobFiles, RunFiles
-from training.run.folder import run_config
 from training.run.job import NO_HOOKS, Hooks, Job, jobs_by_fold
 
 
@@ -48,7 +45,7 @@ class GroupRun:
         return self.jobs[0].torch_threads
 
     def run(self, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
-        from training.population.trainer import run_group
+        from training.population.group_training import run_group
 
         result = run_group(self.jobs, hooks)
         write_json(self.files.result, result)
@@ -89,24 +86,3 @@ def fold_groups(jobs: list[Job], slots: int, largest: int) -> list[GroupRun]:
             groups.append(GroupRun(tuple(fold_jobs[start : start + size])))
             start += size
     return groups
-
-
-def launch_ensemble(
-    jobs: list[Job], settings: LaunchSettings, tell: Tell, learner: str, group_size: int
-) -> Outcome:
-    """Train the run's members with the planned learner; what the config names that the
-    learner cannot run (or a callback that does not import) stops here, before any job."""
-    from training.member.user_callbacks import callback_classes
-    from training.population.limits import refuse_unbatched
-
-    config = run_config(jobs[0].run_dir) if jobs else None
-    if config is not None:
-        callback_classes(config)
-    if learner != "population":
-        return launch_members(jobs, settings, tell)
-    if config is not None:
-        refuse_unbatched(config)
-    # Locally the groups fill the slots evenly; a SLURM array task (or this process) holds one
-    # group of up to group_size, so there the fewest groups are made.
-    slots = len(settings.slots) if settings.cluster == "local" else 1
-    return launch(fold_groups(jobs, slots, group_size), settings, tell)

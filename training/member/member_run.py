@@ -45,12 +45,12 @@ class MemberRun:
         return self.job.fold.index
 
     def run(self, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
-        from training.member.trainer import run_job
+        from training.member.member_training import run_job
 
         return run_job(self.job, hooks)
 
     def steps(self, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[str, Any]]:
-        from training.member.trainer import job_steps
+        from training.member.member_training import job_steps
 
         return job_steps(self.job, hooks)
 

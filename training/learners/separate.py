@@ -1,0 +1,62 @@
+"""The separate learner: one SB3 learn() per member, each its own launcher job (a fedavg run's
+members meet at their fold's round barriers); a sweep's members train one after another."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from core.config import Config
+from core.errors import UserError
+from training.launcher.launch import LaunchSettings
+from training.launcher.workload import LaunchListener, Workload
+from training.learners.learner import Between, Trained
+from training.member.member_run import FoldBarriers, MemberRun
+from training.run.job import Hooks, Job, LeaveTraining
+
+
+class SeparateLearner:
+    name: Literal["separate"] = "separate"
+
+    def refuse(self, config: Config) -> None:
+        """SB3's own learn() runs every config the rest of the program accepts."""
+
+    def workloads(
+        self, jobs: list[Job], settings: LaunchSettings, group_size: int
+    ) -> tuple[list[Workload], LaunchListener | None]:
+        listener = FoldBarriers() if settings.rounds else None
+        return [MemberRun(job) for job in jobs], listener
+
+    def train_for_validation(
+        self,
+        jobs: Sequence[Job],
+        hooks: Hooks,
+        member_hooks: Sequence[Hooks],
+        between: Between | None = None,
+    ) -> list[Trained]:
+        """One job after another; once one leaves (its trial pruned), the jobs its hooks say are
+        over too are skipped, untrained."""
+        from training.member.member_training import train_only
+
+        if between is not None:
+            raise ValueError("the separate learner has no group to schedule")
+        trained = []
+        for job, own in zip(jobs, member_hooks, strict=True):
+            gone = own.left() if own.left is not None else None
+            if gone is not None:
+                trained.append(Trained(job, None, left=gone))
+                continue
+            try:
+                trained.append(Trained(job, train_only(job, own)))
+            except UserError:
+                raise
+            except LeaveTraining as leaving:
+                trained.append(Trained(job, None, left=str(leaving) or "left"))
+            except Exception as error:  # this member's failure: recorded, the others go on
+                trained.append(Trained(job, None, error=f"{type(error).__name__}: {error}"))
+        return trained
+
+    def trials_at_once(self, group_size: int, seeds: int) -> int:
+        """One: a trial's members train one after another, so the sampler sees each result
+        before it proposes the next trial."""
+        return 1
