@@ -158,7 +158,8 @@ def _learner_line(learner: str, at_once: int, tuning: Any) -> str:
             "train in separate groups"
         )
     if tuning.schedule == "pbt":
-        line += f"; PBT every {tuning.pbt.interval_steps} steps"
+        every = tuning.pbt.interval_steps
+        line += "; PBT at every validation" if every == "auto" else f"; PBT every {every:,} steps"
     return line
 
 
@@ -192,6 +193,7 @@ def _print_results(
         print(
             f"Best trial {best['trial']}: validation Sharpe {best['value']:.3f} with {values}; "
             f"Deflated Sharpe Ratio {best['dsr']:.3f} after {summary['trials']} trial(s)"
+            + (f" and {summary['pbt_copies']} PBT copies" if summary["pbt_copies"] else "")
         )
         print(f"Best params: {files.best_params} (use with --config)")
     elif summary["collapsed"]:

@@ -159,7 +159,12 @@ def _best_yaml(best: Any) -> str:
         nested.setdefault(section, {})[name] = value
     header = (
         f"# Best trial {best.number} of the sweep (median validation Sharpe {best.value:.3f}).\n"
-        "# Train with it: ./start_training.sh --config THIS_FILE (with the sweep's other settings)\n"
+        + (
+            "# PBT: its values at the end of the schedule (tuning/pbt_lineage.csv has the path).\n"
+            if best.user_attrs.get("pbt_values")
+            else ""
+        )
+        + "# Train with it: ./start_training.sh --config THIS_FILE (with the sweep's other settings)\n"
     )
     return header + yaml.safe_dump(nested, sort_keys=False)
 
