@@ -107,9 +107,10 @@ def _sweep(folder: Path, *extra: str, wait: bool = True) -> subprocess.Popen:
             "launcher.dead_after_s=20"]  # fmt: skip
     # 4,096 steps a member: two rollouts, one validation (a pruning report): the sweep's plumbing
     command = [PYTHON, str(ENTRY), "--tune", "--data", str(dataset), "--timesteps", "4096",
-               "--output", str(folder / "runs"), "--no-progress", *extra]  # fmt: skip
+               "--output", str(folder / "runs"), "--no-progress"]  # fmt: skip
     for item in sets:
         command += ["--set", item]
+    command += extra  # after the helper's settings: a test's --set wins
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT
     )
@@ -311,3 +312,59 @@ def test_a_sweep_whose_every_trial_collapsed_names_no_winner(tmp_path: Path) -> 
     summary = write_results(tmp_path, study, 8_766)
     assert summary["best"]["trial"] == 3 and files.best_params.exists()
     assert "3 trial(s) collapsed" in files.tuning_summary.read_text()
+
+
+@pytest.mark.slow
+def test_trials_trained_as_one_population_group_score_as_separate_processes(
+    tmp_path: Path,
+) -> None:
+    """Same sampler seed, same trials: one batch of 4 trials x 2 seeds as one group scores each
+    trial as the separate learner's one process per member does (the group is exact)."""
+    found = {}
+    for learner in ("separate", "population"):
+        process = _sweep(tmp_path / learner, "--n-trials", "4",
+                         "--set", f"ensemble.learner={learner}", "--set", "tuning.pruner=none",
+                         wait=False)  # fmt: skip
+        out, _ = process.communicate(timeout=900)
+        assert process.returncode == 0, out[-3000:]
+        (run_dir,) = (tmp_path / learner / "runs").iterdir()
+        found[learner] = _trials(run_dir)
+    grouped = found["population"]
+    assert "4 trial(s) at a time as one population group of up to 8 members" in out
+    assert {t["group"] for t in grouped} == {"0"}  # one group: the batch's first trial
+    assert [t["group"] for t in found["separate"]] == ["0", "1", "2", "3"]
+    for alone, together in zip(found["separate"], grouped, strict=True):
+        assert alone["param ppo.ent_coef"] == together["param ppo.ent_coef"]
+        assert float(together["value"]) == pytest.approx(float(alone["value"]), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_pbt_sweep_copies_between_trials_records_each_copy_and_counts_it(
+    tmp_path: Path,
+) -> None:
+    process = _sweep(tmp_path, "--n-trials", "4", "--set", "ensemble.learner=population",
+                     "--set", "tuning.schedule=pbt", "--set", "training.eval_every_steps=1024",
+                     "--set", "tuning.pruner=none", "--set", "tuning.pbt.quantile=0.5",
+                     wait=False)  # fmt: skip
+    out, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, out[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    with open(run_dir / "tuning" / "pbt_lineage.csv") as handle:
+        lineage = list(csv.DictReader(handle))
+    # a rollout is 2,048 steps: validations at 2,048 while training (4,096 is the end), and the
+    # bottom half (2 of 4 trials) copies the top half
+    assert [int(row["interval"]) for row in lineage] == [2048, 2048]
+    for row in lineage:
+        assert row["event"] == "exploit" and row["trial"] != row["copied_from"]
+        assert float(row["score"]) <= float(row["copied_score"])
+        before, after = json.loads(row["values_before"]), json.loads(row["values_after"])
+        assert set(before) == set(after) == {"reward.reward_scale", "ppo.ent_coef"}
+    summary = json.loads((run_dir / "tuning" / "tuning.json").read_text())
+    assert summary["pbt_copies"] == 2 and summary["evaluations"] == summary["trials"] + 2
+    assert "counting all 6 evaluations" in (run_dir / "tuning" / "tuning.md").read_text()
+    copies = sum(int(t["pbt copies"] or 0) for t in _trials(run_dir))
+    assert copies == 2
+    assert "PBT" in (run_dir / "tuning" / "best_params.yaml").read_text() or not any(
+        int(t["pbt copies"] or 0) for t in _trials(run_dir) if t["trial"] == str(
+            summary["best"]["trial"])
+    )  # fmt: skip
