@@ -167,35 +167,49 @@ def test_two_workers_share_one_budget_and_write_the_sweeps_results(tmp_path: Pat
     assert all(p.name == "state.json" for p in trial_files if p.parent.name == "checkpoints")
 
 
+def _retried_once(trials: list[dict[str, str]], died: list[dict[str, str]]) -> None:
+    """Every trial of the killed worker's batch (one population group) ran again, once."""
+    assert died and len({t["group"] for t in died}) == 1, trials
+    for dead in died:
+        retried = [t for t in trials if t["retry of"] == dead["trial"]]
+        assert len(retried) == 1 and retried[0]["state"] in ("COMPLETE", "PRUNED"), trials
+
+
 @pytest.mark.slow
-def test_a_killed_worker_loses_only_its_trial_which_is_run_again(tmp_path: Path) -> None:
+def test_a_killed_worker_loses_only_its_batch_which_is_run_again(tmp_path: Path) -> None:
+    """2 workers, 4 trials: each worker's batch is 2 trials trained as one group."""
     process = _sweep(tmp_path, "--workers", "2", "--n-trials", "4", wait=False)
     runs = tmp_path / "runs"
     _kill_worker_mid_trial(runs)
     out, _ = process.communicate(timeout=900)
     assert process.returncode == 0, out[-3000:]
+    assert "2 trial(s) at a time as one population group of up to 4 members" in out
     (run_dir,) = runs.iterdir()
     trials = _trials(run_dir)
     died = [t for t in trials if t["reason"] == "its worker died"]
-    assert len(died) == 1, trials
-    retried = [t for t in trials if t["retry of"] == died[0]["trial"]]
-    assert len(retried) == 1 and retried[0]["state"] in ("COMPLETE", "PRUNED")
+    assert len(died) == 2, trials
+    _retried_once(trials, died)
     assert sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials) == 4
 
 
 @pytest.mark.slow
-def test_trials_that_keep_failing_stop_the_sweep_with_their_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("learner", "failed"), [("separate", 3), ("population", 8)])
+def test_trials_that_keep_failing_stop_the_sweep_with_their_reason(
+    tmp_path: Path, learner: str, failed: int
+) -> None:
+    """One trial after another (separate), or a batch of 8 at once (population groups)."""
     # A valid config that cannot train: a 4,096-bar window needs more bars before the train
     # window than the data has (the env refuses it when a trial builds it).
     space = "tuning.space={env.window: {type: categorical, choices: [4096]}}"
     process = _sweep(tmp_path, "--n-trials", "10", "--set", space, "--set",
-                     "launcher.max_retries=0", wait=False)  # fmt: skip
+                     "launcher.max_retries=0", "--set", f"ensemble.learner={learner}",
+                     wait=False)  # fmt: skip
     out, _ = process.communicate(timeout=900)
     assert process.returncode == 1, out[-3000:]
-    assert "3 trials in a row failed" in out and "an observation needs" in out, out[-3000:]
+    assert f"{failed} trials in a row failed" in out and "an observation needs" in out, out[-3000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
     trials = _trials(run_dir)
-    assert [t["state"] for t in trials] == ["FAIL"] * 3
+    assert [t["state"] for t in trials] == ["FAIL"] * failed
     assert all(t["reason"] for t in trials)
     assert "failed" in (run_dir / "tuning" / "tuning.md").read_text()
 
@@ -212,7 +226,7 @@ def postgres() -> Iterator[str]:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_on_postgresql_a_killed_workers_trial_is_retried_and_the_budget_is_exact(
+def test_on_postgresql_a_killed_workers_batch_is_retried_and_the_budget_is_exact(
     tmp_path: Path, postgres: str
 ) -> None:
     # The server trusts localhost, so a password in the URL is accepted: it must stay secret.
@@ -237,10 +251,9 @@ def test_on_postgresql_a_killed_workers_trial_is_retried_and_the_budget_is_exact
         assert stat.S_IMODE(folder.stat().st_mode) & 0o077 == 0
     trials = _trials(run_dir)
     died = [t for t in trials if t["state"] == "FAIL"]
-    assert len(died) == 1 and died[0]["reason"] == "its worker died", trials
-    assert died[0]["worker"] == "0" and killed
-    retried = [t for t in trials if t["retry of"] == died[0]["trial"]]
-    assert len(retried) == 1 and retried[0]["state"] in ("COMPLETE", "PRUNED")
+    assert len(died) == 2 and {t["reason"] for t in died} == {"its worker died"}, trials
+    assert {t["worker"] for t in died} == {"0"} and killed
+    _retried_once(trials, died)  # each by Optuna's heartbeat retry
     assert sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials) == 4  # exactly the budget
     study = optuna.load_study(study_name="killed-worker", storage=postgres)
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4

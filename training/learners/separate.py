@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Literal
 
 from core.config import Config
-from core.errors import UserError
 from training.launcher.launch import LaunchSettings
 from training.launcher.workload import LaunchListener, Workload
 from training.learners.learner import Between, Trained
@@ -48,11 +47,10 @@ class SeparateLearner:
                 continue
             try:
                 trained.append(Trained(job, train_only(job, own)))
-            except UserError:
-                raise
             except LeaveTraining as leaving:
                 trained.append(Trained(job, None, left=str(leaving) or "left"))
-            except Exception as error:  # this member's failure: recorded, the others go on
+            except Exception as error:  # this member's failure (its trial's values can make a
+                # config that cannot train: a UserError too): recorded, the others go on
                 trained.append(Trained(job, None, error=f"{type(error).__name__}: {error}"))
         return trained
 

@@ -131,9 +131,11 @@ class Objective:
         between = schedule(group) if schedule is not None else None
         try:
             trained = self.learner.train_for_validation(jobs, self.hooks, hooks, between)
-        except Exception as error:  # a user's mistake: the trials end failed, it is shown
+        except Exception as error:  # the group could not train (e.g. its values make a config
+            # that cannot): its trials fail with the reason; trials that keep failing stop the
+            # worker (training.tuning.worker)
             _fail_all(study, group, redact(f"{type(error).__name__}: {error}"))
-            raise
+            return
         finally:
             for run in group:
                 for leftover in RunFiles(Path(run.jobs[0].run_dir)).checkpoint_files():

@@ -107,11 +107,14 @@ def run_worker(worker: TuneWorker, hooks: Hooks) -> dict[str, Any]:
         gc.collect()
         ran += len(batch)
         last = _mine(study, worker.index)
-        all_failed = all(run.trial.number in _failed(study) for run in batch)
-        failures = failures + 1 if all_failed else 0
+        failed = _failed(study)
+        if all(run.trial.number in failed for run in batch):
+            failures += len(batch)  # trials in a row: a group's count at once
+        else:
+            failures = 0
         if failures >= MAX_FAILURES_IN_A_ROW:
             raise TrialsKeepFailing(
-                f"{worker.name}: {failures} batches of trials in a row failed; the last one: "
+                f"{worker.name}: {failures} trials in a row failed; the last one: "
                 f"{last.user_attrs.get('fail_reason', 'an error') if last else 'an error'}\n"
                 f"  fix: see {worker.files.folder.parent.parent / 'trials.csv'} once written, and "
                 "the worker's log in the launcher folder; check tuning.space's ranges"
