@@ -4,9 +4,10 @@ the best validation value each arm found.
 
 Every arm is the command a user types (`train_walk_forward.py --tune`) on the planted-signal
 sample, with the same space, seeds, folds and trial budget; the baseline of the worker ratio is
-the 1-worker arm, the baseline of the learner ratio is the separate learner's arm (same sampler
-seed, so both ask the same trials), the baseline of the pruning saving is the 2-worker arm
-without pruning.
+the 1-worker population arm, the baseline of the learner ratio is the separate learner's arm
+(same sampler seed, so both ask the same trials), the baseline of the pruning saving is the
+2-worker arm without pruning. Every arm but the separate one trains its trials as population
+groups (tuning.trials_per_group auto).
 Compute = PPO steps trained: each trial's reported validation steps x the evaluation interval
 (every member validates every --eval-every steps; a pruned trial stops at its last report).
 Usage: python bench/bench_tuning.py [--n-trials 8] [--timesteps 16384] [--folds 2] [--json out.json]
@@ -31,12 +32,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 CLI = REPO / "training" / "train_walk_forward.py"
 ARMS = {  # name: (workers, pruner, ensemble.learner)
-    "1 worker, no pruning": (1, "none", "auto"),
-    "2 workers, no pruning": (2, "none", "auto"),
     "1 worker, separate learner": (1, "none", "separate"),
     "1 worker, population learner": (1, "none", "population"),
-    "2 workers, wilcoxon": (2, "wilcoxon", "auto"),
-    "2 workers, median": (2, "median", "auto"),
+    "2 workers, no pruning": (2, "none", "population"),
+    "2 workers, wilcoxon": (2, "wilcoxon", "population"),
+    "2 workers, median": (2, "median", "population"),
 }
 
 
@@ -113,7 +113,7 @@ def _measure(run_dir: Path, wall: float, eval_every: int) -> dict[str, Any]:
 
 def _ratios(results: dict[str, Any]) -> None:
     arms = results["arms"]
-    one, two = arms.get("1 worker, no pruning"), arms.get("2 workers, no pruning")
+    one, two = arms.get("1 worker, population learner"), arms.get("2 workers, no pruning")
     if one and two:
         ratio = two["trials_per_hour"] / one["trials_per_hour"]
         results["two_workers_vs_one"] = ratio

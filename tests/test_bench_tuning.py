@@ -11,8 +11,8 @@ from tests.helpers.bench import run_bench
 
 @pytest.mark.slow
 def test_tuning_benchmark_reports_workers_and_pruning(tmp_path: Path) -> None:
-    arms = ["1 worker, no pruning", "2 workers, no pruning", "2 workers, wilcoxon",
-            "1 worker, separate learner", "1 worker, population learner"]  # fmt: skip
+    arms = ["1 worker, population learner", "2 workers, no pruning", "2 workers, wilcoxon",
+            "1 worker, separate learner"]  # fmt: skip
     stdout, result = run_bench(
         "bench_tuning.py",
         tmp_path / "bench.json",
@@ -30,7 +30,7 @@ def test_tuning_benchmark_reports_workers_and_pruning(tmp_path: Path) -> None:
     assert result["two_workers_vs_one"] == pytest.approx(
         two["trials_per_hour"] / one["trials_per_hour"]
     )
-    separate, population = result["arms"][arms[3]], result["arms"][arms[4]]
+    separate, population = result["arms"][arms[3]], result["arms"][arms[0]]
     assert result["population_vs_separate"] == pytest.approx(
         population["trials_per_hour"] / separate["trials_per_hour"]
     )
