@@ -234,7 +234,7 @@ def test_a_killed_group_resumes_to_the_same_step_counts(tmp_path: Path) -> None:
     from tests.helpers.datasets import write_csv
     from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learnable_config
 
-    timesteps, rollout = 10_240, 2048
+    timesteps, rollout = 6144, 2048  # killed after 2 rollouts, resumed for the third
     config = learnable_config()
     dataset = write_csv(tmp_path / "dataset", ar1_frames(bars_needed(config), 2, 0.3, seed=4))
     entry = Path(__file__).resolve().parents[1] / "training" / "train_walk_forward.py"
