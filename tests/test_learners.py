@@ -163,3 +163,102 @@ def test_a_live_member_takes_new_per_member_values(tmp_path: Path) -> None:
         set_live_value(model, "ppo.n_steps", 128)
     vec.close()
     assert np.isfinite(model.ent_coef)
+
+
+def _fake_group(scores: list[float], values: list[dict]) -> tuple[list, list, object, object]:
+    """Two-seed trials as PbtGroup sees them: runs, members, stacked parameters and Adam."""
+    from types import SimpleNamespace
+
+    from core.envs.reward import RewardRules
+    from training.tuning.objective import TrialRun
+
+    rules = RewardRules(1.0, 1.0, 0.0, 0.0, (), 0.0)
+    runs, members = [], []
+    for number, (score, trial_values) in enumerate(zip(scores, values, strict=True)):
+        folder = f"/trials/{number}"
+        jobs = [SimpleNamespace(run_dir=folder, member=seed, fold=SimpleNamespace(index=0))
+                for seed in range(2)]  # fmt: skip
+        runs.append(TrialRun(SimpleNamespace(number=number), dict(trial_values), jobs))  # type: ignore[arg-type]
+        for job in jobs:
+            members.append(
+                SimpleNamespace(
+                    job=job, training=True,
+                    model=SimpleNamespace(ent_coef=0.0, num_timesteps=0, env=SimpleNamespace(
+                        venv=SimpleNamespace(sim=SimpleNamespace(reward_rules=rules)))),
+                    state=SimpleNamespace(evaluations=[{"sharpe": score}]),
+                    callback=SimpleNamespace(eval_every=100),
+                )
+            )  # fmt: skip
+    size = len(members)
+    stacked = SimpleNamespace(
+        params={"w": torch.arange(size * 3, dtype=torch.float32).reshape(size, 3)},
+        size=size, device=torch.device("cpu"), copy_to_members=lambda: None,
+    )  # fmt: skip
+    adam = SimpleNamespace(
+        exp_avg={"w": torch.randn(size, 3)}, exp_avg_sq={"w": torch.rand(size, 3)},
+        steps=torch.arange(size, dtype=torch.float64), save_to_members=lambda: None,
+    )  # fmt: skip
+    return runs, members, stacked, adam
+
+
+def test_pbt_copies_the_top_trials_members_seed_for_seed_into_the_bottom_ones() -> None:
+    from training.tuning.pbt import PbtGroup
+
+    tuning = load_config(overrides=["tuning.schedule=pbt"]).tuning  # quantile 0.25
+    values = [{"ppo.ent_coef": 0.01, "reward.reward_scale": 1.0}] * 4
+    runs, members, stacked, adam = _fake_group([0.5, -1.0, 2.0, 1.0], values)
+    for member in members:
+        member.model.num_timesteps = 100
+    group = PbtGroup(tuning, runs)
+    group(members, stacked, adam)
+    # 4 trials: the bottom one (trial 1, members 2 and 3) copies the top one (trial 2: 4 and 5)
+    weights = stacked.params["w"]
+    assert torch.equal(weights[2], weights[4]) and torch.equal(weights[3], weights[5])
+    assert adam.steps.tolist() == [0, 1, 4, 5, 4, 5, 6, 7]
+    (row,) = runs[1].lineage
+    assert row["event"] == "exploit" and row["copied_from"] == 2 and runs[1].exploits == 1
+    low, high = tuning.space["ppo.ent_coef"].low, tuning.space["ppo.ent_coef"].high
+    assert low <= runs[1].values_now["ppo.ent_coef"] <= high
+    assert (
+        members[2].model.ent_coef == members[3].model.ent_coef == runs[1].values_now["ppo.ent_coef"]
+    )
+    group(members, stacked, adam)  # the same step count again: not the next interval yet
+    assert len(runs[1].lineage) == 1
+
+
+def test_a_diverged_pbt_member_is_replaced_by_the_best_finite_member_of_its_seed() -> None:
+    from training.population.loop import _fail_non_finite
+    from training.tuning.pbt import PbtGroup
+
+    tuning = load_config(overrides=["tuning.schedule=pbt"]).tuning
+    runs, members, stacked, adam = _fake_group([0.5, 3.0], [{"ppo.ent_coef": 0.02}] * 2)
+    for member in members:
+        member.error, member.config = None, None
+    stacked.params["w"][1, 0] = float("nan")  # trial 0's second seed
+    _fail_non_finite(members, stacked, adam, [0, 1, 2, 3], PbtGroup(tuning, runs).diverged)
+    assert all(member.error is None for member in members)
+    assert torch.equal(stacked.params["w"][1], stacked.params["w"][3])  # trial 1's seed 1
+    (row,) = runs[0].lineage
+    assert row["event"] == "diverged" and row["copied_from"] == 1 and row["member"] == 1
+
+
+def test_trials_that_differ_in_a_shape_key_train_in_separate_groups() -> None:
+    from types import SimpleNamespace
+
+    from training.commands.sweep import _learner_line
+    from training.tuning.objective import Objective, TrialRun
+
+    objective = Objective.__new__(Objective)
+    objective.learner = LEARNERS["population"]
+    runs = [
+        TrialRun(SimpleNamespace(number=n), {"ppo.ent_coef": 0.01 * (n + 1), "ppo.n_steps": steps}, [])  # type: ignore[arg-type]
+        for n, steps in enumerate([64, 128, 64, 128, 64])
+    ]  # fmt: skip
+    groups = objective.groups(runs)
+    assert [[run.trial.number for run in group] for group in groups] == [[0, 2, 4], [1, 3]]
+    objective.learner = LEARNERS["separate"]
+    assert [len(group) for group in objective.groups(runs)] == [1] * 5
+    space = "tuning.space={ppo.ent_coef: {type: float, low: 0.001, high: 0.1}, ppo.n_steps: {type: categorical, choices: [64, 128]}}"
+    line = _learner_line("population", 4, load_config(overrides=[space]).tuning)
+    assert "4 trial(s) at a time" in line and "ppo.n_steps change(s) a group's shape" in line
+    assert "ppo.ent_coef" not in line

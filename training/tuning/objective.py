@@ -164,12 +164,23 @@ class Objective:
                 run.pruned = f"pruned at step {run.steps} (validation Sharpe {sharpe:.2f})"
                 raise LeaveTraining(run.pruned)
 
+        part, warn = self.hooks.part, self.hooks.warn
+
+        def trial_part(name: str, steps: int) -> None:  # a group's line per trial's member
+            if part is not None:
+                part(f"trial {run.trial.number} {name}", steps)
+
+        def trial_warn(message: str) -> None:
+            if warn is not None:
+                warn(f"trial {run.trial.number}: {message}")
+
         return Hooks(
             advance=self.hooks.advance,
-            warn=self.hooks.warn,
+            warn=trial_warn,
             phase=self.hooks.phase,
             preemption=self.hooks.preemption,  # a trial's training stops at a safe point too
             validated=validated,
+            part=trial_part,
             left=run.over,
         )
 
