@@ -17,7 +17,7 @@ from core.features.store import FeatureStore
 from core.policies.stacked import StackedPolicies
 from tests.helpers.launch import PreemptAfter, Requeued, small_run
 from training.member.checkpoints import TrainingState
-from training.member.member_training import member_model
+from training.member.member_build import member_model
 from training.member.models import load_model, member_configs
 from training.population.adam import StackedAdam
 from training.population.group_training import run_group
