@@ -254,9 +254,9 @@ class PPOConfig(Section):
 
 
 class WalkForwardConfig(Section):
-    train_years: Annotated[float, Field(gt=0, le=50)]
-    validation_months: Months
-    test_months: Months
+    train_years: Annotated[float, Field(gt=0, le=50)] | Auto  # auto: core.fold_sizing
+    validation_months: Months | Auto
+    test_months: Months | Auto
     step_months: Months | Auto
     embargo_bars: Annotated[int, Field(ge=0, le=10_000_000)] | Auto | Literal["lookback"]
     max_folds: Annotated[int, Field(ge=1, le=10_000)] | None
@@ -270,6 +270,12 @@ class WalkForwardConfig(Section):
         test = info.data.get("test_months")
         if step == "auto" or test is None or step == test:
             return step
+        if test == "auto":
+            raise ValueError(
+                "test windows tile the timeline, so the step is the test window, which is "
+                "walk_forward.test_months=auto (sized to the data)\n  fix: set "
+                "walk_forward.step_months to auto, or walk_forward.test_months to a number too"
+            )
         effect = (
             "overlap, and the stitched out-of-sample series would count bars twice"
             if step < test

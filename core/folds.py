@@ -19,6 +19,7 @@ from core.config import Config, WalkForwardConfig
 from core.data.timestamps import format_utc
 from core.errors import UserError
 from core.features.matrix import lookback_bars
+from core.fold_sizing import Sized, auto_keys, size_windows, smallest_span_bars
 from core.units import MONTH_NS, YEAR_NS, format_duration
 
 MIN_PART_BARS = 2  # an episode needs a decision bar and the bar that prices it
@@ -120,9 +121,14 @@ def coverage(folds: list[Fold], timestamps: np.ndarray, config: Config) -> Cover
     why = (
         f"walk_forward.max_folds={limit} stops the folds there"
         if limit is not None and len(folds) == limit
-        else f"a final window shorter than walk_forward.test_months={config.walk_forward.test_months}"
+        else f"a final window shorter than walk_forward.test_months={_test_months(folds, config)}"
     )
     return Coverage(tested, len(timestamps) - first, end, why)
+
+
+def _test_months(folds: list[Fold], config: Config) -> str:
+    months = config.walk_forward.test_months
+    return str(months) if months != "auto" else "auto (the test window the folds have)"
 
 
 def _span_ns(walk: WalkForwardConfig) -> int:
@@ -139,7 +145,8 @@ def split(timestamps: np.ndarray, bar_ns: int, config: Config) -> list[Fold]:
     T0 (expanding). The gap (embargo_bars) comes out of the end of train and of validation.
     Folds are added until a test window would run past the data or a part is under 2 bars.
     """
-    folds = _fit(timestamps, bar_ns, config, limit=config.walk_forward.max_folds)
+    sized = sized_config(timestamps, bar_ns, config)
+    folds = _fit(timestamps, bar_ns, sized, limit=config.walk_forward.max_folds)
     if not folds:
         raise UserError(_no_fold_message(timestamps, bar_ns, config, feature_warmup=0))
     return folds
@@ -147,8 +154,32 @@ def split(timestamps: np.ndarray, bar_ns: int, config: Config) -> list[Fold]:
 
 def check_length(timestamps: np.ndarray, bar_ns: int, config: Config, warmup_bars: int) -> None:
     """Before the store is built: `split` must find one fold once the feature warm-up is dropped."""
-    if not _fit(timestamps[warmup_bars:], bar_ns, config, limit=1):
+    usable = timestamps[warmup_bars:]
+    if not _fit(usable, bar_ns, sized_config(usable, bar_ns, config), limit=1):
         raise UserError(_no_fold_message(timestamps, bar_ns, config, feature_warmup=warmup_bars))
+
+
+def sized_windows(timestamps: np.ndarray, bar_ns: int, config: Config) -> Sized:
+    """The walk-forward windows for these bars: `auto` keys sized to the data (core.fold_sizing),
+    with a note each for the plan."""
+
+    def folds_of(walk: WalkForwardConfig) -> int:
+        candidate = config.model_copy(update={"walk_forward": walk})
+        return len(_fit(timestamps, bar_ns, candidate, limit=None))
+
+    first = min(config.env.window - 1, len(timestamps))
+    return size_windows(
+        config.walk_forward, timestamps[first:], bar_ns, config.env.window, folds_of
+    )
+
+
+def sized_config(timestamps: np.ndarray, bar_ns: int, config: Config) -> Config:
+    """`config` with its walk-forward windows as numbers (the data's own, where auto)."""
+    if not auto_keys(config.walk_forward):
+        return config
+    return config.model_copy(
+        update={"walk_forward": sized_windows(timestamps, bar_ns, config).walk}
+    )
 
 
 def _fit(timestamps: np.ndarray, bar_ns: int, config: Config, limit: int | None) -> list[Fold]:
@@ -209,10 +240,42 @@ def _no_fold_message(
 ) -> str:
     """Why not even fold 0 fits: the data is too short, or the embargo eats a part."""
     embargo = embargo_bars(config, bar_ns)
-    fold = _fold(timestamps[feature_warmup:], bar_ns, config, 0, embargo)
+    usable = timestamps[feature_warmup:]
+    sized = sized_config(usable, bar_ns, config)
+    fold = _fold(usable, bar_ns, sized, 0, embargo)
     if fold is None:
-        return _too_short_message(timestamps, bar_ns, config, feature_warmup)
-    return _part_too_short_message(fold, timestamps[feature_warmup:], bar_ns)
+        if len(auto_keys(config.walk_forward)) == 3:
+            return _too_short_for_auto(timestamps, bar_ns, config, feature_warmup)
+        return _too_short_message(timestamps, bar_ns, sized, feature_warmup)
+    return _part_too_short_message(fold, usable, bar_ns)
+
+
+def _too_short_for_auto(
+    timestamps: np.ndarray, bar_ns: int, config: Config, feature_warmup: int
+) -> str:
+    """Not even the smallest auto windows fit: the bars needed and given, and what would fit."""
+    warmup = feature_warmup + config.env.window - 1
+    usable = timestamps[warmup:]
+    months = _years(usable, bar_ns) * 12
+    span = max(_years(timestamps, bar_ns) * 12, 1e-9)
+    per_month = len(timestamps) / span
+    needed = warmup + smallest_span_bars(per_month, config.env.window)
+    fits = math.floor((months - 2) / 12 * 100) / 100  # 1 mo validation + 1 mo test left over
+    fix = (
+        f"or, below the auto minimums, --set walk_forward.train_years={fits:g} --set "
+        "walk_forward.validation_months=1 --set walk_forward.test_months=1 fits this data"
+        if fits >= 0.01
+        else "no walk_forward setting fits: its windows are whole months (1 month of "
+        "validation and 1 of test at least), longer than this data"
+    )
+    return (
+        f"dataset too short for any walk-forward fold: the smallest auto windows (whole months, "
+        f"at least 20 bars per validation and test window and 80 per train window, train 4 test "
+        f"windows) need about {needed:,} bars of {format_duration(bar_ns)} with the {warmup:,} "
+        f"warm-up bars; the dataset has {len(timestamps):,} ({_dates(timestamps)}, "
+        f"{months:.1f} months after warm-up)\n"
+        f"  fix: give at least {needed:,} bars of history, {fix}"
+    )
 
 
 def _too_short_message(

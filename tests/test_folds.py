@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
@@ -36,7 +36,8 @@ def hourly(n_bars: int) -> np.ndarray:
 
 def config(*overrides: str) -> Config:
     """Hand-checkable defaults: 5 y train, 6 mo validation / test / step, 24-bar embargo."""
-    base = ["env.window=25", "walk_forward.embargo_bars=24", "walk_forward.train_years=5"]
+    base = ["env.window=25", "walk_forward.embargo_bars=24", "walk_forward.train_years=5",
+            "walk_forward.validation_months=6", "walk_forward.test_months=6"]  # fmt: skip
     return load_config(overrides=[*base, *overrides])
 
 
@@ -181,7 +182,10 @@ def test_a_step_other_than_the_test_window_is_rejected_at_load(step: int, effect
         in message
     )
     assert effect in message and "walk_forward.step_months to auto (= test_months) or 6" in message
-    assert load_config(overrides=["walk_forward.step_months=6"]).walk_forward.step_months == 6
+    six = ["walk_forward.test_months=6", "walk_forward.step_months=6"]
+    assert load_config(overrides=six).walk_forward.step_months == 6
+    with pytest.raises(UserError, match=r"walk_forward\.test_months=auto \(sized to the data\)"):
+        load_config(overrides=["walk_forward.step_months=6"])  # test_months auto: no number fits
 
 
 def test_mode_is_rolling_or_expanding() -> None:
@@ -319,3 +323,74 @@ def test_no_reward_of_a_part_reads_a_bar_of_the_next(tmp_path: Path) -> None:
             track = rollout(poisoned, env_settings(cfg), part, {"noisy": noisy})["noisy"]
             assert len(track.returns) == len(part) - 1
             assert np.isfinite(track.returns).all() and np.isfinite(track.rewards).all()
+
+
+# ---------------------------------------------------------------- auto windows
+
+
+def _sized(n_bars: int, bar_ns: int, *overrides: str) -> tuple[list[Fold], Config]:
+    from core.folds import sized_config
+
+    timestamps = START_NS + np.arange(n_bars, dtype=np.int64) * bar_ns
+    cfg = load_config(overrides=["env.window=25", *overrides])
+    return split(timestamps, bar_ns, cfg), sized_config(timestamps, bar_ns, cfg)
+
+
+@settings(max_examples=25, deadline=None)
+@given(months=st.integers(8, 78), daily=st.booleans())
+def test_auto_windows_give_data_of_8_months_and_more_two_folds_each_window_long_enough(
+    months: int, daily: bool
+) -> None:
+    from core.fold_sizing import MIN_EVAL_BARS, MIN_TRAIN_BARS
+
+    bar_ns = 24 * HOUR_NS if daily else HOUR_NS
+    per_month = MONTH_NS // bar_ns
+    assume(not daily or months >= 12)  # 8 months of daily bars hold about 240: too few
+    folds, sized = _sized(int(months * per_month), bar_ns)
+    assert len(folds) >= 2
+    for fold in folds:
+        assert len(fold.test) >= MIN_EVAL_BARS and len(fold.validation) >= MIN_EVAL_BARS
+        assert len(fold.train) >= MIN_TRAIN_BARS
+    walk = sized.walk_forward
+    assert (
+        walk.validation_months == walk.test_months and walk.train_years * 12 >= 4 * walk.test_months
+    )
+
+
+def test_years_of_hourly_bars_keep_the_research_windows_and_a_number_wins() -> None:
+    folds, sized = _sized(7 * HOURS_PER_YEAR, HOUR_NS)
+    walk = sized.walk_forward
+    assert (walk.train_years, walk.validation_months, walk.test_months) == (5.0, 6, 6)
+    assert len(folds) == 2
+    _, given = _sized(7 * HOURS_PER_YEAR, HOUR_NS, "walk_forward.test_months=3")
+    assert given.walk_forward.test_months == 3 and given.walk_forward.train_years == 5.0
+    _, short = _sized(HOURS_PER_YEAR, HOUR_NS, "walk_forward.validation_months=2")
+    assert short.walk_forward.validation_months == 2 and short.walk_forward.test_months == 1
+
+
+def test_too_few_bars_for_any_fold_name_the_bars_needed_and_given() -> None:
+    with pytest.raises(UserError) as refused:
+        _sized(200, HOUR_NS)
+    message = str(refused.value)
+    assert message.startswith("dataset too short for any walk-forward fold")
+    needed = int(re.search(r"need about ([\d,]+) bars", message).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert "the dataset has 200" in message and "no walk_forward setting fits" in message
+    folds, _ = _sized(needed + 24, HOUR_NS)  # the bars it names are enough
+    assert len(folds) >= 1
+    with pytest.raises(
+        UserError, match=r"train_years=0\.\d+ --set walk_forward\.validation_months=1"
+    ):
+        _sized(3 * 30 * 24, HOUR_NS, "features.normalisation_window=24")  # 3 months: below auto
+
+
+def test_the_plan_says_what_auto_chose_and_why() -> None:
+    from core.folds import sized_windows
+
+    timestamps = hourly(HOURS_PER_YEAR)
+    (note,) = sized_windows(timestamps, HOUR_NS, load_config()).notes
+    line = note.line()
+    assert line.startswith(
+        "walk_forward.train_years / validation_months / test_months = 0.333 y / 1 mo / 1 mo"
+    )
+    assert "hold 0 fold(s) of the research windows" in line and "at least 20 per validation" in line
+    assert sized_windows(timestamps, HOUR_NS, config()).notes == ()  # all given: nothing to say

@@ -28,6 +28,7 @@ CORE_RANKS = {
     "core.data": 2,
     "core.hardware": 3,
     "core.features": 3,
+    "core.fold_sizing": 3,  # auto walk-forward windows: config, calendar notes, numpy
     "core.folds": 4,
     "core.envs": 4,
     "core.evaluation": 5,

@@ -8,6 +8,7 @@ fits the portfolio.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -311,3 +312,26 @@ def test_stretches_longer_than_the_limit_are_skipped_the_rest_kept(
     # missing_bars=fail (no closure limit) keeps every bar of the grid.
     strict = build_timeline("continuous", union, int(grid[0]), int(grid[-1]), HOUR_NS, None)
     np.testing.assert_array_equal(strict.timestamps, grid)
+
+
+def test_eleven_months_of_hourly_forex_plan_two_folds_with_no_flags(tmp_path: Path) -> None:
+    """Day-first EURUSD hours, weekends and holiday sessions closed: `--check-data` and
+    `--dry-run` with defaults (walk_forward auto) find folds and say how they were sized."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame = on_times(forex_2017())["SYN01"]
+    frame = frame[frame["timestamp"] < pd.Timestamp("2017-12-01", tz="UTC")]
+    stamps = pd.DatetimeIndex(frame.pop("timestamp"))
+    frame.insert(0, "Gmt time", stamps.strftime("%d.%m.%Y %H:%M:%S.000"))
+    frame.to_csv(folder / "EURUSD.csv", index=False)
+    common = ["--data", str(folder), "--no-progress", "--set", f"data.cache_dir={tmp_path / 'c'}"]
+    checked = subprocess.run([PYTHON, "training/train_walk_forward.py", "--check-data", *common],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "walk_forward.train_years / validation_months / test_months = " in checked.stdout
+    planned = subprocess.run([PYTHON, "training/train_walk_forward.py", "--dry-run", "--json", *common],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    folds = json.loads(planned.stdout)["folds"]
+    assert len(folds) >= 2
+    assert all(fold["test"]["bars"] >= 20 and fold["validation"]["bars"] >= 20 for fold in folds)

@@ -52,7 +52,7 @@ def check_data(config: Config, show_progress: bool) -> int:
     from core.data.source import dataset_path
     from core.features.matrix import inferred_timeframes, lookback_bars
     from core.features.windows import resolve_windows
-    from core.folds import check_length
+    from core.folds import check_length, sized_windows
     from training.views.data import check_bands, print_summary, progress_bar, run_inferred
 
     dataset = dataset_path(config)
@@ -65,9 +65,11 @@ def check_data(config: Config, show_progress: bool) -> int:
     windows = run_inferred(
         config, market.bar_ns, per_year, len(market.assets), ("features", "env", "evaluation")
     )
-    print_summary(market.summary, sys.stdout, [*([timeframes] if timeframes else []), *windows])
-    check_bands(config, len(market.assets))
     warmup = lookback_bars(resolved.features, market.bar_ns)
+    folds = sized_windows(market.timestamps[warmup:], market.bar_ns, resolved).notes
+    notes = [*([timeframes] if timeframes else []), *windows, *folds]
+    print_summary(market.summary, sys.stdout, notes)
+    check_bands(config, len(market.assets))
     check_length(market.timestamps, market.bar_ns, resolved, warmup)
     print(f"ok: {dataset} is valid and long enough for one walk-forward fold")
     return 0

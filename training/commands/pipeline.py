@@ -125,7 +125,7 @@ def prepare(
 ) -> Prepared:
     """Store, folds and the plan (with the store's exact shape and any autotune probe), once."""
     from core.features.resolved import with_inferred
-    from core.folds import split
+    from core.folds import sized_windows, split
     from training.commands.planning import plan_for_store
     from training.views.data import check_bands, run_inferred
 
@@ -134,7 +134,9 @@ def prepare(
     inferred = run_inferred(
         config, store.bar_ns, store.meta["resolved"]["bars_per_year"], len(store.assets)
     )
-    folds = split(store.timestamps, store.bar_ns, with_inferred(config, store.meta))
+    resolved = with_inferred(config, store.meta)
+    inferred += sized_windows(store.timestamps, store.bar_ns, resolved).notes
+    folds = split(store.timestamps, store.bar_ns, resolved)
     members = 1 if profile else None
     resource_plan, measured = plan_for_store(args, config, hardware, store, profile, members)
     return Prepared(
