@@ -370,9 +370,25 @@ def _markdown(files: RunFiles, config: Config, results: RunResults, plots: dict[
         + ", ".join(f"`{files.fold_metrics(f.index).relative_to(files.root)}`" for f in folds)
         + f"; TensorBoard: `.venv/bin/tensorboard --logdir {files.folds}`.",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        _reproducibility_line(config, plan),
         "",
     ]
     return "\n".join(lines)
+
+
+def _reproducibility_line(config: Config, plan: dict[str, Any]) -> str:
+    """What makes the run repeatable (docs/training.md#reproducibility): the seeds and the
+    settings the numbers depend on."""
+    return (
+        f"- Reproducibility: ensemble.base_seed {config.ensemble.base_seed} (each member's seed in "
+        f"`jobs.json`: Python, numpy and torch generators, and its envs, seeded from it), "
+        f"ensemble.learner {plan.get('learner', 'separate')}, hardware.vec_env "
+        f"{plan.get('vec_env') or config.hardware.vec_env}, {plan['torch_threads']} torch and "
+        f"{plan.get('blas_threads', 1)} BLAS thread(s), torch's deterministic-algorithms mode "
+        "off (not needed on the CPU: tested). The same command, config and seed on this machine "
+        "give a byte-identical `oos_returns.csv`; across machines, thread counts or torch "
+        "versions the floats may differ (docs/training.md)."
+    )
 
 
 def alarm_lines(summary: dict[str, Any]) -> list[str]:
