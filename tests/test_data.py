@@ -197,13 +197,21 @@ def test_garbage_file_is_named(tmp_path: Path) -> None:
         load_dataset(data_config(), tmp_path)
 
 
+RESEARCH_WINDOWS = [
+    "walk_forward.train_years=5",
+    "walk_forward.validation_months=6",
+    "walk_forward.test_months=6",
+]
+
+
 def test_dataset_too_short_says_needed_and_available(default_config: Config) -> None:
     timestamps = np.arange(20_000, dtype=np.int64) * HOUR_NS
     with pytest.raises(UserError) as caught:
-        check_length(timestamps, HOUR_NS, default_config, warmup_bars=1_000)
+        check_length(timestamps, HOUR_NS, load_config(overrides=RESEARCH_WINDOWS), 1_000)
     message = str(caught.value)
     assert "dataset too short" in message and "the dataset has 20,000" in message
     assert "walk_forward.train_years" in message
+    check_length(timestamps, HOUR_NS, default_config, warmup_bars=1_000)  # auto: sized to fit
 
 
 def test_long_enough_dataset_passes(default_config: Config) -> None:
