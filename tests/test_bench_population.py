@@ -17,7 +17,8 @@ def test_population_benchmark_reports_members_per_hour_and_learning_of_both_arms
     stdout, result = run_bench(
         "bench_population.py",
         tmp_path / "bench.json",
-        *("--members", "2", "--timesteps", "4096", "--folds", "1", "--cases", "flat-quick"),
+        *("--members", "2", "--timesteps", "2048", "--folds", "1", "--cases", "flat-quick"),
+        *("--repeats", "2", "--set", "hardware.target_rollout_steps=2048"),  # one rollout each
     )
     assert "population / separate" in stdout
     case = result["cases"]["flat-quick"]
@@ -25,6 +26,9 @@ def test_population_benchmark_reports_members_per_hour_and_learning_of_both_arms
     assert separate["jobs"] == population["jobs"] == 2
     assert separate["timesteps"] == population["timesteps"]
     assert case["speedup"] == pytest.approx(separate["wall_s"] / population["wall_s"])
+    assert case["orders"] == [["separate", "population"], ["population", "separate"]]
+    for arm in (separate, population):  # the median of the repeats (of two: their mean)
+        assert len(arm["walls_s"]) == 2 and arm["wall_s"] == pytest.approx(sum(arm["walls_s"]) / 2)
     for arm in (separate, population):
         assert arm["members_per_hour"] == pytest.approx(2 / arm["wall_s"] * 3600)
         assert arm["folds"] == 1 and 0 <= arm["dsr"] <= 1

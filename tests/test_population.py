@@ -108,16 +108,26 @@ def test_one_member_group_update_equals_sb3_train(four: list[Job]) -> None:
 def test_each_member_of_a_mixed_group_updates_as_its_own_sb3_model(
     four: list[Job], extractor: str, tmp_path: Path
 ) -> None:
-    """Different seeds and ent_coef; one member with value clipping; one stopped by target_kl
-    after its first minibatch; a second update proves Adam's step counts and moments carried."""
+    """Different seeds, ent_coef, clip_range, vf_coef, max_grad_norm and learning rates; one
+    member with value clipping; one stopped by target_kl after its first minibatch; a second
+    update proves Adam's step counts and moments carried."""
     from stable_baselines3.common.utils import FloatSchedule
 
     jobs = four
     if extractor != "flat":
         jobs = small_run(tmp_path, 4, 4096, "ppo.n_epochs=2", f"policy.extractor={extractor}").jobs
+    from training.population.member_values import set_live_value
+
     models = models_of(jobs)
     for model, ent_coef in zip(models, (0.0, 0.01, 0.05, 0.002), strict=True):
         model.ent_coef = ent_coef
+    per_member = [(0.2, 0.5, 0.5, 3e-4), (0.1, 1.0, 0.3, 1e-3), (0.3, 0.25, 2.0, 1e-4),
+                  (0.15, 0.7, 10.0, 5e-4)]  # fmt: skip
+    for model, (clip, vf_coef, norm, lr) in zip(models, per_member, strict=True):
+        set_live_value(model, "ppo.clip_range", clip)
+        set_live_value(model, "ppo.vf_coef", vf_coef)
+        set_live_value(model, "ppo.max_grad_norm", norm)
+        set_live_value(model, "ppo.learning_rate", lr)
     models[1].clip_range_vf = FloatSchedule(0.05)
     models[2].target_kl = 1e-9
     sb3_and_group_updates(models, [1, 2, 3, 4])
@@ -294,3 +304,29 @@ def test_a_preempted_group_commits_every_member_then_resumes_to_the_same_steps(
         assert result["timesteps"] == 8192 and result["preempted_at"]
         steps = [e["timesteps"] for e in result["evaluations"]]
         assert steps == sorted(set(steps)) and steps[-1] == 8192
+
+
+def test_a_member_in_a_group_takes_the_actions_and_minibatches_it_takes_alone(
+    tmp_path: Path,
+) -> None:
+    """Two rollout + update iterations: member 0 trained in a group of two and trained alone by
+    SB3's learn() collect the same second rollout and end with the same weights (docs/population.md)."""
+    from core.evaluation.judge import annualisation_of
+    from training.member.member_training import _train, run_to_end
+    from training.population.loop import train_members
+
+    alone, grouped = (small_run(tmp_path / name, 2, 4096) for name in ("alone", "group"))
+    job = alone.jobs[0]
+    store = FeatureStore.attach(job.store_path)
+    config, run = member_configs(job, store)
+    annual = annualisation_of(store, config)
+    model, _ = run_to_end(_train(job, config, run, store, annual, job.files, NO_HOOKS))
+    store = FeatureStore.attach(grouped.jobs[0].store_path)
+    members = train_members(grouped.jobs, store, annual, NO_HOOKS)
+    together = members[0].model
+    assert together.num_timesteps == model.num_timesteps == 4096
+    assert_close(
+        {"actions": torch.from_numpy(together.rollout_buffer.actions)},
+        {"actions": torch.from_numpy(model.rollout_buffer.actions)},
+    )
+    assert_close(dict(together.policy.state_dict()), dict(model.policy.state_dict()))
