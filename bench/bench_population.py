@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             arms: dict[str, Any] = {}
             walls: dict[str, list[float]] = {arm: [] for arm in ARMS}
             orders = []
-            for repeat in range(args.repeats):
-                order = ARMS if repeat % 2 == 0 else ARMS[::-1]
+            for repeat, order in enumerate(arm_orders(args.repeats)):
                 orders.append(list(order))
                 for arm in order:
                     output = Path(scratch) / case / arm / f"repeat_{repeat}"
@@ -106,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float) + "\n")
     return 0
+
+
+def arm_orders(repeats: int) -> list[tuple[str, ...]]:
+    """The arms' order in each repeat: alternating, so neither always runs first (a cold page
+    cache, a machine still busy with the arm before)."""
+    return [ARMS if repeat % 2 == 0 else ARMS[::-1] for repeat in range(repeats)]
 
 
 def _command(args: argparse.Namespace, case: str, arm: str, steps: int, output: Path) -> list[str]:

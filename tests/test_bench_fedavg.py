@@ -19,7 +19,7 @@ def test_fedavg_benchmark_compares_the_fused_model_with_independent_members(
         # Plumbing, not learning: two rounds of one 2,048-step rollout each per member
         *("--members", "2", "--timesteps", "4096", "--folds", "1", "--sync-steps", "2048"),
         *("--set", "hardware.target_rollout_steps=2048"),
-        *("--arms", "independent", "fedavg", "fedavg_reset"),
+        *("--arms", "independent", "fedavg"),  # fedavg_reset: fedavg with one setting changed
     )
     assert "fused model" in stdout and "waited at barriers" in stdout
     independent, fedavg = result["arms"]["independent"], result["arms"]["fedavg"]
@@ -28,8 +28,6 @@ def test_fedavg_benchmark_compares_the_fused_model_with_independent_members(
         fedavg["wall_s"] / independent["wall_s"]
     )
     assert 0 <= fedavg["barrier_wait_fraction"] < 1
-    assert 0 <= result["arms"]["fedavg_reset"]["barrier_wait_fraction"] < 1
-    assert "fedavg_reset_vs_independent_sharpe" in result
     assert len(fedavg["steps_to_target"]) == 1 == len(independent["steps_to_target"])
     assert fedavg["best_rounds"][0] in (1, 2)
     # Every member evaluation and every round's average is a trial of the fedavg run.

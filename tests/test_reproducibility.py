@@ -16,23 +16,23 @@ from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learn
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "settings",
+    ("settings", "members"),
     [
-        ["ensemble.learner=population", "hardware.vec_env=batch"],
-        ["ensemble.learner=separate", "hardware.vec_env=subproc"],
+        (["ensemble.learner=population", "hardware.vec_env=batch"], 2),  # one group of two
+        (["ensemble.learner=separate", "hardware.vec_env=subproc"], 1),  # SB3's SubprocVecEnv
     ],
     ids=["population-batch", "separate-subproc"],
 )
 def test_the_same_command_twice_gives_byte_identical_results(
-    tmp_path: Path, settings: list[str]
+    tmp_path: Path, settings: list[str], members: int
 ) -> None:
     config = learnable_config("walk_forward.max_folds=1")
     dataset = write_csv(tmp_path / "dataset", ar1_frames(bars_needed(config), 2, 0.3, seed=5))
     runs = []
     for attempt in range(2):
         output = tmp_path / f"runs{attempt}"
-        command = [PYTHON, str(ENTRY), "--data", str(dataset), "--timesteps", "4096",
-                   "--ensemble", "2", "--output", str(output), "--no-progress",
+        command = [PYTHON, str(ENTRY), "--data", str(dataset), "--timesteps", "2048",
+                   "--ensemble", str(members), "--output", str(output), "--no-progress",
                    "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "launcher.cluster=local"]  # fmt: skip
         for item in [*LEARNABLE, "walk_forward.max_folds=1", *settings]:
             command += ["--set", item]
