@@ -31,9 +31,9 @@ STORE_FORMAT = 4  # 2: meta.json holds the resolved bar, calendar and timeframes
 # array's shape, dtype, size and checksum (older stores are rebuilt: a checksum taken now would
 # vouch for bytes nobody checked)
 ARRAYS = ("features", "prices", "timestamps")
-# Of hashlib's, the fastest measured here (SHA-NI; a page-cached 1 GiB file): sha256 0.77 GB/s,
-# sha1 0.47, blake2b 0.41 (in memory: sha256 0.70, sha1 0.69, blake2b 0.50, md5 0.43, sha512
-# 0.42). xxhash would be faster but is not a dependency.
+# Measured by bench/bench_checksums.py (2 CPUs, SHA-NI, a page-cached 1 GB file): sha256 1.5 GB/s,
+# sha1 1.6 (broken for collisions), blake2b 0.86, md5 0.71, sha512 0.77 (docs/features.md).
+# xxhash would be faster but is not a dependency.
 CHECKSUM = "sha256"
 
 
