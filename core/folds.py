@@ -187,7 +187,7 @@ def _fit(timestamps: np.ndarray, bar_ns: int, config: Config, limit: int | None)
     embargo = embargo_bars(config, bar_ns)
     while limit is None or len(folds) < limit:
         fold = _fold(timestamps, bar_ns, config, len(folds), embargo)
-        if fold is None or not _parts_long_enough(fold):
+        if fold is None or _short_part(fold, part_minimum(config)) is not None:
             break
         folds.append(fold)
     return folds
@@ -225,13 +225,15 @@ def _boundaries(origin: int, index: int, walk: WalkForwardConfig) -> tuple[int, 
     return train_start, train_end, validation_end, validation_end + walk.test_months * MONTH_NS
 
 
-def _parts_long_enough(fold: Fold) -> bool:
-    return _short_part(fold) is None
+def part_minimum(config: Config) -> int:
+    """The fewest bars a train, validation or test window may hold: an episode's two bars, and
+    never fewer than the env's look-back (env.window: the bars one observation spans)."""
+    return max(MIN_PART_BARS, config.env.window)
 
 
-def _short_part(fold: Fold) -> str | None:
-    """The first part under MIN_PART_BARS; a gap may pull a stop before its start."""
-    short = [name for name, p in fold.parts().items() if p.stop - p.start < MIN_PART_BARS]
+def _short_part(fold: Fold, minimum: int) -> str | None:
+    """The first part under `minimum` bars; a gap may pull a stop before its start."""
+    short = [name for name, p in fold.parts().items() if p.stop - p.start < minimum]
     return short[0] if short else None
 
 
@@ -247,7 +249,7 @@ def _no_fold_message(
         if len(auto_keys(config.walk_forward)) == 3:
             return _too_short_for_auto(timestamps, bar_ns, config, feature_warmup)
         return _too_short_message(timestamps, bar_ns, sized, feature_warmup)
-    return _part_too_short_message(fold, usable, bar_ns)
+    return _part_too_short_message(fold, usable, bar_ns, part_minimum(config))
 
 
 def _too_short_for_auto(
@@ -313,19 +315,24 @@ def _example(walk: WalkForwardConfig, have_years: float) -> str:
     return "validation + test alone are longer than the data after warm-up"
 
 
-def _part_too_short_message(fold: Fold, timestamps: np.ndarray, bar_ns: int) -> str:
-    name = _short_part(fold) or "train"
+def _part_too_short_message(fold: Fold, timestamps: np.ndarray, bar_ns: int, minimum: int) -> str:
+    name = _short_part(fold, minimum) or "train"
     part = fold.parts()[name]
     embargo = 0 if name == "test" else fold.embargo_bars
     bars = part.stop - part.start
     left = f", {max(bars, 0):,} after the embargo of {embargo:,} bars" if embargo else ""
+    why = (
+        "env.window, the bars one observation looks back"
+        if minimum > MIN_PART_BARS
+        else "a decision bar and the bar that prices it"
+    )
     return (
         f"walk-forward fold 0 does not fit: its {name} window holds {bars + embargo:,} "
-        f"bar(s) of {format_duration(bar_ns)}{left}; at least {MIN_PART_BARS} are needed "
-        f"(data {_dates(timestamps)})\n"
+        f"bar(s) of {format_duration(bar_ns)}{left}; at least {minimum} are needed ({why}; "
+        f"data {_dates(timestamps)})\n"
         "  fix: lower walk_forward.embargo_bars (auto = the gap the contracts need, lookback = "
         "the longest feature look-back), lengthen walk_forward.validation_months / "
-        "walk_forward.test_months, or fill the gap in the data"
+        "walk_forward.test_months, lower env.window, or fill the gap in the data"
     )
 
 

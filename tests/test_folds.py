@@ -213,7 +213,8 @@ def reference(timestamps: np.ndarray, bar_ns: int, cfg: Config, index: int) -> l
     start = origin + shift if walk.mode == "rolling" else origin
     a, b, c, d = (int((timestamps < t).sum()) for t in (start, train_end, validation_end, test_end))
     parts = [BarRange(max(a, first), b - gap), BarRange(b, c - gap), BarRange(c, d)]
-    return parts if all(p.stop - p.start >= 2 for p in parts) else []
+    fewest = max(2, cfg.env.window)  # an episode's two bars; never under the env's look-back
+    return parts if all(p.stop - p.start >= fewest for p in parts) else []
 
 
 @st.composite
@@ -269,7 +270,7 @@ def test_folds_keep_their_invariants_and_are_maximal(case: tuple[np.ndarray, int
         assert fold.train.stop + gap == fold.validation.start
         assert fold.validation.stop + gap == fold.test.start
         assert all(first <= p.start and p.stop <= len(timestamps) for p in fold.parts().values())
-        assert all(len(part) >= 2 for part in fold.parts().values())
+        assert all(len(part) >= max(2, cfg.env.window) for part in fold.parts().values())
         # the test walk decides first at the close of the bar before the window: each test bar's
         # return is earned by exactly one decision, and none reads a bar after the one it is at
         walked = fold.test_walk
@@ -394,3 +395,15 @@ def test_the_plan_says_what_auto_chose_and_why() -> None:
     )
     assert "hold 0 fold(s) of the research windows" in line and "at least 20 per validation" in line
     assert sized_windows(timestamps, HOUR_NS, config()).notes == ()  # all given: nothing to say
+
+
+def test_a_window_shorter_than_the_envs_look_back_is_refused_with_the_minimum() -> None:
+    daily = START_NS + np.arange(3 * 365, dtype=np.int64) * 24 * HOUR_NS
+    cfg = load_config(overrides=["env.window=40", "walk_forward.train_years=1",
+                                 "walk_forward.validation_months=1", "walk_forward.test_months=1"])  # fmt: skip
+    with pytest.raises(UserError) as refused:
+        split(daily, 24 * HOUR_NS, cfg)  # a month of daily bars: 30 < 40
+    message = str(refused.value)
+    assert "fold 0 does not fit: its validation window holds" in message
+    assert "at least 40 are needed (env.window, the bars one observation looks back" in message
+    assert "lower env.window" in message
