@@ -98,12 +98,16 @@ def run_worker(worker: TuneWorker, hooks: Hooks) -> dict[str, Any]:
         running = sum(t.state.name == "RUNNING" for t in trials)
         waiting = any(t.state.name == "WAITING" for t in trials)
         if ended + running >= worker.n_trials and not waiting:
+            if hooks.phase:
+                hooks.phase("waiting for other workers' trials")
             time.sleep(WAIT_S)  # the last trials are someone else's: wait for them to end
             continue
         batch = objective.ask(study, min(worker.trials_at_once, worker.n_trials - ended - running))
         if not batch:
             continue  # given way to: the budget's last trials were taken meanwhile
         objective.run(study, batch, schedule)
+        if hooks.phase:
+            hooks.phase("between trials")  # told: a kill from here on loses no trial
         gc.collect()
         ran += len(batch)
         last = _mine(study, worker.index)
