@@ -39,7 +39,7 @@ KEYS = tuple(RESEARCH)
 
 @dataclass(frozen=True)
 class Sized:
-    """The walk-forward windows as numbers, and a note per key that was auto."""
+    """The walk-forward windows as numbers, and a note for the keys that were auto."""
 
     walk: WalkForwardConfig
     notes: tuple[Inferred, ...]
