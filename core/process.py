@@ -13,7 +13,11 @@ from typing import Any
 
 import psutil
 
-SAME_START_S = 0.005  # start times are whole clock ticks (10 ms): closer than half a tick is one
+# psutil dates a start as boot time + ticks since boot, and reads the boot time (/proc/stat's
+# btime, whole seconds) afresh each call: a clock step (NTP, a VM's clock sync) moves it, so one
+# process's start read twice can differ by a second or two. A pid is given again within 2 s
+# only after pid_max other processes started: starts this close are one process.
+SAME_START_S = 2.0
 
 
 @dataclass(frozen=True)

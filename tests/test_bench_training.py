@@ -13,7 +13,7 @@ from tests.helpers.bench import run_bench
 def test_training_benchmark_reports_both_arms(tmp_path: Path) -> None:
     args = ["--assets", "2", "--years", "0.45", "--timesteps", "2048", "--eval-every", "2048"]
     stdout, result = run_bench(
-        "bench_training.py", tmp_path / "bench.json", *args, "--max-seconds", "8"
+        "bench_training.py", tmp_path / "bench.json", *args, "--max-seconds", "4"
     )
     assert "planned" in stdout and "x naive" in stdout
     throughput = result["throughput"]

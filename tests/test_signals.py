@@ -44,7 +44,7 @@ def _write_lock(run_dir: Path, holder: ProcessIdentity, heartbeat: float) -> Non
 def test_a_process_is_its_pid_and_start_time() -> None:
     me = ProcessIdentity.current()
     assert me.running() is True
-    assert ProcessIdentity(me.host, me.pid, me.started + 1.0).running() is False  # a reused pid
+    assert ProcessIdentity(me.host, me.pid, me.started + 60.0).running() is False  # a reused pid
     assert _ended_process().running() is False
     assert ProcessIdentity("elsewhere.invalid", me.pid, me.started).running() is None
 
