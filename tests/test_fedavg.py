@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from training.fedavg.barrier import RoundBarrier, clear_left, mark_left, read_state
 
 from core.errors import UserError
 from core.hardware.planner import plan
 from tests.conftest import machine
 from tests.helpers.launch import Interference, kill, small_run, wait_for_steps
 from training.fedavg.average import average, sync_weights
-from training.fedavg.barrier import RoundBarrier, clear_left, mark_left, read_state
 from training.launcher.settings import launch_settings
 from training.member.checkpoints import TrainingState
 from training.member.member_run import launch_members

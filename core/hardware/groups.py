@@ -36,8 +36,8 @@ def separate_because(config: Config, ensemble: int, obs_dim: int) -> str | None:
         return "ensemble.learner=separate in the config"
     if ensemble < 2:
         return "one member per fold: nothing to batch"
-    if config.ensemble.mode == "fedavg":
-        return "ensemble.mode=fedavg: members meet at file barriers (groups of fedavg members are not built yet)"
+    if config.ensemble.mode == "fedavg" and config.ensemble.sync_optimizer == "reset":
+        return "ensemble.sync_optimizer=reset: a group's stacked Adam keeps its moments"
     if EXTRACTORS[config.policy.extractor].recurrent:
         return f"policy.extractor={config.policy.extractor} trains with RecurrentPPO (its update is not batched yet)"
     automatic = config.ensemble.learner == "auto"

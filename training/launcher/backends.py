@@ -24,6 +24,7 @@ from core.process import ProcessIdentity
 from training.launcher import signals, slurm_queue
 from training.launcher.orphans import kill_recorded_task
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
+from training.launcher.workload import MultiTask
 
 if TYPE_CHECKING:
     from training.launcher.status import Attempt, JobStatus, LaunchSettings, Running
@@ -82,19 +83,31 @@ class LocalBackend(QueueBackend):
     def __init__(self, settings: LaunchSettings) -> None:
         super().__init__(settings)
         self.free_slots = list(range(len(settings.slots)))
+        self.held: dict[int, list[int]] = {}  # an attempt's first slot: every slot it holds
         self.launcher = ProcessIdentity.current()
 
     def submit(self, state: Running) -> list[tuple[JobStatus, Any, int | None]]:
         started = []
-        while state.waiting and self.free_slots:
-            slot = self.free_slots.pop(0)
+        while state.waiting:
+            tasks = tasks_of(state.waiting[0].workload)
+            if tasks > len(self.settings.slots):
+                raise UserError(
+                    f"{state.waiting[0].name} runs as {tasks} tasks at once, but the plan has "
+                    f"{len(self.settings.slots)} slot(s) on this machine\n"
+                    "  fix: fewer members a fold (--ensemble), or hardware.members_concurrent "
+                    "at least the fold's members"
+                )
+            if tasks > len(self.free_slots):
+                break
+            slots, self.free_slots = self.free_slots[:tasks], self.free_slots[tasks:]
+            self.held[slots[0]] = slots
             status = state.waiting.popleft()
-            started.append((status, self._submit(status.workload, slot), slot))
+            started.append((status, self._submit(status.workload, slots), slots[0]))
         return started
 
     def release(self, attempt: Attempt) -> None:
         if attempt.slot is not None:
-            self.free_slots.append(attempt.slot)
+            self.free_slots.extend(self.held.pop(attempt.slot, [attempt.slot]))
             self.free_slots.sort()
 
     def alive(self, attempt: Attempt, fresh: bool, now: float) -> bool | None:
@@ -117,16 +130,20 @@ class LocalBackend(QueueBackend):
     def started_line(self, status: JobStatus, handle: Any, slot: int | None) -> str:
         return f"start {status.name} (attempt {status.attempts}, slot {slot}, pid {handle.job_id})"
 
-    def _submit(self, workload: Any, slot: int) -> Any:
+    def _submit(self, workload: Any, slots: list[int]) -> Any:
         settings = self.settings
-        placement = replace(settings.slots[slot], launcher=self.launcher)
+        placements = tuple(replace(settings.slots[s], launcher=self.launcher) for s in slots)
+        placement: Placement | tuple[Placement, ...] = (
+            placements[0] if len(placements) == 1 else placements
+        )
         executor = submitit.LocalExecutor(folder=settings.folder)
-        gpus = [placement.gpu] if placement.gpu is not None else []
+        gpus = sorted({p.gpu for p in placements if p.gpu is not None})
         executor.update_parameters(
             timeout_min=settings.timeout_min,  # submitit's default kills a local job after 2 min
             signal_delay_s=settings.signal_delay_s,
             visible_gpus=gpus,
             gpus_per_node=len(gpus),  # 0: CUDA_VISIBLE_DEVICES="" for a CPU job
+            tasks_per_node=len(placements),  # a fedavg fold: its tasks, started together
         )
         # LocalExecutor copies this process's environment: the child starts with the job's limits.
         with (
@@ -169,18 +186,24 @@ class SlurmBackend(QueueBackend):
     def submit(self, state: Running) -> list[tuple[JobStatus, Any, int | None]]:
         if not state.waiting:
             return []
-        batch = list(state.waiting)
+        # One array per size of job: an array's jobs share their parameters (a fedavg fold's
+        # job has a task per member or group, started together by srun).
+        submitted = []
+        for tasks in sorted({tasks_of(s.workload) for s in state.waiting}):
+            batch = [s for s in state.waiting if tasks_of(s.workload) == tasks]
+            handles = self._submit_array([s.workload for s in batch], tasks)
+            array_id = handles[0].job_id.split("_")[0]
+            self.queue.arrays.append(array_id)
+            each = f", {tasks} tasks each (one torch.distributed group)" if tasks > 1 else ""
+            state.tell(
+                state.statuses,
+                f"submitted SLURM array {array_id}: {len(batch)} job(s){each}, at most "
+                f"{min(self.settings.array_parallelism, len(batch))} at once; logs in "
+                f"{self.settings.folder}",
+            )
+            submitted += list(zip(batch, handles, strict=True))
         state.waiting.clear()
-        handles = self._submit_array([s.workload for s in batch])
-        array_id = handles[0].job_id.split("_")[0]
-        self.queue.arrays.append(array_id)
-        state.tell(
-            state.statuses,
-            f"submitted SLURM array {array_id}: {len(batch)} task(s), at most "
-            f"{min(self.settings.array_parallelism, len(batch))} at once; logs in "
-            f"{self.settings.folder}",
-        )
-        return [(status, handle, None) for status, handle in zip(batch, handles, strict=True)]
+        return [(status, handle, None) for status, handle in submitted]
 
     def refresh(self, state: Running, now: float) -> bool:
         fresh = now - self.queue.read >= self.settings.queue_poll_s
@@ -211,12 +234,12 @@ class SlurmBackend(QueueBackend):
     def started_line(self, status: JobStatus, handle: Any, slot: int | None) -> str:
         return f"queued {status.name} (attempt {status.attempts}, SLURM {handle.job_id})"
 
-    def _submit_array(self, workloads: list[Any]) -> list[Any]:
+    def _submit_array(self, workloads: list[Any], tasks: int) -> list[Any]:
         settings = self.settings
         profile = settings.profile
         assert profile is not None, "slurm runs need a cluster profile"
         executor = submitit.SlurmExecutor(folder=settings.folder)
-        parameters = profile.executor_parameters()
+        parameters = profile.executor_parameters(tasks)
         limits = threads.thread_environment(workloads[0].blas_threads)
         parameters["setup"] = [f"export {k}={v}" for k, v in limits.items()] + parameters["setup"]
         executor.update_parameters(
@@ -251,6 +274,11 @@ class SlurmBackend(QueueBackend):
 class InProcessBackend(Backend):
     """debug: this process, one job after another, errors returned (never a debugger); with
     groups that take turns (fedavg), a group's workloads step in turn until each is done."""
+
+
+def tasks_of(workload: Any) -> int:
+    """How many processes a workload runs as (training.launcher.workload: `tasks`, default 1)."""
+    return workload.tasks if isinstance(workload, MultiTask) else 1
 
 
 BACKENDS: dict[str, type[Backend]] = {

@@ -19,19 +19,18 @@ from submitit.core.utils import pickle_load
 from core.atomic import read_json
 from core.redact import redact
 from training.launcher import signals
-from training.launcher.backends import QueueBackend, backend_for
+from training.launcher.backends import QueueBackend, backend_for, tasks_of
 from training.launcher.orphans import end_orphans
 from training.launcher.status import (
     Attempt,
     JobStatus,
     LaunchSettings,
-    NoListener,
     Outcome,
     Running,
     Tell,
 )
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement, TrainTask
-from training.launcher.workload import LaunchListener, Stepwise, user_error_of
+from training.launcher.workload import Stepwise, user_error_of
 from training.run.files import PRIVATE_DIR
 from training.run.job import Hooks
 
@@ -46,12 +45,10 @@ def launch(
     workloads: list[Any],
     settings: LaunchSettings,
     tell: Tell,
-    listener: LaunchListener | None = None,
 ) -> Outcome:
-    """Run every unfinished workload; return each one's final status (finished ones are reused).
-    `listener` hears when a workload is queued and when it is given up on."""
+    """Run every unfinished workload; return each one's final status (finished ones are reused)."""
     statuses = [JobStatus(workload) for workload in workloads]
-    state = Running(settings, statuses, tell, listener or NoListener())
+    state = Running(settings, statuses, tell)
     unfinished = [w.files.progress for w in workloads if not w.files.result.exists()]
     for line in end_orphans(unfinished):
         tell(statuses, line)
@@ -60,7 +57,6 @@ def launch(
             _finish(status, read_json(status.workload.files.result) or {})
         else:
             state.waiting.append(status)
-            state.listener.queued(status.workload)
     tell(statuses, None)
     settings.folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)  # before submitit's
     _forget_earlier_pickles(settings.folder)
@@ -207,6 +203,9 @@ def _verdict(
     if not alive:
         if handle.paths.result_pickle.exists():  # it wrote its result and exited just now
             return _read_outcome(handle.paths.result_pickle)
+        said = _other_task_error(handle, tasks_of(status.workload))
+        if said is not None:  # a multi-task job's task 0 died: another task says what failed
+            return "error", said, False
         if attempt.missing_since is None:
             attempt.missing_since = now
         if now - attempt.missing_since >= backend.missing_grace_s:
@@ -254,6 +253,17 @@ def _read_outcome(path: Path) -> tuple[str, Any, bool]:
     return "error", "\n".join(lines[starts[-1] :]), False
 
 
+def _other_task_error(handle: Any, tasks: int) -> str | None:
+    """The first error a task r > 0 of a multi-task job returned, if any did."""
+    for rank in range(1, tasks):
+        path = handle.task(rank).paths.result_pickle
+        if path.exists():
+            outcome, value, _ = _read_outcome(path)
+            if outcome == "error":
+                return f"task {rank}: {value}"
+    return None
+
+
 def _finish(status: JobStatus, result: dict[str, Any]) -> None:
     status.state, status.result, status.error = "done", result, ""
     status.steps = int(result.get("timesteps", status.steps))
@@ -268,11 +278,9 @@ def _failed(state: Running, status: JobStatus, error: str, mistake: bool = False
     if status.attempts <= state.settings.max_retries and not mistake:
         status.state = "queued"
         state.waiting.append(status)
-        state.listener.queued(status.workload)
         state.tell(state.statuses, f"retry {status.name}: {error}")
     else:
         status.state = "failed"
         state.tell(
             state.statuses, f"failed {status.name} after {status.attempts} attempt(s): {error}"
         )
-        state.listener.gave_up(status.workload, error)

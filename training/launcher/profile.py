@@ -39,6 +39,9 @@ class ClusterProfile(BaseModel):
     sbatch: list[str] = []  # extra "#SBATCH" lines, e.g. "--exclusive", "--reservation=r1"
     setup: list[str] = []  # shell lines before the job starts, e.g. "module load cuda"
     log_dir: str | None = None  # shared filesystem for submitit's pickles and logs
+    # a multi-task job (a fedavg fold): at most this many of its tasks on one node, so a fold
+    # larger than that spreads over nodes (None: all on one node)
+    tasks_per_node: Annotated[int, Field(ge=1)] | None = None
 
     def allocation(self) -> Hardware:
         """One array task's share of a node, as the planner sees a machine."""
@@ -90,17 +93,28 @@ class ClusterProfile(BaseModel):
         gpus = tuple(Gpu(name, memory, memory, index) for index in range(count))
         return gpus, f"{source}: {asked}; {said}"
 
-    def executor_parameters(self) -> dict[str, Any]:
-        """submitit SlurmExecutor parameters (its own names)."""
+    def executor_parameters(self, tasks: int = 1) -> dict[str, Any]:
+        """submitit SlurmExecutor parameters (its own names), for a job of `tasks` tasks that
+        srun starts together (their memory asked per node)."""
+        per_node = min(tasks, self.tasks_per_node or tasks)
+        if tasks % per_node:
+            raise UserError(
+                f"cluster profile {self.name}: a job of {tasks} tasks cannot spread evenly at "
+                f"tasks_per_node={self.tasks_per_node}\n"
+                f"  fix: a tasks_per_node that divides {tasks}, or leave it out (one node)"
+            )
         parameters: dict[str, Any] = {
             "time": self.time_min,
             "cpus_per_task": self.cpus_per_task,
-            "mem": f"{int(self.mem_gb * 1024)}MB",
+            "mem": f"{int(self.mem_gb * 1024 * per_node)}MB",
             "setup": list(self.setup),
             "additional_parameters": sbatch_options(self.sbatch),
         }
         if self.gpus_per_task:
             parameters["gpus_per_task"] = self.gpus_per_task
+        if tasks > 1:
+            parameters["nodes"] = tasks // per_node
+            parameters["ntasks_per_node"] = per_node
         for key in ("partition", "account", "qos", "constraint"):
             if getattr(self, key) is not None:
                 parameters[key] = getattr(self, key)

@@ -10,7 +10,6 @@ from typing import Any
 
 from training.launcher.profile import ClusterProfile
 from training.launcher.task import HEARTBEATS_PER_DEADLINE, Placement
-from training.launcher.workload import LaunchListener
 
 QUEUE_POLL_S = 5.0  # squeue asks slurmctld: not more often than this
 
@@ -74,16 +73,6 @@ class Outcome:
 Tell = Callable[[list[JobStatus], str | None], None]  # (statuses, event line or None)
 
 
-class NoListener:
-    """Nobody listens: members that meet no one, sweep workers."""
-
-    def queued(self, workload: Any) -> None:
-        return None
-
-    def gave_up(self, workload: Any, error: str) -> None:
-        return None
-
-
 @dataclass
 class Running:
     """One launch as it goes: what waits, what runs, who is told."""
@@ -91,7 +80,6 @@ class Running:
     settings: LaunchSettings
     statuses: list[JobStatus]
     tell: Tell
-    listener: LaunchListener
     waiting: deque[JobStatus] = field(default_factory=deque)
     running: list[Attempt] = field(default_factory=list)
 

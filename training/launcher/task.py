@@ -30,7 +30,7 @@ from core.atomic import write_json
 from core.errors import UserError
 from core.hardware import threads
 from core.process import ProcessIdentity
-from training.launcher.workload import Workload, user_error_result
+from training.launcher.workload import MultiTask, Workload, user_error_result
 from training.run.files import JobFiles
 from training.run.job import Hooks
 
@@ -55,13 +55,21 @@ class TrainTask(submitit.helpers.Checkpointable):
     """Train one job. Checkpointable: on requeue submitit pickles `checkpoint()`'s submission,
     the same task and job, which resumes from the committed checkpoint."""
 
-    def __call__(self, job: Workload, placement: Placement) -> dict[str, Any]:
+    def __call__(
+        self, job: Workload, placement: Placement | tuple[Placement, ...]
+    ) -> dict[str, Any]:
+        multi = isinstance(job, MultiTask) and job.tasks > 1
+        rank = submitit.JobEnvironment().global_rank if multi else 0
+        if isinstance(placement, tuple):  # a multi-task job's tasks: a slot each
+            placement = placement[rank]
         if placement.cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, placement.cpus)
         # The launcher exported the thread variables before this process started; numpy is
         # already loaded (submitit imports it), so cap the running pools as well.
         threads.enforce_thread_limits(job.blas_threads, job.torch_threads)
-        progress = ProgressFile(job.files, job.timesteps, placement.heartbeat_s)
+        # Task 0 writes the job's heartbeat; the others their own (a fedavg fold's members).
+        files = job.task_files(rank) if isinstance(job, MultiTask) and rank else job.files
+        progress = ProgressFile(files, job.timesteps, placement.heartbeat_s)
         local = placement.launcher is not None
         preemption = SignalPreemption(progress, STOP_SIGNALS if local else ())
         preemption.install()
@@ -181,7 +189,8 @@ class SignalPreemption:
             sys.exit(STOPPED_STATUS)
         self.progress.phase("requeued")
         if callable(self.handler):
-            self.handler(self.signum, None)  # checkpoint(), requeue, exit: does not return
+            self.handler(self.signum, None)  # checkpoint(), requeue, exit: does not return...
+            sys.exit(0)  # ...but in task r > 0 of a multi-task job: submitit requeues from task 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         print(

@@ -45,6 +45,17 @@ class Workload(Protocol):
 
 
 @runtime_checkable
+class MultiTask(Workload, Protocol):
+    """A workload that runs as `tasks` processes started together (one multi-task job: a fedavg
+    fold); task 0 writes `files`, task r its own heartbeat in `task_files(r)`."""
+
+    @property
+    def tasks(self) -> int: ...
+
+    def task_files(self, rank: int) -> JobFiles: ...
+
+
+@runtime_checkable
 class Stepwise(Protocol):
     """A workload that can take turns with the others of its `group` in one process."""
 
@@ -54,15 +65,6 @@ class Stepwise(Protocol):
     def steps(self, hooks: Hooks) -> Generator[None, None, dict[str, Any]]:
         """Yields whenever it waits for the rest of its group; returns its result."""
         ...
-
-
-class LaunchListener(Protocol):
-    """Told when a workload goes (back) into the queue and when the launcher gives up on it, so a
-    group can stop waiting for a member that is gone (fedavg's barrier)."""
-
-    def queued(self, workload: Any) -> None: ...
-
-    def gave_up(self, workload: Any, error: str) -> None: ...
 
 
 def user_error_result(message: str) -> dict[str, Any]:

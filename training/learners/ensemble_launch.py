@@ -21,5 +21,4 @@ def launch_ensemble(
         config = run_config(jobs[0].run_dir)
         callback_classes(config)
         chosen.refuse(config)
-    workloads, listener = chosen.workloads(jobs, settings, group_size)
-    return launch(workloads, settings, tell, listener)
+    return launch(chosen.workloads(jobs, settings, group_size), settings, tell)

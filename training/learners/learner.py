@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from core.config import Config, LearnerName
 from training.launcher.launch import LaunchSettings
-from training.launcher.workload import LaunchListener, Workload
+from training.launcher.workload import Workload
 from training.member.checkpoints import TrainingState
 from training.run.job import Hooks, Job
 
@@ -38,8 +38,8 @@ class Learner(Protocol):
 
     def workloads(
         self, jobs: list[Job], settings: LaunchSettings, group_size: int
-    ) -> tuple[list[Workload], LaunchListener | None]:
-        """The run's member jobs as launcher workloads (and who hears about them)."""
+    ) -> list[Workload]:
+        """The run's member jobs as launcher workloads."""
         ...
 
     def train_for_validation(

@@ -9,7 +9,8 @@ from typing import Literal
 
 from core.config import Config
 from training.launcher.launch import LaunchSettings
-from training.launcher.workload import LaunchListener, Workload
+from training.launcher.workload import Workload
+from training.learners.fold_rounds import FoldRounds
 from training.learners.learner import Between, Trained
 from training.population.group_run import fold_groups
 from training.population.limits import refuse_unbatched
@@ -24,11 +25,18 @@ class PopulationLearner:
 
     def workloads(
         self, jobs: list[Job], settings: LaunchSettings, group_size: int
-    ) -> tuple[list[Workload], LaunchListener | None]:
+    ) -> list[Workload]:
         # Locally the groups fill the slots evenly; a SLURM array task (or this process) holds
         # one group of up to group_size, so there the fewest groups are made.
         slots = len(settings.slots) if settings.cluster == "local" else 1
-        return list(fold_groups(jobs, slots, group_size)), None
+        if not settings.rounds:
+            return list(fold_groups(jobs, slots, group_size))
+        # fedavg: a fold's groups are the tasks of one job (in process: the fold is one group)
+        largest = group_size if settings.cluster != "debug" else len(jobs)
+        folds: dict[int, list[tuple[Job, ...]]] = {}
+        for group in fold_groups(jobs, slots, largest):
+            folds.setdefault(group.jobs[0].fold.index, []).append(group.jobs)
+        return [FoldRounds(tuple(units), grouped=True) for units in folds.values()]
 
     def train_for_validation(
         self,

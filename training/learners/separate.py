@@ -1,5 +1,5 @@
-"""The separate learner: one SB3 learn() per member, each its own launcher job (a fedavg run's
-members meet at their fold's round barriers); a sweep's members train one after another."""
+"""The separate learner: one SB3 learn() per member, each its own launcher job (a fedavg fold:
+one multi-task job, a task a member); a sweep's members train one after another."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Literal
 
 from core.config import Config
 from training.launcher.launch import LaunchSettings
-from training.launcher.workload import LaunchListener, Workload
+from training.launcher.workload import Workload
+from training.learners.fold_rounds import FoldRounds
 from training.learners.learner import Between, Trained
-from training.member.member_run import FoldBarriers, MemberRun
-from training.run.job import Hooks, Job, LeaveTraining
+from training.member.member_run import MemberRun
+from training.run.job import Hooks, Job, LeaveTraining, jobs_by_fold
 
 
 class SeparateLearner:
@@ -22,9 +23,11 @@ class SeparateLearner:
 
     def workloads(
         self, jobs: list[Job], settings: LaunchSettings, group_size: int
-    ) -> tuple[list[Workload], LaunchListener | None]:
-        listener = FoldBarriers() if settings.rounds else None
-        return [MemberRun(job) for job in jobs], listener
+    ) -> list[Workload]:
+        if settings.rounds and settings.cluster != "debug":  # debug: a fold's members take turns
+            folds = jobs_by_fold(jobs).values()
+            return [FoldRounds(tuple((job,) for job in fold), grouped=False) for fold in folds]
+        return [MemberRun(job) for job in jobs]
 
     def train_for_validation(
         self,

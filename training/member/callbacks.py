@@ -45,7 +45,6 @@ class WalkForwardCallback(BaseCallback):
         advance: Callable[[int], None] | None = None,
         warn: Callable[[str], None] | None = None,
         preemption: Preemption | None = None,
-        checkpoint_on_preemption: bool = True,
         validated: Callable[[dict[str, float]], None] | None = None,
         check: Callable[[PPO], None] | None = None,
     ) -> None:
@@ -56,8 +55,6 @@ class WalkForwardCallback(BaseCallback):
         self.advance = advance or (lambda steps: None)
         self.warn = warn or (lambda message: None)
         self.preemption = preemption
-        # False for fedavg rounds: a round resumes from its start, never from the middle
-        self.checkpoint_on_preemption = checkpoint_on_preemption
         self.validated = validated  # a sweep reports each validation (and may prune here)
         # raises when the weights went non-finite: before they roll out, are walked or saved
         self.check = check or (lambda model: None)
@@ -99,10 +96,9 @@ class WalkForwardCallback(BaseCallback):
         if self.preemption is not None and self.preemption.requested:
             # After the update and before new steps: the checkpoint of this moment resumes
             # to the same step count as an uninterrupted run.
-            if self.checkpoint_on_preemption:
-                if self.preemption.requeues:
-                    self.state.preempted_at.append(done)
-                self.checkpoint()
+            if self.preemption.requeues:
+                self.state.preempted_at.append(done)
+            self.checkpoint()
             self.preemption.requeue()
         if done <= self.state.timesteps:
             return  # the first rollout of a (resumed) run: nothing new since the checkpoint

@@ -34,12 +34,11 @@ class TrainingState:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     preempted_at: list[int] = field(default_factory=list)  # timesteps of each requeue
-    # ensemble.mode fedavg: rounds committed, and per round the seconds spent at its barrier and
-    # in all; rounds that closed without this member
+    # ensemble.mode fedavg: rounds committed, and per round the seconds spent waiting for the
+    # fold's other members and in all
     rounds_done: int = 0
     round_wait_s: list[float] = field(default_factory=list)
     round_wall_s: list[float] = field(default_factory=list)
-    late_rounds: list[int] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> TrainingState:

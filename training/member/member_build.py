@@ -120,8 +120,8 @@ def member_callback(
         reward_clip=config.reward.reward_clip,
         advance=hooks.advance,
         warn=hooks.warn,
-        preemption=hooks.preemption,
-        checkpoint_on_preemption=not rounds,
+        # fedavg: a stop waits for the round's commit (training.member.rounds, group_rounds)
+        preemption=None if rounds else hooks.preemption,
         validated=hooks.validated,
         check=lambda model: check_finite(model, job.name, config),
     )

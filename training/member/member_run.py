@@ -1,15 +1,14 @@
-"""Ensemble members as the launcher's workloads: a `Job` that trains itself, and fedavg's
-listener, so the launcher runs members without knowing what they are."""
+"""Ensemble members as the launcher's workloads: a `Job` that trains itself, so the launcher
+runs members without knowing what they are."""
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from training.launcher.launch import LaunchSettings, Outcome, Tell, launch
-from training.run.files import JobFiles, RunFiles
+from training.run.files import JobFiles
 from training.run.job import NO_HOOKS, Hooks, Job
 
 
@@ -41,7 +40,7 @@ class MemberRun:
 
     @property
     def group(self) -> int:
-        """A fold's members meet at fedavg's barriers: in process they take turns."""
+        """A fold's members meet every fedavg round: in process they take turns."""
         return self.job.fold.index
 
     def run(self, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
@@ -55,24 +54,6 @@ class MemberRun:
         return job_steps(self.job, hooks)
 
 
-class FoldBarriers:
-    """fedavg: a member the launcher gives up on leaves its fold's barriers (the others stop
-    waiting for it); one launched again is waited for again."""
-
-    def queued(self, workload: MemberRun) -> None:
-        from training.fedavg.barrier import clear_left
-
-        job = workload.job
-        clear_left(RunFiles(Path(job.run_dir)).fedavg(job.fold.index), job.member)
-
-    def gave_up(self, workload: MemberRun, error: str) -> None:
-        from training.fedavg.barrier import mark_left
-
-        job = workload.job
-        mark_left(RunFiles(Path(job.run_dir)).fedavg(job.fold.index), job.member, error)
-
-
 def launch_members(jobs: list[Job], settings: LaunchSettings, tell: Tell) -> Outcome:
-    """Train these members through the launcher (fedavg rounds: with the barriers' listener)."""
-    listener = FoldBarriers() if settings.rounds else None
-    return launch([MemberRun(job) for job in jobs], settings, tell, listener)
+    """Train these members through the launcher, a job each (tests and benches)."""
+    return launch([MemberRun(job) for job in jobs], settings, tell)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.config import Config
 from core.envs.settings import env_settings
@@ -31,13 +31,17 @@ from training.run.job import NO_HOOKS, Hooks, Job
 from training.run.records import JobResult, read_job_result, write_job_result
 from training.run.tracks import save_tracks
 
-BARRIER_POLL_S = 0.2  # a member waiting at a fedavg barrier looks at its files this often
+ROUND_POLL_S = 0.2  # debug mode: a member waiting for its fold's others in this process
 T = TypeVar("T")
 
+if TYPE_CHECKING:
+    from training.fedavg.meeting import Meeting
 
-def run_job(job: Job, hooks: Hooks = NO_HOOKS) -> dict[str, Any]:
-    """Train (or resume, or skip) the job, test its best checkpoint; return result.json's content."""
-    return run_to_end(job_steps(job, hooks))
+
+def run_job(job: Job, hooks: Hooks = NO_HOOKS, meeting: Meeting | None = None) -> dict[str, Any]:
+    """Train (or resume, or skip) the job, test its best checkpoint; return result.json's content.
+    `meeting`: where a fedavg member meets its fold (default: the members of this process)."""
+    return run_to_end(job_steps(job, hooks, meeting))
 
 
 def train_only(job: Job, hooks: Hooks = NO_HOOKS) -> TrainingState:
@@ -54,16 +58,18 @@ def train_only(job: Job, hooks: Hooks = NO_HOOKS) -> TrainingState:
 
 
 def run_to_end(steps: Generator[None, None, T]) -> T:
-    """Drive a job's steps in this process: between yields it is waiting at a fedavg barrier."""
+    """Drive a job's steps in this process: between yields it waits for a fedavg round."""
     while True:
         try:
             next(steps)
         except StopIteration as done:
             return done.value
-        time.sleep(BARRIER_POLL_S)
+        time.sleep(ROUND_POLL_S)
 
 
-def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[str, Any]]:
+def job_steps(
+    job: Job, hooks: Hooks = NO_HOOKS, meeting: Meeting | None = None
+) -> Generator[None, None, dict[str, Any]]:
     """`run_job` as a generator that yields whenever it waits for the fold's other members (never
     in ensemble.mode independent), so one process can train a whole fold in turns (debug mode)."""
     files = job.files
@@ -78,7 +84,7 @@ def job_steps(job: Job, hooks: Hooks = NO_HOOKS) -> Generator[None, None, dict[s
     store = FeatureStore.attach(job.store_path)
     config, run = member_configs(job, store)
     annual = annualisation_of(store, config)
-    model, state = yield from _train(job, config, run, store, annual, files, hooks)
+    model, state = yield from _train(job, config, run, store, annual, files, hooks, meeting)
     if hooks.phase:
         hooks.phase("testing")
     best = _best_model(model, state, job) if config.training.select == "best" else model
@@ -99,6 +105,7 @@ def _train(
     annual: Annualisation,
     files: JobFiles,
     hooks: Hooks,
+    meeting: Meeting | None = None,
 ) -> Generator[None, None, tuple[Any, TrainingState]]:
     """`config` is the member's (its risk profile applied), `run` the run's."""
     settings = env_settings(config)
@@ -115,7 +122,7 @@ def _train(
         learning = learn_callback(callback, config)  # the user's training.callbacks after ours
         if rounds:
             yield from _train_rounds(
-                model, job, run, store, annual, (callback, learning), state, hooks
+                model, job, run, store, annual, (callback, learning), state, hooks, meeting
             )
         else:
             remaining = job.timesteps - model.num_timesteps
@@ -139,22 +146,21 @@ def _train_rounds(
     callbacks: tuple[WalkForwardCallback, Any],
     state: TrainingState,
     hooks: Hooks,
+    meeting: Meeting | None,
 ) -> Generator[None, None, None]:
     """`callbacks`: the member's own, and what learn() runs (it with the user's)."""
-    from training.fedavg.barrier import RoundBarrier
+    from training.fedavg.meeting import in_process_meeting
     from training.member.rounds import round_ends, train_rounds
 
     callback, learning = callbacks
-
     ensemble = run.ensemble
-    barrier = RoundBarrier(
-        RunFiles(Path(job.run_dir)).fedavg(job.fold.index),
-        job.member,
-        range(ensemble.size),
-        ensemble.sync_timeout_s,
-        ensemble.sync_weighting,
-        ensemble.sync_temperature,
-    )
+    if meeting is None:
+        meeting = in_process_meeting(
+            RunFiles(Path(job.run_dir)).fedavg(job.fold.index),
+            list(range(ensemble.size)),
+            ensemble.sync_weighting,
+            ensemble.sync_temperature,
+        )
     sync = every_steps(ensemble.sync_steps, job.timesteps)
     ends = round_ends(job.timesteps, sync, job.n_envs * job.n_steps)
     if state.rounds_done == 0 and model.num_timesteps:  # recovered without its state.json:
@@ -167,7 +173,7 @@ def _train_rounds(
     callback.init_callback(model)
     reset = ensemble.sync_optimizer == "reset"
     yield from train_rounds(
-        model, job, callback, barrier, ends, state, hooks, validate_fused, reset, learning
+        model, job, callback, meeting, ends, state, hooks, validate_fused, reset, learning
     )
 
 
@@ -196,7 +202,6 @@ def job_result(
             "done": state.rounds_done,
             "wait_s": float(sum(state.round_wait_s)),
             "wall_s": float(sum(state.round_wall_s)),
-            "late": state.late_rounds,
         }
         if state.rounds_done
         else None,

@@ -120,7 +120,6 @@ def _roll_back(state: TrainingState, checkpoint: str, steps: int) -> None:
     if state.rounds_done:  # fedavg commits once a round: the previous commit is one round back
         state.rounds_done -= 1
         del state.round_wait_s[state.rounds_done :], state.round_wall_s[state.rounds_done :]
-        state.late_rounds = [r for r in state.late_rounds if r <= state.rounds_done]
 
 
 def _say(warn: Warn, state: TrainingState | None, message: str) -> None:

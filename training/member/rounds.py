@@ -1,5 +1,5 @@
-"""One member's side of federated averaging: train a segment, meet the fold's other members at the
-round's barrier, load the average, commit the round, go on.
+"""One member's side of federated averaging: train a segment, meet the fold's other members
+(training.fedavg.meeting), load the average, commit the round, go on.
 
 Every round starts from a known point: the weights, Adam moments and step count committed after the
 previous round, the random generators reseeded for this round and the envs reset. So a member
@@ -23,7 +23,7 @@ import numpy as np
 
 from core.atomic import write_json
 from training.fedavg.average import State
-from training.fedavg.barrier import RoundBarrier
+from training.fedavg.meeting import Arrival, Meeting, recorded
 from training.member.callbacks import WalkForwardCallback
 from training.member.checkpoints import TrainingState
 from training.run.job import Hooks, Job
@@ -44,7 +44,7 @@ def train_rounds(
     model: Any,
     job: Job,
     callback: WalkForwardCallback,
-    barrier: RoundBarrier,
+    meeting: Meeting,
     ends: list[int],
     state: TrainingState,
     hooks: Hooks,
@@ -52,52 +52,45 @@ def train_rounds(
     reset_optimizer: bool = False,
     learning: Any = None,
 ) -> Generator[None, None, None]:
-    """Run the rounds not yet committed; yields while waiting at a barrier (the caller sleeps,
-    or in debug mode trains the fold's other members meanwhile). `learning`: what learn() runs
-    (`callback` with the user's training.callbacks), `callback` itself by default."""
+    """Run the rounds not yet committed; yields while the meeting waits for members of this same
+    process (debug mode's turns). `learning`: what learn() runs (`callback` with the user's
+    training.callbacks), `callback` itself by default. A preemption asked during a round is
+    agreed at its meeting: every member commits that round, then all requeue together."""
     phase = hooks.phase or (lambda name: None)
-    warn = hooks.warn or (lambda message: None)
     for index, end in enumerate(ends, start=1):
         if index <= state.rounds_done:
             continue
         started = time.perf_counter()
-        closed = barrier.closed(index)
-        if closed is not None and job.member not in closed.participants:
-            # The others went on without this member (it was dead or late): catch up.
-            load_state(model, barrier.fused(closed))
-            model.num_timesteps = closed.timesteps
-            state.late_rounds.append(index)
-            warn(f"round {index} closed without this member ({closed.reason}): took its average")
-            waited = 0.0
-        else:
-            reseed(model, job.seed + index * ROUND_SEED_STRIDE)
-            phase("training")
-            model.learn(
-                end - model.num_timesteps,
-                callback=callback if learning is None else learning,
-                reset_num_timesteps=False,
+        reseed(model, job.seed + index * ROUND_SEED_STRIDE)
+        phase("training")  # through the meeting too: a stop waits for the round's commit
+        model.learn(
+            end - model.num_timesteps,
+            callback=callback if learning is None else learning,
+            reset_num_timesteps=False,
+        )
+        evaluation = callback.evaluate(commit=False)
+        waited = 0.0
+        agreed = recorded(meeting.files, index)  # the others committed it while this one was down
+        if agreed is None:
+            arrival = Arrival(
+                job.member, policy_state(model), evaluation["score"], model.num_timesteps
             )
-            evaluation = callback.evaluate(commit=False)
-            barrier.arrive(index, policy_state(model), evaluation["score"], model.num_timesteps)
-            phase(f"round {index}/{len(ends)}: waiting")
+            stop = hooks.preemption is not None and hooks.preemption.requested
             arrived = time.perf_counter()
-            while (closed := barrier.poll(index)) is None:
-                yield
+            agreed = yield from meeting.meet(index, [arrival], stop)
             waited = time.perf_counter() - arrived
-            load_state(model, barrier.fused(closed))
-            if reset_optimizer:
-                fresh_optimizer(model)
-            if closed.missing:
-                warn(
-                    f"round {index}: averaged without member(s) {closed.missing} ({closed.reason})"
-                )
-            if closed.closed_by == job.member:
-                validation = validate_fused(model) | {"timesteps": closed.timesteps}
-                write_json(barrier.files.validation(index), validation)
+        load_state(model, agreed.fused)
+        if reset_optimizer:
+            fresh_optimizer(model)
+        validation = meeting.files.validation(index)
+        if agreed.closed.closed_by == job.member and not validation.exists():
+            write_json(validation, validate_fused(model) | {"timesteps": agreed.closed.timesteps})
         state.rounds_done = index
         state.round_wait_s.append(round(waited, 3))
         state.round_wall_s.append(round(time.perf_counter() - started, 3))
         callback.checkpoint()
+        if agreed.stop and hooks.preemption is not None:
+            hooks.preemption.requeue()
 
 
 def reseed(model: Any, seed: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,9 +19,13 @@ from training.population.loop import Between, train_members
 from training.run.job import Hooks, Job
 from training.run.records import read_job_result
 
+if TYPE_CHECKING:
+    from training.fedavg.meeting import Meeting
 
-def run_group(jobs: Sequence[Job], hooks: Hooks) -> dict[str, Any]:
-    """Train, test and record every unfinished member; return {member: result} of all."""
+
+def run_group(jobs: Sequence[Job], hooks: Hooks, meeting: Meeting | None = None) -> dict[str, Any]:
+    """Train, test and record every unfinished member; return {member: result} of all.
+    `meeting`: fedavg's (the group averages there every round)."""
     torch.set_num_threads(jobs[0].torch_threads)
     store = FeatureStore.attach(jobs[0].store_path)
     results: dict[int, Any] = {}
@@ -38,7 +42,7 @@ def run_group(jobs: Sequence[Job], hooks: Hooks) -> dict[str, Any]:
             refuse_unbatched(member_configs(job, store)[0])
         annual = annualisation_of(store, member_configs(pending[0], store)[1])
         started = time.perf_counter()
-        members = train_members(pending, store, annual, hooks)
+        members = train_members(pending, store, annual, hooks, meeting=meeting)
         for member, result in test_members(members, store, annual, hooks).items():
             results[member] = result
         print(

@@ -24,10 +24,11 @@ def refuse_unbatched(config: Config) -> None:
             "population learner: it drives its members' rollouts itself and calls no per-step "
             f"callback hook\n  fix: {fix}, or remove training.callbacks"
         )
-    if config.ensemble.mode == "fedavg":
+    if config.ensemble.mode == "fedavg" and config.ensemble.sync_optimizer == "reset":
         raise UserError(
-            "ensemble.mode=fedavg cannot train with the population learner: its members meet at "
-            f"the round barriers of separate processes\n  fix: {fix}"
+            "ensemble.sync_optimizer=reset cannot train with the population learner: its stacked "
+            "Adam keeps every member's moments across rounds\n"
+            f"  fix: {fix}, or ensemble.sync_optimizer=keep"
         )
     if EXTRACTORS[config.policy.extractor].recurrent:
         raise UserError(

@@ -9,7 +9,7 @@ commits the checkpoint of that moment, then the group requeues once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,12 +19,17 @@ from core.evaluation.walks import walk_members
 from core.features.store import FeatureStore
 from core.policies.stacked import StackedPolicies
 from training.member.divergence import diverged_message
+from training.member.member_build import every_steps
 from training.member.validation import track_validation
 from training.population.adam import StackedAdam
 from training.population.group_members import Member, build_members
+from training.population.group_rounds import GroupRounds
 from training.population.rollouts import collect_group_rollouts
 from training.population.update import group_train
 from training.run.job import Hooks, Job, LeaveTraining
+
+if TYPE_CHECKING:
+    from training.fedavg.meeting import Meeting
 
 
 class _Validations:
@@ -70,10 +75,12 @@ def train_members(
     hooks: Hooks,
     member_hooks: Sequence[Hooks] | None = None,
     between: Between | None = None,
+    meeting: Meeting | None = None,
 ) -> list[Member]:
     """Train every member to its end (or early stop, failure, or leaving); each is finished
     (final validation, final checkpoint) as the separate trainer finishes it. `hooks` are the
-    group's (phase, preemption, progress); `member_hooks[i]`, job i's own (default: `hooks`)."""
+    group's (phase, preemption, progress); `member_hooks[i]`, job i's own (default: `hooks`).
+    `meeting`: fedavg's, where the group's members average every round (group_rounds)."""
     validations = _Validations(store, annual)
     own = list(member_hooks) if member_hooks is not None else [hooks] * len(jobs)
     members = build_members(jobs, store, own, validations)
@@ -84,9 +91,23 @@ def train_members(
         _setup_learn(member)
     if hooks.phase:
         hooks.phase("training")
+    rounds = None
+    if meeting is not None:
+        sync = every_steps(members[0].config.ensemble.sync_steps, members[0].job.timesteps)
+        rounds = GroupRounds(meeting, members, sync)
     iteration = 0
-    while active := [i for i, member in enumerate(members) if _still_in(member)]:
-        _preempt_if_asked(members, hooks)
+    while True:
+        if rounds is not None:
+            rounds.meet_if_due(members, validations.walk, stacked.copy_from_members, hooks)
+        active = [
+            i
+            for i, member in enumerate(members)
+            if _still_in(member) and (rounds is None or not rounds.holds(member))
+        ]
+        if not active:
+            break
+        if rounds is None:  # fedavg's stop waits for the round's commit (group_rounds)
+            _preempt_if_asked(members, hooks)
         _guarded(
             members,
             [i for i in active if members[i].callback.evaluation_due()],

@@ -1,8 +1,8 @@
 """After the jobs: each fold's fused model, the average of its best round on validation, saved as
 an SB3 .zip and tested out of sample like a member.
 
-Rounds whose average nobody validated (the member that closed the round died first) are
-validated here. A fold whose rounds and choice did not change is not tested again.
+Rounds whose average nobody validated (the member that closed the round died before it
+could) are validated here. A fold whose rounds and choice did not change is not tested again.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from core.atomic import read_json, replacing, write_json
 from core.envs.settings import env_settings
 from core.evaluation.judge import annualisation_of, evaluate_window
-from training.fedavg.barrier import RoundBarrier
+from training.fedavg.record import read_fused, recorded_rounds
 from training.member.checkpoints import load_tested
 from training.member.rounds import load_state
 from training.run.files import RunFiles
@@ -36,9 +36,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
     records = {}
     for index, members in sorted(by_fold.items()):
         fed = files.fedavg(index)
-        barrier = RoundBarrier(fed, -1, range(config.ensemble.size), config.ensemble.sync_timeout_s)
-        rounds = [barrier.closed(r) for r in fed.rounds()]
-        closed_rounds = [c for c in rounds if c is not None]
+        closed_rounds = recorded_rounds(fed)
         if not closed_rounds:
             continue
         template = None
@@ -49,7 +47,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
                 store = store or run_store(run_dir)
                 annual = annual or annualisation_of(store, config)
                 template = template or _template(members[0])
-                load_state(template, barrier.fused(closed))
+                load_state(template, read_fused(fed, closed.round))
                 from training.member.validation import validation_metrics
 
                 validation = validation_metrics(
@@ -79,7 +77,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
             continue
         store = store or run_store(run_dir)
         template = template or _template(members[0])
-        load_state(template, barrier.fused(closed_rounds[best]))
+        load_state(template, read_fused(fed, closed_rounds[best].round))
         with replacing(files.fused_model(index)) as handle:
             template.save(handle)
         from training.member.models import agent_policy

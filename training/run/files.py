@@ -63,8 +63,17 @@ class GroupFiles(JobFiles):
 
 
 @dataclass(frozen=True)
+class FoldJobFiles(JobFiles):
+    """A fedavg fold's job: its members keep their own job folders and result.json."""
+
+    @property
+    def result(self) -> Path:
+        return self.folder / "fold_job.json"
+
+
+@dataclass(frozen=True)
 class FedAvgFiles:
-    """One fold's weight-averaging rounds: what each member wrote, who was in, the average."""
+    """One fold's weight-averaging rounds: who was in with what share, and the average."""
 
     folder: Path
 
@@ -72,16 +81,12 @@ class FedAvgFiles:
         return self.folder / f"round_{index:04d}"
 
     def rounds(self) -> list[int]:
-        """Rounds that were closed (their participants decided), in order."""
+        """Rounds that were recorded (averaged), in order."""
         found = (int(p.parent.name.split("_")[1]) for p in self.folder.glob("round_*/closed.json"))
         return sorted(found)
 
-    def member(self, index: int, member: int) -> Path:
-        """A member's weights before averaging, with its validation score."""
-        return self.round(index) / f"member_{member:02d}.npz"
-
     def closed(self, index: int) -> Path:
-        """The commit point of a round: participants and their weights, written once."""
+        """The record of a round: participants and their shares, written before any commit."""
         return self.round(index) / "closed.json"
 
     def fused(self, index: int) -> Path:
@@ -92,9 +97,10 @@ class FedAvgFiles:
         """The average's validation metrics (run settings, not a member's risk profile)."""
         return self.round(index) / "fused_validation.json"
 
-    def left(self, member: int) -> Path:
-        """A member that failed for good: barriers stop waiting for it."""
-        return self.folder / f"left_member_{member:02d}.json"
+    @property
+    def job(self) -> JobFiles:
+        """The fold's multi-task job: its progress (task 0's heartbeat) and summary."""
+        return FoldJobFiles(self.folder)
 
 
 @dataclass(frozen=True)
