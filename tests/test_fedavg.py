@@ -17,16 +17,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from training.fedavg.barrier import RoundBarrier, clear_left, mark_left, read_state
 
 from core.errors import UserError
 from core.hardware.planner import plan
 from tests.conftest import machine
 from tests.helpers.launch import Interference, kill, small_run, wait_for_steps
 from training.fedavg.average import average, sync_weights
+from training.fedavg.collective import DistributedMeeting, Rendezvous
+from training.fedavg.meeting import Arrival, InProcessMeeting, recorded
+from training.fedavg.record import read_closed, read_fused
 from training.launcher.settings import launch_settings
+from training.learners.ensemble_launch import launch_ensemble
 from training.member.checkpoints import TrainingState
-from training.member.member_run import launch_members
+from training.member.member_training import run_to_end
 from training.member.rounds import fresh_optimizer, round_ends
 from training.post.ensemble import aggregate_run
 from training.post.fuse import fuse_run
@@ -95,77 +98,95 @@ def test_rounds_end_on_whole_rollouts_and_the_last_where_training_ends(
 
 
 # The barrier ------------------------------------------------------------------------------------
-def _state(value: float) -> dict[str, np.ndarray]:
-    return {"w": np.full((2, 2), value, np.float32), "b": np.array([value], np.float32)}
+def _spawn(folder: Path, members: list[list[int]], weighting: str, die: int | None = None) -> None:
+    """The meeting's tasks as processes over loopback, one round; `die`: that task exits first."""
+    import multiprocessing
+    import socket
+
+    from tests.helpers.meeting_tasks import meet_once
+
+    with socket.socket() as probe:  # a free port for the job's TCPStore
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    tasks = [
+        context.Process(
+            target=meet_once, args=(str(folder), rank, members, port, weighting, rank == die)
+        )
+        for rank in range(len(members))
+    ]
+    for task in tasks:
+        task.start()
+    for task in tasks:
+        task.join(timeout=120)
+        assert task.exitcode is not None, "a task hung"
 
 
-def _barriers(folder: Path, members: int, timeout_s: float = 60.0) -> list[RoundBarrier]:
-    files = FedAvgFiles(folder)
-    return [RoundBarrier(files, m, range(members), timeout_s) for m in range(members)]
+@pytest.mark.parametrize(
+    ("members", "weighting"),
+    [([[0], [1]], "equal"), ([[0, 1], [2], [3]], "validation")],
+)
+def test_the_collective_gives_every_task_numpys_mean_of_the_members(
+    tmp_path: Path, members: list[list[int]], weighting: str
+) -> None:
+    from tests.helpers.meeting_tasks import member_state
+
+    _spawn(tmp_path, members, weighting)
+    everyone = [m for task in members for m in task]
+    states = [member_state(m) for m in everyone]
+    shares = sync_weights([float(m) for m in everyone], weighting, 1.0)
+    fused = [dict(np.load(tmp_path / f"fused_{rank}.npz")) for rank in range(len(members))]
+    for key in ("mlp.0.weight", "mlp.0.bias", "log_std"):
+        stack = np.stack([s[key].astype(np.float64) for s in states])
+        expected = stack.mean(axis=0) if weighting == "equal" else np.average(stack, 0, shares)
+        np.testing.assert_allclose(fused[0][key], expected.astype(np.float32), rtol=1e-6, atol=1e-7)
+        assert all(np.array_equal(f[key], fused[0][key]) for f in fused), "tasks differ"
+    assert fused[0]["steps"][0] == 0  # a counter is not averaged
+    closed = read_closed(FedAvgFiles(tmp_path), 1)
+    assert closed is not None and closed.participants == everyone
+    assert closed.weights == pytest.approx(shares) and "all_reduce" in closed.reason
+    recorded = read_fused(FedAvgFiles(tmp_path), 1)
+    assert all(np.array_equal(recorded[k], fused[0][k]) for k in recorded)
 
 
-def test_a_round_closes_when_every_member_is_there_and_all_take_one_average(
+def test_a_task_that_dies_fails_the_round_for_the_others_naming_its_member(
     tmp_path: Path,
 ) -> None:
-    first, second, third = _barriers(tmp_path, 3)
-    first.arrive(1, _state(1.0), 0.5, 2048)
-    second.arrive(1, _state(2.0), 0.1, 2048)
-    assert first.poll(1) is None and second.poll(1) is None
-    third.arrive(1, _state(6.0), float("nan"), 2048)
-    closed = third.poll(1)
-    assert closed is not None and closed.participants == [0, 1, 2] and not closed.missing
-    assert closed.closed_by == 2 and closed.reason == "every member arrived"
-    assert first.poll(1) == closed == second.poll(1)
-    fused = [b.fused(closed) for b in (first, second, third)]
-    assert all(np.array_equal(f["w"], np.full((2, 2), 3.0, np.float32)) for f in fused)
-    assert read_state(first.files.fused(1))[0]["b"][0] == 3.0
+    _spawn(tmp_path, [[0], [1, 2]], "equal", die=1)
+    said = (tmp_path / "error_0.txt").read_text()
+    assert "fedavg round 1" in said and "member(s) 1, 2 did not reach it" in said, said
+    assert "--resume goes on from round 0" in said
+    assert read_closed(FedAvgFiles(tmp_path), 1) is None  # nothing recorded: nobody commits
 
 
-def test_a_late_member_does_not_hold_the_round_past_the_timeout(tmp_path: Path) -> None:
-    first, second = _barriers(tmp_path, 2, timeout_s=0.3)
-    first.arrive(1, _state(1.0), 0.0, 2048)
-    assert first.poll(1) is None
-    time.sleep(0.35)
-    closed = first.poll(1)
-    assert closed is not None and closed.participants == [0] and closed.missing == [1]
-    assert "sync_timeout_s" in closed.reason and "member(s) 1 not there" in closed.reason
-    # The late member finds the round closed without it and takes its average.
-    second.arrive(1, _state(9.0), 0.0, 2048)
-    assert second.poll(1) == closed
-    assert np.array_equal(second.fused(closed)["w"], _state(1.0)["w"])
+def test_one_task_with_the_whole_fold_averages_in_memory(tmp_path: Path) -> None:
+    from tests.helpers.meeting_tasks import member_state
+
+    meeting = DistributedMeeting(
+        FedAvgFiles(tmp_path), Rendezvous(0, 1, "127.0.0.1", 0, "gloo", 5.0), [[0, 1, 2]]
+    )
+    arrivals = [Arrival(m, member_state(m), 0.0, 4096) for m in range(3)]
+    agreed = run_to_end(meeting.meet(1, arrivals))
+    expected = average([member_state(m) for m in range(3)], [1 / 3] * 3)
+    for key in ("mlp.0.weight", "log_std"):
+        np.testing.assert_allclose(agreed.fused[key], expected[key], rtol=1e-6, atol=1e-7)
+    assert agreed.closed.reason == "one task: in memory" and agreed.closed.timesteps == 4096
+    assert meeting.store is None  # no process group for one task
 
 
-def test_a_member_that_left_is_not_waited_for(tmp_path: Path) -> None:
-    first, _second = _barriers(tmp_path, 2)
-    mark_left(first.files, 1, "failed after 1 attempt(s)")
-    first.arrive(1, _state(4.0), 0.0, 2048)
-    closed = first.poll(1)
-    assert closed is not None and closed.participants == [0] and closed.missing == [1]
-    clear_left(first.files, 1)  # launched again (--resume): waited for again
-    first.arrive(2, _state(4.0), 0.0, 4096)
-    assert first.poll(2) is None
-
-
-def test_two_members_closing_at_once_agree_on_the_first_decision(tmp_path: Path) -> None:
-    first, second = _barriers(tmp_path, 2, timeout_s=0.0)
-    first.arrive(1, _state(1.0), 0.0, 2048)
-    second.arrive(1, _state(2.0), 0.0, 2048)
-    first._close(1, [0], "first")
-    second._close(1, [0, 1], "second")  # loses: the round is already decided
-    assert first.closed(1).reason == "first" and second.closed(1).participants == [0]
-    assert not list(tmp_path.glob("round_0001/.*.tmp"))
-
-
-def test_old_rounds_keep_their_average_but_drop_the_members_copies(tmp_path: Path) -> None:
-    (only,) = _barriers(tmp_path, 1)
-    for index in range(1, 5):
-        only.arrive(index, _state(float(index)), 0.0, 2048 * index)
-        only.fused(only.poll(index))
-    assert [p.parent.name for p in sorted(tmp_path.glob("round_*/member_*.npz"))] == [
-        "round_0003",
-        "round_0004",
-    ]
-    assert len(list(tmp_path.glob("round_*/fused.npz"))) == 4
+def test_members_taking_turns_in_one_process_meet_when_the_last_arrives(tmp_path: Path) -> None:
+    meeting = InProcessMeeting(FedAvgFiles(tmp_path), [0, 1])
+    state = {"w": np.full((2, 2), 1.0, np.float32)}
+    first = meeting.meet(1, [Arrival(0, state, 0.5, 2048)])
+    assert next(first) is None  # waits for member 1
+    second = meeting.meet(1, [Arrival(1, {"w": np.full((2, 2), 3.0, np.float32)}, 0.1, 2048)])
+    with pytest.raises(StopIteration) as done:
+        next(second)
+    assert np.array_equal(done.value.value.fused["w"], np.full((2, 2), 2.0, np.float32))
+    with pytest.raises(StopIteration) as also:
+        next(first)
+    assert also.value.value == done.value.value
+    assert recorded(FedAvgFiles(tmp_path), 1).closed == done.value.value.closed
 
 
 # The planner --------------------------------------------------------------------------------------
@@ -211,38 +232,32 @@ def _final_weights(job) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("weighting", ["equal", "validation"])
-def test_after_a_sync_every_member_holds_the_numpy_average_of_what_they_wrote(
-    tmp_path: Path, weighting: str
+def test_after_a_sync_every_member_holds_the_recorded_average_by_its_shares(
+    tmp_path: Path,
 ) -> None:
     run = small_run(
-        tmp_path, 3, 4096, *FEDAVG, "launcher.cluster=debug", f"ensemble.sync_weighting={weighting}"
+        tmp_path, 3, 4096, *FEDAVG, "launcher.cluster=debug", "ensemble.sync_weighting=validation"
     )
-    outcome = launch_members(
-        run.jobs, launch_settings(run.config, run.plan, run.run_dir, None), _quiet
+    outcome = launch_ensemble(
+        run.jobs,
+        launch_settings(run.config, run.plan, run.run_dir, None),
+        _quiet,
+        "separate",
+        1,
     )
     assert not outcome.failures
     fed = RunFiles(run.run_dir).fedavg(0)
     assert fed.rounds() == [1, 2]
-    closed = json.loads(fed.closed(2).read_text())
-    assert closed["participants"] == [0, 1, 2]
-    members = [read_state(fed.member(2, m)) for m in range(3)]
-    stack = {k: np.stack([s[k].astype(np.float64) for s, _, _ in members]) for k in members[0][0]}
-    if weighting == "equal":
-        expected = {k: v.mean(axis=0).astype(np.float32) for k, v in stack.items()}
-    else:
-        shares = sync_weights([score for _, score, _ in members], "validation", 1.0)
-        assert closed["weights"] == pytest.approx(shares)
-        expected = {
-            k: np.average(v, axis=0, weights=shares).astype(np.float32) for k, v in stack.items()
-        }
+    closed = read_closed(fed, 2)
+    assert closed is not None and closed.participants == [0, 1, 2]
+    assert closed.weights == pytest.approx(sync_weights(closed.scores, "validation", 1.0))
+    fused = read_fused(fed, 2)
     for job in run.jobs:
         final = _final_weights(job)
-        assert all(np.array_equal(final[k], expected[k]) for k in expected), job.name
-    # Before the sync the members differed: the average did something.
-    assert not np.array_equal(stack["log_std"][0], stack["log_std"][1]) or not np.array_equal(
-        stack["mlp_extractor.policy_net.0.weight"][0], stack["mlp_extractor.policy_net.0.weight"][1]
-    )
+        assert all(np.array_equal(final[k], fused[k]) for k in fused), job.name
+    # The round's average differs from the one before: members trained between them.
+    before = read_fused(fed, 1)
+    assert not all(np.array_equal(before[k], fused[k]) for k in fused)
 
 
 def _quiet(statuses, event) -> None:
@@ -273,9 +288,9 @@ def test_a_run_killed_mid_round_resumes_to_the_same_final_weights(tmp_path: Path
     fed = RunFiles(killed.run_dir).fedavg(0)
     process = _resume(killed.run_dir, wait=False)
     deadline = time.time() + 300
-    while not fed.member(2, 0).exists() and time.time() < deadline and process.poll() is None:
+    while not fed.closed(2).exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
-    process.kill()  # SIGKILL: all three members die mid-way through round 2
+    process.kill()  # SIGKILL: all three members die in round 3
     process.wait()
     assert not fed.closed(4).exists(), "the run ended before it could be killed mid-round"
     _resume(killed.run_dir)
@@ -285,36 +300,69 @@ def test_a_run_killed_mid_round_resumes_to_the_same_final_weights(tmp_path: Path
         results = [json.loads(job.files.result.read_text()) for job in (a, b)]
         assert results[0]["test"] == results[1]["test"]
         assert results[1]["rounds"]["done"] == 4
-    fused = [read_state(RunFiles(r.run_dir).fedavg(0).fused(4))[0] for r in (straight, killed)]
+    fused = [read_fused(RunFiles(r.run_dir).fedavg(0), 4) for r in (straight, killed)]
     assert all(np.array_equal(fused[0][k], fused[1][k]) for k in fused[0])
     assert (RunFiles(killed.run_dir).fused_model(0)).exists()
 
 
 @pytest.mark.slow
-def test_a_killed_member_leaves_and_the_others_finish_their_rounds(tmp_path: Path) -> None:
-    run = small_run(tmp_path, 3, 8192, *FEDAVG, "ensemble.sync_timeout_s=120")
+def test_a_killed_task_fails_the_round_by_name_and_resume_goes_on_from_the_last_round(
+    tmp_path: Path,
+) -> None:
+    run = small_run(tmp_path, 2, 8192, *FEDAVG, "ensemble.sync_timeout_s=120")
     settings = replace(launch_settings(run.config, run.plan, run.run_dir, None), max_retries=0)
-    assert settings.cluster == "local" and len(settings.slots) == 3
+    assert settings.cluster == "local" and len(settings.slots) == 2
     victim = run.jobs[1]
-    killer = Interference(lambda: kill(wait_for_steps(victim, 2048)["pid"], signal.SIGKILL))
+    killer = Interference(lambda: kill(wait_for_steps(victim, 4096)["pid"], signal.SIGKILL))
     started = time.time()
-    outcome = launch_members(run.jobs, settings, _quiet)
+    outcome = launch_ensemble(run.jobs, settings, _quiet, "separate", 1)
     killer.join()
-    assert list(outcome.failures) == [victim.name]
-    assert time.time() - started < 120, "the others waited out the barrier timeout"
-    survivors = [s.result for s in outcome.statuses if s.result]
-    assert [r["member"] for r in survivors] == [0, 2]
-    assert all(r["rounds"]["done"] == 4 for r in survivors)
-    RunFiles(run.run_dir).failures.write_text(json.dumps(outcome.failures))
+    (error,) = outcome.failures.values()
+    assert time.time() - started < 120, "the survivor waited out the timeout"
+    assert "did not reach it" in error and "member(s) 1" in error, error
+    fed = RunFiles(run.run_dir).fedavg(0)
+    kept = {index: read_closed(fed, index) for index in fed.rounds()}
+    assert kept and max(kept) < 4, "the run ended before its task was killed"
+    again = launch_ensemble(run.jobs, replace(settings, max_retries=1), _quiet, "separate", 1)
+    assert not again.failures
+    assert fed.rounds() == [1, 2, 3, 4]
+    assert all(read_closed(fed, index) == closed for index, closed in kept.items())  # not redone
+    results = [json.loads(job.files.result.read_text()) for job in run.jobs]
+    assert all(r["rounds"]["done"] == 4 for r in results)
+    finals = [_final_weights(job) for job in run.jobs]
+    assert all(np.array_equal(finals[0][k], finals[1][k]) for k in finals[0])
     aggregate_run(run.run_dir)
     fuse_run(run.run_dir)
     summary = build_report(run.run_dir)
-    short = summary["fedavg"]["folds"][0]["short_rounds"]
-    assert short and all(r["missing"] == [1] for r in short)
-    report = (run.run_dir / "report.md").read_text()
-    assert "without member(s) 1" in report and "Fused model vs members' ensemble" in report
     assert set(summary["fedavg"]["compared"]) == {
         "fused model",
         "members' ensemble",
         "best member (by validation)",
     }
+
+
+@pytest.mark.slow
+def test_population_groups_average_in_memory_and_across_tasks_and_the_fused_model_loads(
+    tmp_path: Path,
+) -> None:
+    from stable_baselines3 import PPO
+
+    run = small_run(tmp_path, 4, 4096, *FEDAVG, "ensemble.learner=population")
+    settings = launch_settings(run.config, run.plan, run.run_dir, None)
+    outcome = launch_ensemble(run.jobs, settings, _quiet, "population", 2)
+    assert not outcome.failures
+    (status,) = outcome.statuses  # the fold: one job of two group tasks
+    assert status.workload.members == [[0, 1], [2, 3]]
+    fed = RunFiles(run.run_dir).fedavg(0)
+    assert fed.rounds() == [1, 2]
+    closed = read_closed(fed, 2)
+    assert closed is not None and closed.participants == [0, 1, 2, 3]
+    assert closed.reason == "all_reduce over 2 tasks (gloo)" and closed.weights == [0.25] * 4
+    fused = read_fused(fed, 2)
+    for job in run.jobs:
+        final = _final_weights(job)
+        assert all(np.array_equal(final[k], fused[k]) for k in fused), job.name
+    aggregate_run(run.run_dir)
+    fuse_run(run.run_dir)
+    model = PPO.load(RunFiles(run.run_dir).fused_model(0), device="cpu")
+    assert model.policy.state_dict().keys() == fused.keys()

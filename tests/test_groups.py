@@ -51,7 +51,8 @@ def test_the_learner_says_why_it_stays_separate() -> None:
 
     assert choice("policy.extractor=flat")[0] == "population"
     assert "one member per fold" in choice(members=1)[1]
-    assert "fedavg" in choice("ensemble.mode=fedavg")[1]
+    assert choice("ensemble.mode=fedavg")[0] == "population"  # averaged in memory in a group
+    assert "stacked Adam" in choice("ensemble.mode=fedavg", "ensemble.sync_optimizer=reset")[1]
     assert "RecurrentPPO" in choice("policy.extractor=lstm")[1]
     assert "subproc" in choice("hardware.vec_env=subproc")[1]
     big = FLAT_GROUP_MAX_OBS + 1

@@ -31,10 +31,12 @@ class PopulationLearner:
         slots = len(settings.slots) if settings.cluster == "local" else 1
         if not settings.rounds:
             return list(fold_groups(jobs, slots, group_size))
-        # fedavg: a fold's groups are the tasks of one job (in process: the fold is one group)
+        # fedavg: a fold's groups are the tasks of one job, as few as the group size allows (the
+        # more members a group holds, the more of the average is taken in memory); in process
+        # the fold is one group.
         largest = group_size if settings.cluster != "debug" else len(jobs)
         folds: dict[int, list[tuple[Job, ...]]] = {}
-        for group in fold_groups(jobs, slots, largest):
+        for group in fold_groups(jobs, 1, largest):
             folds.setdefault(group.jobs[0].fold.index, []).append(group.jobs)
         return [FoldRounds(tuple(units), grouped=True) for units in folds.values()]
 
