@@ -1,4 +1,8 @@
-"""The file barrier where a fold's members meet every `ensemble.sync_steps`: no server, only files
+"""The baseline of bench_fedavg_rounds.py: the file barrier fedavg's members met at before
+torch.distributed (commit 06e67e6, training/fedavg/barrier.py), unchanged but for this paragraph
+and `FedAvgFiles`, the file names it used then (the run's own no longer has members' files).
+
+The file barrier where a fold's members meet every `ensemble.sync_steps`: no server, only files
 in the run folder (shared by every node of a SLURM array), each written whole or not at all.
 
 A member writes its weights and validation score into the round's folder, then polls. The round
@@ -26,7 +30,27 @@ import numpy as np
 
 from core.atomic import fsync_dir, replacing, write_json
 from training.fedavg.average import State, average, sync_weights
-from training.run.files import FedAvgFiles
+
+
+@dataclass(frozen=True)
+class FedAvgFiles:
+    folder: Path
+
+    def round(self, index: int) -> Path:
+        return self.folder / f"round_{index:04d}"
+
+    def member(self, index: int, member: int) -> Path:
+        return self.round(index) / f"member_{member:02d}.npz"
+
+    def closed(self, index: int) -> Path:
+        return self.round(index) / "closed.json"
+
+    def fused(self, index: int) -> Path:
+        return self.round(index) / "fused.npz"
+
+    def left(self, member: int) -> Path:
+        return self.folder / f"left_member_{member:02d}.json"
+
 
 SCORE = "__score__"
 TIMESTEPS = "__timesteps__"

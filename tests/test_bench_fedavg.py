@@ -32,3 +32,20 @@ def test_fedavg_benchmark_compares_the_fused_model_with_independent_members(
     assert fedavg["best_rounds"][0] in (1, 2)
     # Every member evaluation and every round's average is a trial of the fedavg run.
     assert fedavg["n_trials"] == 2 * 2 + 2 and independent["n_trials"] == 2 * 2
+
+
+def test_the_rounds_benchmark_times_the_file_barrier_against_the_collective(
+    tmp_path: Path,
+) -> None:
+    stdout, result = run_bench(
+        "bench_fedavg_rounds.py",
+        tmp_path / "rounds.json",
+        *("--members", "2", "--rounds", "4", "--params", "5000"),
+    )
+    assert "file barrier s/round" in stdout
+    (row,) = result["rows"]
+    assert row["members"] == 2 and row["ratio"] == pytest.approx(
+        row["files_s"] / row["collective_s"]
+    )
+    # The barrier's members look every 0.2 s; the collective returns once everyone is there.
+    assert row["ratio"] > 1, row

@@ -68,6 +68,8 @@ def test_an_ensemble_through_slurm_gives_results_and_a_report(
     sets = [*LEARNABLE, "walk_forward.max_folds=1", "training.eval_every_steps=2048",
             f"data.cache_dir={json.dumps(str(shared / 'cache'))}", f"ensemble.mode={mode}",
             "ensemble.sync_steps=2048"]  # fmt: skip
+    if mode == "fedavg":  # a task a member (population: one group, averaged in memory)
+        sets.append("ensemble.learner=separate")
     command = [PYTHON, str(ENTRY), "--cluster", "slurm", "--cluster-profile", "localhost",
                "--ensemble", "2", "--timesteps", "4096", "--data", str(dataset),
                "--output", str(shared / "runs"), "--no-progress"]  # fmt: skip
@@ -83,9 +85,11 @@ def test_an_ensemble_through_slurm_gives_results_and_a_report(
     assert "## Ensemble and members" in (run_dir / "report.md").read_text()
     plan = json.loads((run_dir / "plan.json").read_text())["plan"]
     assert plan["usable_cpus"] == 1  # planned for the allocation (cpus_per_task: 1)
-    if mode == "fedavg":  # two array tasks met at file barriers on the shared run folder
+    if mode == "fedavg":  # one job of two tasks (srun), averaging through torch.distributed
+        assert "2 tasks each (one torch.distributed group)" in done.stderr, done.stderr
         fused = json.loads((run_dir / "folds" / "fold_00" / "fused.json").read_text())
         assert [r["participants"] for r in fused["rounds"]] == [[0, 1], [0, 1]]
+        assert all(r["reason"] == "all_reduce over 2 tasks (gloo)" for r in fused["rounds"])
         assert (run_dir / "folds" / "fold_00" / "fused.zip").exists()
         assert "Fused model vs members' ensemble" in (run_dir / "report.md").read_text()
     assert list((run_dir / "launcher").glob("*_log.out"))
