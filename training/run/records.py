@@ -41,7 +41,7 @@ class JobResult(TypedDict):
 
 
 class FusedRound(TypedDict):
-    """A closed fedavg round (training.fedavg.barrier.Closed) and the fused model's validation."""
+    """A closed fedavg round (training.fedavg.record.Closed) and the fused model's validation."""
 
     round: int
     participants: list[int]
