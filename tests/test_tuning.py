@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import optuna
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from core.config import TuningParam, load_config
 from core.errors import UserError
@@ -254,10 +256,15 @@ def test_on_postgresql_a_killed_workers_batch_is_retried_and_the_budget_is_exact
     died = [t for t in trials if t["state"] == "FAIL"]
     assert len(died) == 2 and {t["reason"] for t in died} == {"its worker died"}, trials
     assert {t["worker"] for t in died} == {"0"} and killed
-    _retried_once(trials, died)  # each by Optuna's heartbeat retry
     assert sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials) == 4  # exactly the budget
     study = optuna.load_study(study_name="killed-worker", storage=postgres)
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
+    # Each dead trial is enqueued again once by Optuna's heartbeat retry. A worker may sample a
+    # fresh trial between the two enqueues; the late retry is then over budget, given way to.
+    with warnings.catch_warnings():  # experimental in Optuna, which the project pins
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retries = [RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in study.trials]
+    assert sorted(n for n in retries if n is not None) == sorted(int(t["trial"]) for t in died)
     assert "Best trial" in (run_dir / "tuning" / "tuning.md").read_text()
 
 

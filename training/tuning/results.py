@@ -21,8 +21,11 @@ from training.run.files import RunFiles
 def write_results(run_dir: Path, study: Any, periods_per_year: float) -> dict[str, Any]:
     """trials.csv, best_params.yaml, tuning.json, tuning.md and plots; returns tuning.json."""
     files = RunFiles(run_dir)
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_budget")]
-    retried = {number for t in trials if (number := _retry_of(t)) is not None}
+    every = study.get_trials(deepcopy=False)
+    trials = [t for t in every if not t.user_attrs.get("over_budget")]
+    # A retry can be given way to (a fresh trial took the budget's last place while Optuna's
+    # heartbeat callback was still enqueueing it): its trial still died of its worker.
+    retried = {number for t in every if (number := _retry_of(t)) is not None}
     _write_table(files.trials_table, trials, retried)
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     tried = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
