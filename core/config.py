@@ -253,6 +253,75 @@ class PPOConfig(Section):
     total_timesteps: Steps
 
 
+ALGORITHMS = ("ppo", "sac", "tqc")  # training.algorithm; core.policies.build.algorithm_class
+
+
+def _entropy_coefficient(value: Any) -> Any:
+    """SB3's ent_coef of SAC/TQC: a number >= 0, `auto` (learned, starting at 1) or `auto_X`
+    (learned, starting at X)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("expected a number >= 0, auto or auto_X (learned from X)")
+        return float(value)
+    text = value.strip() if isinstance(value, str) else None
+    if text == "auto":
+        return text
+    if text is not None and text.startswith("auto_"):
+        try:
+            start = float(text[len("auto_") :])
+        except ValueError:
+            start = -1.0
+        if start > 0:
+            return text
+    raise ValueError("expected a number >= 0, auto or auto_X with X > 0 (learned from X)")
+
+
+class OffPolicyConfig(Section):
+    """SAC's arguments a run may set (TQC takes them too); network heads and the step budget are
+    every algorithm's: ppo.net_arch and ppo.total_timesteps."""
+
+    learning_rate: schedule_or_number(1.0)  # type: ignore[valid-type]
+    buffer_size: int  # checked below: the message says what 0 means
+    learning_starts: Annotated[int, Field(ge=0, le=MAX_STEPS)]
+    batch_size: Annotated[int, Field(ge=1, le=10_000_000)]
+    tau: Annotated[float, Field(gt=0, le=1)]
+    gamma: Annotated[float, Field(gt=0, le=1)]
+    train_freq: Annotated[int, Field(ge=1, le=1_000_000)]
+    gradient_steps: Annotated[int, Field(ge=1, le=1_000_000)] | Auto
+    ent_coef: Annotated[float | str, BeforeValidator(_entropy_coefficient)]
+    target_entropy: float | Auto
+    use_sde: bool
+    sde_sample_freq: Annotated[int, Field(ge=-1, le=1_000_000)]
+
+    @field_validator("buffer_size")
+    @classmethod
+    def _buffer_holds_transitions(cls, size: int) -> int:
+        if size < 1 or size > MAX_STEPS:
+            raise ValueError(
+                f"a replay buffer of {size} transitions holds nothing to learn from\n  fix: set "
+                "it to the transitions to keep, e.g. 100000 (at most the member's "
+                "ppo.total_timesteps is ever filled)"
+            )
+        return size
+
+
+class TQCConfig(OffPolicyConfig):
+    """sb3-contrib's TQC: SAC's arguments plus its distributional critics."""
+
+    n_quantiles: Annotated[int, Field(ge=1, le=1000)]
+    n_critics: Annotated[int, Field(ge=1, le=100)]
+    top_quantiles_to_drop_per_net: Annotated[int, Field(ge=0, le=1000)]
+
+    @model_validator(mode="after")
+    def _keeps_some_quantiles(self) -> TQCConfig:
+        if self.top_quantiles_to_drop_per_net >= self.n_quantiles:
+            raise ValueError(
+                f"tqc.top_quantiles_to_drop_per_net ({self.top_quantiles_to_drop_per_net}) must "
+                f"be below tqc.n_quantiles ({self.n_quantiles}): every quantile would be dropped"
+            )
+        return self
+
+
 class WalkForwardConfig(Section):
     train_years: Annotated[float, Field(gt=0, le=50)] | Auto  # auto: core.fold_sizing
     validation_months: Months | Auto
@@ -365,6 +434,7 @@ def _callback_name(value: Any) -> Any:
 
 
 class TrainingConfig(Section):
+    algorithm: Literal[ALGORITHMS]  # type: ignore[valid-type]
     eval_every_steps: Steps | Auto
     validation_metric: Literal["sharpe", "sortino", "calmar", "total_return"]
     patience: Annotated[int, Field(ge=1, le=1_000_000)] | None
@@ -383,6 +453,7 @@ class EvaluationConfig(Section):
     ma_fast_bars: bars_or_span(1)
     ma_slow_bars: bars_or_span(2)
     significance: Annotated[float, Field(gt=0.5, lt=1)]
+    constant_position_std: Annotated[float, Field(ge=0, le=1)]
 
     @model_validator(mode="after")
     def _fast_below_slow(self) -> EvaluationConfig:
@@ -459,6 +530,8 @@ class Config(Section):
     reward: RewardConfig
     policy: PolicyConfig
     ppo: PPOConfig
+    sac: OffPolicyConfig
+    tqc: TQCConfig
     training: TrainingConfig
     evaluation: EvaluationConfig
     walk_forward: WalkForwardConfig
@@ -597,9 +670,74 @@ def validate(raw: dict[str, Any], sources: Sources | None = None) -> Config:
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, raw, sources or {})) from None
     _refuse_entropy_under_gsde(config, sources or {})
+    _refuse_misfit_algorithm(config, sources or {})
     for name in config.ensemble.risk_profiles:
         risk_profile_config(config, name)  # a bad value fails now, not in a job an hour later
     return config
+
+
+def _refuse_misfit_algorithm(config: Config, sources: dict[str, str]) -> None:
+    """Settings the chosen algorithm would ignore or cannot train, named with the fix."""
+    algorithm = config.training.algorithm
+
+    def where(key: str, value: object) -> str:
+        return f"{key}={value}" + (f" (set in {sources[key]})" if key in sources else "")
+
+    chosen = where("training.algorithm", algorithm)
+    for name in ("sac", "tqc"):
+        if getattr(config, name).use_sde and algorithm != name:
+            raise UserError(
+                f"invalid configuration: {where(f'{name}.use_sde', 'true')}, but "
+                f"training.algorithm={algorithm} does not read the {name}: section\n"
+                f"  fix: set training.algorithm={name}, or {name}.use_sde=false"
+                + (" and ppo.use_sde=true for PPO's gSDE" if algorithm == "ppo" else "")
+            )
+    section = None if algorithm == "ppo" else getattr(config, algorithm)
+    if section is None:
+        return
+    if config.ppo.use_sde:
+        raise UserError(
+            f"invalid configuration: {where('ppo.use_sde', 'true')}, but {chosen} does not "
+            f"train PPO\n  fix: set {algorithm}.use_sde=true for {algorithm.upper()}'s own "
+            "gSDE, and ppo.use_sde=false"
+        )
+    if EXTRACTORS[config.policy.extractor].recurrent:
+        raise UserError(
+            f"invalid configuration: {where('policy.extractor', config.policy.extractor)} "
+            f"is recurrent, which only RecurrentPPO trains; {chosen} has no recurrent policy\n  fix: set policy.extractor to flat, shared_asset or multi_timeframe_cnn, or "
+            "training.algorithm=ppo"
+        )
+    if config.ensemble.mode == "fedavg":
+        raise UserError(
+            f"invalid configuration: {where('ensemble.mode', 'fedavg')} averages PPO members' "
+            f"weights every round; {chosen} is not built for it (each member's "
+            "critics, targets and replay buffer would disagree with the averaged actor)\n"
+            "  fix: set ensemble.mode=independent, or training.algorithm=ppo"
+        )
+    if config.training.entropy_target is not None:
+        raise UserError(
+            f"invalid configuration: {where('training.entropy_target', config.training.entropy_target)} raises PPO's ent_coef; "
+            f"{algorithm.upper()} tunes its own entropy weight\n  fix: set "
+            f"training.entropy_target=null and {algorithm}.target_entropy (with "
+            f"{algorithm}.ent_coef=auto)"
+        )
+    if config.training.min_entropy is not None:
+        raise UserError(
+            f"invalid configuration: {where('training.min_entropy', config.training.min_entropy)} "
+            f"reads PPO's state-independent log_std; {algorithm.upper()}'s actor outputs a spread "
+            "per state, so there is no such number to watch\n  fix: set training.min_entropy=null "
+            "(training.min_action_std still watches the actions' spread)"
+        )
+    budget = config.ppo.total_timesteps
+    if section.learning_starts >= budget:
+        raise UserError(
+            f"invalid configuration: "
+            f"{where(f'{algorithm}.learning_starts', section.learning_starts)}: "
+            f"{section.learning_starts:,} random steps before the first update, but a member "
+            f"takes only {budget:,} steps per fold (ppo.total_timesteps): it would never learn\n"
+            f"  fix: set {algorithm}.learning_starts to at most {budget // 10:,} (a tenth of the "
+            "budget), or raise ppo.total_timesteps"
+        )
 
 
 def _refuse_entropy_under_gsde(config: Config, sources: Sources) -> None:

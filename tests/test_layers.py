@@ -24,6 +24,7 @@ CORE_RANKS = {
     "core.features.registry": 0,  # stdlib-only lists the config validates against
     "core.policies.registry": 0,
     "core.config": 1,
+    "core.algorithms": 2,  # the learner's name, its replay buffer's size: reads the config
     "core.policies": 2,
     "core.data": 2,
     "core.hardware": 3,

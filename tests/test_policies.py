@@ -236,7 +236,7 @@ def test_every_extractor_trains_saves_and_walks_the_same_after_loading(
     settings_ = env_settings(config.model_copy(update={"features": config.features.model_copy(
         update={"timeframes": ["1h", "4h"]})}))  # fmt: skip
     vec = vec_env(4, "batch", store, settings_, BarRange(7, n_time - 100), 0)
-    model = new_model(config, vec, store_layout(store, config), 16, 32, seed=0, device="cpu")
+    model = new_model(config, vec, store_layout(store, config), 16, 32, 0, "cpu", 4096)
     model.learn(128)
     model.save(tmp_path / "model.zip")
     loaded = load_model(config, tmp_path / "model.zip", store)
@@ -261,7 +261,7 @@ def test_a_recurrent_walk_carries_its_memory_from_bar_to_bar(tmp_path: Path) -> 
     settings_ = env_settings(config.model_copy(update={"features": config.features.model_copy(
         update={"timeframes": ["1h", "4h"]})}))  # fmt: skip
     vec = vec_env(2, "batch", store, settings_, BarRange(3, len(store.timestamps)), 0)
-    model = new_model(config, vec, store_layout(store, config), 16, 16, seed=0, device="cpu")
+    model = new_model(config, vec, store_layout(store, config), 16, 16, 0, "cpu", 4096)
     obs = vec.reset()
     single = {key: value[:1] for key, value in obs.items()}
     walk = agent_policy(model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -12,15 +13,21 @@ from hypothesis.extra.numpy import arrays
 from core.config import load_config
 from core.evaluation import metrics
 from training.post.ensemble import vote
-from training.post.report import baseline_verdict, cost_lines
+from training.post.report import alarm_lines, baseline_verdict, cost_lines
 from training.post.results import (
     MEMBERS_ENSEMBLE,
+    STRATEGIES,
     FoldResult,
+    FoldTracks,
     best_baseline,
     collapse_alarms,
+    constant_position_alarms,
+    constant_positions,
     cost_dominated,
+    fold_result,
     strongest_baseline,
 )
+from training.run.tracks import SERIES
 
 
 def strategy(gross: float, cost: float) -> dict[str, float]:
@@ -133,3 +140,76 @@ def test_a_vote_takes_the_majority_direction_at_the_mean_size(actions: np.ndarra
 def test_disagreeing_members_keep_a_position_under_a_vote() -> None:
     actions = np.array([[0.5], [0.4], [-0.6]])  # the mean, 0.1, falls inside a 0.2 band
     assert abs(np.mean(actions)) < 0.2 < abs(vote(actions)[0])
+
+
+TEST_BARS = 120
+
+
+def track(weights: np.ndarray) -> dict[str, np.ndarray]:
+    """A tracks file's arrays whose agent decided `weights` [bars, assets] on every bar."""
+    arrays = {"timestamp": np.arange(TEST_BARS, dtype=np.int64)}
+    arrays |= {f"{name}.{series}": np.zeros(TEST_BARS) for name in STRATEGIES for series in SERIES}
+    return arrays | {"agent.weights": weights}
+
+
+def fold_of(index: int, ensemble: np.ndarray, *members: tuple[np.ndarray, float]) -> FoldResult:
+    """A fold from its test tracks: the ensemble's weights and each member's (weights, trades)."""
+    results = [
+        {
+            "member": m,
+            "evaluations": [{"score": 1.0}],
+            "test": {"agent": {"trades": trades, "exposure": np.abs(w).sum(axis=1).mean()}},
+        }
+        for m, (w, trades) in enumerate(members)
+    ]
+    tracks = FoldTracks(index, track(ensemble), {m: track(w) for m, (w, _) in enumerate(members)})
+    return fold_result(tracks, results, list(range(len(members))), None)
+
+
+LONG = np.tile([0.85, 0.0], (TEST_BARS, 1))  # +85 % long the first asset, whatever the market
+MOVING = np.column_stack([0.5 * np.sin(np.arange(TEST_BARS) / 5.0), np.zeros(TEST_BARS)])
+FLAT = np.zeros((TEST_BARS, 2))
+ASSETS = ["BTC", "ETH"]
+
+
+def test_members_stuck_on_one_position_are_named_with_the_measure_and_the_fix() -> None:
+    config = load_config(overrides=["ensemble.size=3"])
+    folds = [fold_of(i, MOVING, (LONG, 40), (MOVING, 90), (FLAT, 0)) for i in (0, 1)]
+    trading = {"agent": {"trades": 50.0, "exposure": 0.3}}
+    positions = constant_positions(trading, folds, config, ASSETS)
+    assert [f["track"] for f in positions["flagged"]] == ["fold 0 member 0", "fold 1 member 0"]
+    assert positions["members_judged"] == 4  # the flat member is the no-trade alarm's
+    assert positions["flagged"][0]["mean"]["BTC"] == pytest.approx(0.85)
+    (alarm,) = constant_position_alarms(positions, config)
+    assert alarm.startswith("2 of 4 trading member test(s) hold a constant position")
+    assert "fold 1 member 0 (+0.85 long BTC" in alarm
+    assert "evaluation.constant_position_std 0.01" in alarm and "ppo.ent_coef" in alarm
+    sde = load_config(overrides=["ensemble.size=3", "ppo.use_sde=true"])
+    assert "ppo.use_sde=false" in constant_position_alarms(positions, sde)[0]
+
+
+def test_an_ensemble_stuck_on_one_position_raises_the_alarm_in_the_report() -> None:
+    config = load_config(overrides=["ensemble.size=2"])
+    folds = [fold_of(i, LONG, (LONG, 40), (MOVING, 90)) for i in (0, 1)]
+    trading = {"agent": {"trades": 2.0, "exposure": 0.85}}
+    positions = constant_positions(trading, folds, config, ASSETS)
+    assert [f["track"] for f in positions["flagged"]][-1] == "the ensemble"
+    assert positions["flagged"][-1]["bars"] == 2 * TEST_BARS  # the stitched walk
+    alarms = constant_position_alarms(positions, config)
+    assert alarms[0].startswith("the ensemble holds a constant position out of sample: +0.85")
+    (shown, _) = alarm_lines({"alarms": alarms})
+    assert (
+        shown.startswith("> **ALARM: the ensemble holds a constant position") and " fix: " in shown
+    )
+    # The same walk that never traded is the no-trade alarm's, not this one's.
+    flat = {"agent": {"trades": 0.0, "exposure": 0.0}}
+    assert "the ensemble" not in [
+        f["track"] for f in constant_positions(flat, folds, config, ASSETS)["flagged"]
+    ]
+    # A fold whose ensemble moves breaks the stitched constant; runs without weights are not judged.
+    mixed = [folds[0], fold_of(1, MOVING, (LONG, 40), (MOVING, 90))]
+    assert (
+        constant_positions(trading, mixed, config, ASSETS)["flagged"][-1]["track"] != "the ensemble"
+    )
+    old = FoldResult(0, pd.DataFrame(), folds[0].members, pd.DataFrame())
+    assert constant_positions(trading, [old], config, ASSETS)["judged"] == 0

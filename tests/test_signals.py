@@ -108,6 +108,10 @@ def test_a_recorded_task_is_killed_only_if_its_start_time_matches(tmp_path: Path
     code = "import sys, time; time.sleep(60)"
     task = subprocess.Popen([sys.executable, "-c", code, "submitit.core._submit"])
     try:
+        deadline = time.monotonic() + 30  # until exec, /proc shows the forking parent's command
+        while b"submitit" not in Path(f"/proc/{task.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the child never ran its command"
+            time.sleep(0.01)
         identity = ProcessIdentity.of(task.pid)
         assert identity is not None
         progress = tmp_path / "progress.json"

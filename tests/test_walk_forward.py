@@ -131,3 +131,27 @@ def test_collapse_alarms_and_entropy_floor_reach_the_report(tmp_path: Path) -> N
     report = (summary["run_dir"] / "report.md").read_text()
     assert "## Warnings" in report
     assert "collapse: action spread" in report and "collapse: policy entropy" in report
+
+
+def test_tracks_stuck_on_one_position_raise_the_alarm_in_the_report(
+    planted: dict, tmp_path: Path
+) -> None:
+    import shutil
+
+    from training.post.report import build_report
+    from training.run.tracks import load_tracks
+
+    assert planted["constant_positions"]["flagged"] == []  # a learner that reads its signal moves
+    run_dir = shutil.copytree(planted["run_dir"], tmp_path / "constant")
+    for path in run_dir.glob("folds/fold_*/**/*tracks.npz"):  # each fold's and member's walk
+        arrays = load_tracks(path)
+        arrays["agent.weights"] = np.tile([0.85, 0.0], (len(arrays["agent.weights"]), 1))
+        np.savez(path, **arrays)
+    summary = build_report(run_dir)
+    flagged = [f["track"] for f in summary["constant_positions"]["flagged"]]
+    assert flagged == ["fold 0 member 0", "fold 1 member 0", "fold 2 member 0", "the agent"]
+    saved = json.loads((run_dir / "metrics.json").read_text())["constant_positions"]
+    assert saved["threshold"] == 0.01 and saved["flagged"][-1]["mean"]["A0"] == pytest.approx(0.85)
+    report = (run_dir / "report.md").read_text()
+    assert "> **ALARM: the agent holds a constant position out of sample: +0.85 long A0" in report
+    assert "evaluation.constant_position_std 0.01" in report and "ppo.ent_coef" in report

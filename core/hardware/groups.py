@@ -32,6 +32,12 @@ class LearnerChoice:
 
 def separate_because(config: Config, ensemble: int, obs_dim: int) -> str | None:
     """Why this run cannot train in groups, or None when it can."""
+    if config.training.algorithm != "ppo":
+        name = config.training.algorithm
+        return (
+            f"training.algorithm={name}: the population learner batches PPO's update only, so "
+            f"{name.upper()} members train separate (one SB3 learn() each)"
+        )
     if config.ensemble.learner == "separate":
         return "ensemble.learner=separate in the config"
     if ensemble < 2:

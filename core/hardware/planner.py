@@ -18,10 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from core.algorithms import off_policy, stored_transitions
 from core.config import Config, LearnerName, validate
 from core.errors import UserError
 from core.features.registry import INDICATORS
 from core.features.registry import TIME_COLUMNS as TIME_COLUMN_NAMES
+from core.hardware import replay
 from core.hardware.autotune import Autotune, DeviceProbe
 from core.hardware.groups import (
     LearnerChoice,
@@ -48,6 +50,7 @@ MAX_AUTO_TORCH_THREADS = 8
 # With the batch env the learner process also steps the envs, so it may use a few more threads.
 MAX_AUTO_BATCH_TORCH_THREADS = 16
 CUDA_CONTEXT_GB = 0.5
+OFF_POLICY_NETWORKS = 3  # SAC/TQC: an actor, critics and their targets, each about PPO's size
 UNSTATED_GPU_ROOM = 10**6  # member slots on a GPU whose memory nobody stated: not bounded
 # Feature columns each indicator adds per timeframe, from the registry; "time" is added once.
 INDICATOR_COLUMNS = {name: len(spec.columns) for name, spec in INDICATORS.items()}
@@ -588,6 +591,9 @@ def _gpu_rollout(config: Config) -> tuple[int, int]:
         n_envs = config.hardware.n_envs
     else:
         n_envs = max(1, config.hardware.target_rollout_steps // MAX_N_STEPS)
+    section = off_policy(config)
+    if section is not None:  # one update's batch, from the replay buffer
+        return n_envs * section.train_freq, section.batch_size
     rollout = n_envs * _n_steps(config, n_envs).value
     return rollout, _batch_size(config, rollout, "cuda").value
 
@@ -646,6 +652,7 @@ class _Processes:
     memory_gb: float
     gpu_memory_gb: float
     gpu_assignment: tuple[int, ...]
+    transition_gb: float = 0.0  # off-policy: one replay transition (core.hardware.replay)
 
     @property
     def torch_threads(self) -> int:
@@ -827,7 +834,7 @@ def _measured(
     decisions["envs_per_worker"] = Decision(
         decisions["n_envs"].value, "auto", "the learner process holds every env"
     )
-    memory = _member_memory_gb(config, shape, layout.env_workers, rollout)
+    memory = _member_memory_gb(config, shape, layout.env_workers, rollout, layout.n_envs)
     measured = _Processes(layout.members, decisions, memory, 0.0, ())
     if not _fits(measured, hardware, config, budget_gb):
         notes.extra.append(f"autotune's fastest candidate does not fit in memory: kept {rule}")
@@ -895,22 +902,45 @@ def _layout(
         if max_workers is not None:
             worker_cap = min(worker_cap, max_workers)
         workers, per_worker, n_envs = _env_layout(config, worker_cap)
-    n_steps = _n_steps(config, n_envs.value)
-    rollout = n_envs.value * n_steps.value
-    batch = _batch_size(config, rollout, device)
-    memory = _member_memory_gb(config, shape, workers.value, rollout)
-    gpu_memory = _gpu_memory_gb(shape, batch.value) if device == "cuda" else 0.0
-    assignment = _assign_gpus(hardware, config, members, gpu_memory) if device == "cuda" else ()
     decisions = {
         "torch_threads": torch_threads,
         "blas_threads": blas,
         "env_workers": workers,
         "envs_per_worker": per_worker,
         "n_envs": n_envs,
-        "n_steps": n_steps,
-        "batch_size": batch,
+        **_learning_steps(config, n_envs.value, device, shape),
     }
-    return _Processes(members, decisions, memory, gpu_memory, assignment)
+    rollout = n_envs.value * decisions["n_steps"].value
+    memory = _member_memory_gb(config, shape, workers.value, rollout, n_envs.value)
+    batch = decisions["batch_size"].value
+    gpu_memory = _gpu_memory_gb(shape, batch) if device == "cuda" else 0.0
+    assignment = _assign_gpus(hardware, config, members, gpu_memory) if device == "cuda" else ()
+    transition = replay.replay_gb(shape.obs_dim, shape.action_dim, 1)
+    return _Processes(members, decisions, memory, gpu_memory, assignment, transition)
+
+
+def _learning_steps(
+    config: Config, n_envs: int, device: str, shape: PolicyShape
+) -> dict[str, Decision]:
+    """PPO: n_steps per env and the minibatch; SAC/TQC: steps collected between updates, the
+    updates, their batch and the replay buffer (core.hardware.replay)."""
+    section = off_policy(config)
+    if section is None:
+        n_steps = _n_steps(config, n_envs)
+        return {
+            "n_steps": n_steps,
+            "batch_size": _batch_size(config, n_envs * n_steps.value, device),
+        }
+    steps, gradient_why, auto = replay.gradient_steps(config, section, n_envs)
+    buffer = replay.replay_buffer(config, section, n_envs, shape.obs_dim, shape.action_dim)
+    collect, collect_why = replay.collect_steps(config, section)
+    batch, batch_why = replay.update_batch(config, section)
+    return {
+        "n_steps": Decision(collect, "config", collect_why),
+        "batch_size": Decision(batch, "config", batch_why),
+        "gradient_steps": Decision(steps, "auto" if auto else "config", gradient_why),
+        "replay_buffer": Decision(buffer[0], "auto", buffer[1]),
+    }
 
 
 def _torch_threads(config: Config, device: str, members: int, cpus: int) -> Decision:
@@ -1067,14 +1097,18 @@ def _model_gb(shape: PolicyShape) -> float:
     return 4 * shape.params * FLOAT_BYTES / GIB  # weights, gradients, two Adam moments
 
 
-def _member_memory_gb(config: Config, shape: PolicyShape, workers: int, rollout: int) -> float:
+def _member_memory_gb(
+    config: Config, shape: PolicyShape, workers: int, rollout: int, n_envs: int
+) -> float:
     hw = config.hardware
-    return (
-        hw.learner_memory_gb
-        + _rollout_gb(shape, rollout)
-        + _model_gb(shape)
-        + workers * hw.worker_memory_gb
-    )
+    section = off_policy(config)
+    if section is None:
+        learning = _rollout_gb(shape, rollout) + _model_gb(shape)
+    else:  # the replay buffer; actor, critics and target critics (about 3 PPO-sized networks)
+        transitions = stored_transitions(section, config.ppo.total_timesteps, n_envs)
+        learning = replay.replay_gb(shape.obs_dim, shape.action_dim, transitions)
+        learning += OFF_POLICY_NETWORKS * _model_gb(shape)
+    return hw.learner_memory_gb + learning + workers * hw.worker_memory_gb
 
 
 def _gpu_memory_gb(shape: PolicyShape, batch: int) -> float:
@@ -1144,6 +1178,8 @@ def _misfit(
             "  fix: lower hardware.members_concurrent, env_workers, torch_threads or blas_threads, "
             "or set them to auto"
         )
+    if layout.members * layout.memory_gb > budget_gb and "replay_buffer" in layout.decisions:
+        return _replay_misfit(layout, hardware, config, budget_gb, configured)
     if layout.members * layout.memory_gb > budget_gb:
         who = f"{layout.members} member(s)" if configured else "even one member"
         return (
@@ -1166,10 +1202,39 @@ def _misfit(
     return None
 
 
+def _replay_misfit(
+    layout: _Processes, hardware: Hardware, config: Config, budget_gb: float, configured: bool
+) -> str:
+    """An off-policy member whose replay buffer does not fit: its size, and the buffer that would."""
+    name = config.training.algorithm
+    buffer = layout.decisions["replay_buffer"]
+    transitions = buffer.value
+    others_gb = layout.memory_gb - transitions * layout.transition_gb
+    room_gb = budget_gb / layout.members - others_gb
+    fits = max(0, int(room_gb / layout.transition_gb)) // layout.n_envs * layout.n_envs
+    who = f"{layout.members} member(s) at once" if configured else "even one member"
+    smaller = (
+        f"set {name}.buffer_size to at most {fits:,}"
+        if fits >= layout.n_envs
+        else "the rest of a member does not fit either: free memory"
+    )
+    return (
+        f"{who} need(s) ~{layout.members * layout.memory_gb:.2f} GB of RAM, "
+        f"{layout.memory_gb:.2f} GB each, most of it the replay buffer: {buffer.why}; only "
+        f"{budget_gb:.2f} GB is usable ({hardware.memory_available_gb:.2f} GB available x "
+        "(1 - hardware.memory_headroom)). Refused before any job: SB3 would fill it step by step "
+        "and the machine would swap or kill the run hours in\n"
+        f"  fix: {smaller}, or lower env.window (each transition holds two observations)"
+        + (", or hardware.members_concurrent" if configured else "")
+    )
+
+
 def _check_batch(layout: _Processes) -> None:
     """A fixed ppo.batch_size must split the rollout it was fitted to (an auto one always does)."""
     rollout = layout.rollout
     batch = layout.batch_size
+    if "replay_buffer" in layout.decisions:
+        return  # off-policy: batches are drawn from the replay buffer, not cut from a rollout
     if rollout % batch == 0 and rollout // batch >= MIN_MINIBATCHES:
         return
     valid = [d for d in _divisors(rollout) if rollout // d >= MIN_MINIBATCHES]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.algorithms import algorithm_label, off_policy
 from core.hardware import threads
 
 if TYPE_CHECKING:
@@ -365,7 +366,8 @@ def jobs_line(config: Config, n_folds: int, resource_plan: Plan) -> str:
     }[config.launcher.cluster]
     line = (
         f"{n_folds} fold(s) x {members} member(s) = {count} job(s) of "
-        f"{config.ppo.total_timesteps:,} PPO steps each{_whole_rollouts(config, resource_plan)}"
+        f"{config.ppo.total_timesteps:,} {algorithm_label(config)} steps each"
+        f"{_whole_rollouts(config, resource_plan)}"
     )
     if resource_plan.learner != "population":
         return f"{line}, run {how}{_estimate(config, resource_plan)}"
@@ -388,6 +390,8 @@ def _estimate(config: Config, resource_plan: Plan) -> str:
     """Training's wall time at the pace --autotune measured here (the probe times one member's
     learner with the batch env, so only such plans get one); the walks add to it."""
     pace = resource_plan.measured_steps_per_s
+    if off_policy(config) is not None:
+        return f"; no wall-time estimate: --autotune times PPO, not {algorithm_label(config)}"
     if not pace:
         return (
             "; no wall-time estimate: --autotune measures this machine's pace once (seconds), "
@@ -412,6 +416,12 @@ def _whole_rollouts(config: Config, resource_plan: Plan) -> str:
     trained = -(-config.ppo.total_timesteps // rollout) * rollout
     if trained == config.ppo.total_timesteps:
         return ""
+    if off_policy(config) is not None:
+        return (
+            f" (trained as {trained:,}: {algorithm_label(config)} collects n_envs "
+            f"{resource_plan.n_envs} x {config.training.algorithm}.train_freq "
+            f"{resource_plan.n_steps} = {rollout:,} steps between updates)"
+        )
     return (
         f" (trained as {trained:,}: PPO collects whole rollouts of n_envs {resource_plan.n_envs}"
         f" x n_steps {resource_plan.n_steps} = {rollout:,} steps)"

@@ -7,6 +7,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.algorithms import off_policy
+from core.errors import UserError
+
 if TYPE_CHECKING:
     import argparse
 
@@ -36,6 +39,14 @@ def plan_for_store(
         "folds": None if profile else fold_count(config, store),
     }
     resource_plan = plan(hardware, config, members, **shape)
+    if off_policy(config) is not None:  # the probes time PPO's learner: not this one
+        if args.autotune:
+            raise UserError(
+                f"--autotune times PPO's rollouts and updates; training.algorithm="
+                f"{config.training.algorithm} learns off-policy, so its measurements would not "
+                "apply\n  fix: drop --autotune (the plan's rules size the off-policy learner)"
+            )
+        return resource_plan, None
     device = device_measurements(args, config, hardware, store, bool(profile), resource_plan)
     if device is not None:
         resource_plan = plan(hardware, config, members, **shape, device_probe=device)

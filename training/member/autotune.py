@@ -80,6 +80,7 @@ def measure(
         candidate.batch_size,
         seed=0,
         device="cpu",
+        timesteps=(timed_rollouts + 1) * candidate.n_envs * candidate.n_steps,
     )
     rollout = candidate.n_envs * candidate.n_steps
     model.learn(rollout)

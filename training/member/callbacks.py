@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from stable_baselines3 import PPO
@@ -26,6 +27,7 @@ from training.run.job import Preemption
 ENTROPY_BOOST = 1.5  # ent_coef grows by this factor per evaluation while entropy is too low
 ENT_COEF_START = 1e-3  # ...starting here when ent_coef is 0
 GAUSSIAN_ENTROPY_CONSTANT = 0.5 + 0.5 * math.log(2 * math.pi)
+OFF_POLICY_ACTION_ROWS = 256  # replay rows (of n_envs steps) the action-spread alarm reads
 
 
 Validator = Callable[[PPO], dict[str, float]]  # model -> validation metrics incl. "score", "trades"
@@ -70,9 +72,8 @@ class WalkForwardCallback(BaseCallback):
         return not self.stop
 
     def _on_rollout_end(self) -> None:
-        buffer = self.model.rollout_buffer
-        rewards = buffer.rewards
-        actions = np.clip(buffer.actions, -1.0, 1.0)
+        actions, rewards = collected(self.model)
+        actions = np.clip(actions, -1.0, 1.0)
         self.action_std = float(actions.std(axis=0).mean())
         record = self.logger.record
         record("rollout/reward_mean", float(rewards.mean()))
@@ -137,7 +138,11 @@ class WalkForwardCallback(BaseCallback):
         self.check(model)
         result = self.validate(model)
         entropy = policy_entropy(model)
-        result |= {"timesteps": model.num_timesteps, "entropy": entropy, "ent_coef": model.ent_coef}
+        result |= {
+            "timesteps": model.num_timesteps,
+            "entropy": entropy,
+            "ent_coef": entropy_weight(model),
+        }
         result["action_std"] = self.action_std
         state.evaluations.append(result)
         for key, value in result.items():
@@ -194,6 +199,34 @@ class WalkForwardCallback(BaseCallback):
         for alarm in alarms:
             self.state.warnings.append(alarm)
             self.warn(alarm)
+
+
+def collected(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(actions, rewards) of the steps just collected: PPO's rollout; for SAC/TQC the rows the
+    collection wrote to the replay buffer, with actions over its last OFF_POLICY_ACTION_ROWS rows
+    (a collection is often one step per env: too few to measure the policy's spread)."""
+    rollout = getattr(model, "rollout_buffer", None)
+    if rollout is not None:
+        return rollout.actions, rollout.rewards
+    replay = model.replay_buffer
+    filled = replay.buffer_size if replay.full else replay.pos
+
+    def last(values: np.ndarray, rows: int) -> np.ndarray:
+        order = (replay.pos - 1 - np.arange(min(rows, filled))) % replay.buffer_size
+        return values[order]
+
+    return last(replay.actions, OFF_POLICY_ACTION_ROWS), last(
+        replay.rewards, model.train_freq.frequency
+    )
+
+
+def entropy_weight(model: Any) -> float:
+    """The entropy coefficient in use: PPO's number, or SAC/TQC's (learned: exp of its log)."""
+    learned = getattr(model, "log_ent_coef", None)
+    if learned is not None:
+        return float(learned.detach().exp().item())
+    fixed = getattr(model, "ent_coef_tensor", None)
+    return float(fixed.item()) if fixed is not None else float(model.ent_coef)
 
 
 def policy_entropy(model: PPO) -> float:

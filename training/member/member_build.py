@@ -84,7 +84,9 @@ def member_model(
         init = fold_seed(config, job.fold.index) if config.ensemble.mode == "fedavg" else job.seed
         set_random_seed(init)
         layout = store_layout(store, config)
-        model = new_model(config, vec, layout, job.n_steps, job.batch_size, init, job.device)
+        model = new_model(
+            config, vec, layout, job.n_steps, job.batch_size, init, job.device, job.timesteps
+        )
     formats = ["csv", "tensorboard"] if config.training.tensorboard else ["csv"]
     model.set_logger(configure(str(job.files.logs), formats))
     return model

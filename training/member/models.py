@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from core.algorithms import off_policy, stored_transitions
 from core.config import Config, risk_profile_config, schedule_start
 from core.evaluation.rollout import Policy
 from core.features.resolved import with_inferred
@@ -82,6 +83,37 @@ def rollout_buffer_class(config: Config) -> Any:
     return FewCopiesDictRolloutBuffer
 
 
+def off_policy_arguments(
+    config: Config, layout: ObservationLayout, n_envs: int, timesteps: int
+) -> dict[str, Any]:
+    """Every SAC/TQC parameter from its config section; the buffer no larger than the member
+    ever fills (core.algorithms.stored_transitions: what the plan counted in memory)."""
+    section = off_policy(config)
+    assert section is not None, "an off-policy run's section"
+    policy, policy_kwargs = policy_arguments(config, layout)
+    arguments: dict[str, Any] = {
+        "policy": policy,
+        "learning_rate": schedule(section.learning_rate),
+        "buffer_size": stored_transitions(section, timesteps, n_envs),
+        "learning_starts": section.learning_starts,
+        "batch_size": section.batch_size,
+        "tau": section.tau,
+        "gamma": section.gamma,
+        "train_freq": section.train_freq,
+        # auto: SB3's -1, as many updates as env steps were just collected (replay ratio 1)
+        "gradient_steps": -1 if section.gradient_steps == "auto" else section.gradient_steps,
+        "ent_coef": section.ent_coef,
+        "target_entropy": section.target_entropy,
+        "use_sde": section.use_sde,
+        "sde_sample_freq": section.sde_sample_freq,
+        "stats_window_size": config.ppo.stats_window_size,
+        "policy_kwargs": policy_kwargs,
+    }
+    if config.training.algorithm == "tqc":
+        arguments["top_quantiles_to_drop_per_net"] = config.tqc.top_quantiles_to_drop_per_net
+    return arguments
+
+
 def new_model(
     config: Config,
     env: Any,
@@ -90,14 +122,15 @@ def new_model(
     batch_size: int,
     seed: int,
     device: str,
+    timesteps: int,
 ) -> Any:
-    return algorithm_class(config)(
-        env=env,
-        seed=seed,
-        device=device,
-        verbose=0,
-        **ppo_arguments(config, layout, n_steps, batch_size),
-    )
+    """`n_steps` and `batch_size` are the plan's PPO rollout; `timesteps` the member's budget
+    (an off-policy buffer is sized to it)."""
+    if off_policy(config) is None:
+        arguments = ppo_arguments(config, layout, n_steps, batch_size)
+    else:
+        arguments = off_policy_arguments(config, layout, env.num_envs, timesteps)
+    return algorithm_class(config)(env=env, seed=seed, device=device, verbose=0, **arguments)
 
 
 def load_model(
@@ -117,7 +150,7 @@ def load_model(
     if absent:
         raise unreadable(path, f"its data has no {', '.join(absent)}")
     custom = {name: value for name, value in trusted.items() if name in data}
-    left_out = {name: trusted[name] for name in NOT_SAVED if name not in data}
+    left_out = {name: trusted[name] for name in NOT_SAVED if name not in data and name in trusted}
     try:  # the file was checked whole; what fails now is a network unlike the run's
         return algorithm_class(config).load(
             path, env=env, device=device, custom_objects=custom, **left_out
@@ -141,18 +174,15 @@ def trusted_entries(config: Config, store: FeatureStore, env: Any = None) -> dic
         spaces = env.observation_space, env.action_space
     else:
         spaces = observation_space(store, config.env.window), action_space(store)
-    return {
+    section = off_policy(config)
+    learning_rate = (section or config.ppo).learning_rate
+    common = {
         "policy_class": policy,
         "policy_kwargs": policy_kwargs,
         "observation_space": spaces[0],
         "action_space": spaces[1],
-        "learning_rate": schedule(config.ppo.learning_rate),  # pickled when a schedule
-        "lr_schedule": FloatSchedule(schedule(config.ppo.learning_rate)),
-        # PPO makes these schedules when it sets up
-        "clip_range": schedule(config.ppo.clip_range),
-        "clip_range_vf": schedule(config.ppo.clip_range_vf),
-        "rollout_buffer_class": rollout_buffer_class(config),
-        "rollout_buffer_kwargs": {},
+        "learning_rate": schedule(learning_rate),  # pickled when a schedule
+        "lr_schedule": FloatSchedule(schedule(learning_rate)),
         "action_noise": None,
         "_last_obs": None,
         "_last_episode_starts": None,
@@ -160,10 +190,43 @@ def trusted_entries(config: Config, store: FeatureStore, env: Any = None) -> dic
         "ep_info_buffer": None,
         "ep_success_buffer": None,
     }
+    if section is None:
+        return common | {
+            # PPO makes these schedules when it sets up
+            "clip_range": schedule(config.ppo.clip_range),
+            "clip_range_vf": schedule(config.ppo.clip_range_vf),
+            "rollout_buffer_class": rollout_buffer_class(config),
+            "rollout_buffer_kwargs": {},
+        }
+    from stable_baselines3.common.buffers import DictReplayBuffer
+    from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
+
+    target = section.target_entropy
+    actions = int(np.prod(spaces[1].shape))
+    return common | {
+        "replay_buffer_class": DictReplayBuffer,  # what SB3 picks for dict observations
+        "replay_buffer_kwargs": {},
+        "train_freq": TrainFreq(section.train_freq, TrainFrequencyUnit.STEP),
+        "target_entropy": _target_entropy(config, target, actions),
+    }
+
+
+def _target_entropy(config: Config, target: float | str, actions: int) -> Any:
+    """The value SAC / TQC set up from the config's: from auto, SAC keeps a float and TQC a
+    numpy float32 (which its checkpoints pickle)."""
+    if target != "auto":
+        return float(target)
+    value = -np.prod((actions,)).astype(np.float32)
+    return value if config.training.algorithm == "tqc" else float(value)
 
 
 def recurrent(model: Any) -> bool:
     return hasattr(model.policy, "lstm_actor")
+
+
+def stackable(model: Any) -> bool:
+    """A feed-forward PPO actor-critic, which core.policies.stacked runs G at a time."""
+    return not recurrent(model) and hasattr(model.policy, "action_net")
 
 
 def agent_policy(model: Any) -> Policy:

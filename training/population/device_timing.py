@@ -63,7 +63,9 @@ def time_groups(
     models = []
     for seed in range(max(sizes)):
         vec = vec_env(n_envs, "batch", store, settings, bars, seed)
-        model = new_model(config, vec, layout, n_steps, batch, seed=seed, device=device)
+        model = new_model(
+            config, vec, layout, n_steps, batch, seed, device, config.ppo.total_timesteps
+        )
         model._setup_learn(10**9, None)
         models.append(model)
     timings = []

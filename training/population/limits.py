@@ -12,6 +12,12 @@ from core.policies.registry import EXTRACTORS
 def refuse_unbatched(config: Config) -> None:
     """What the population learner cannot run exactly, refused by name (never ignored)."""
     fix = "set ensemble.learner=separate (one SB3 learn() per member)"
+    if config.training.algorithm != "ppo":
+        raise UserError(
+            f"training.algorithm={config.training.algorithm} cannot train with the population "
+            "learner: it batches PPO's rollouts and update, not an off-policy replay\n"
+            f"  fix: {fix}, or ensemble.learner=auto (which picks separate)"
+        )
     if config.ppo.use_sde:
         raise UserError(
             "ppo.use_sde=true cannot train with the population learner: its batched rollout "

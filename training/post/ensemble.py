@@ -19,7 +19,7 @@ from core.envs.settings import env_settings
 from core.evaluation.judge import evaluate_window
 from core.evaluation.rollout import Policy
 from training.member.checkpoints import load_tested
-from training.member.models import agent_policy, recurrent
+from training.member.models import agent_policy, stackable
 from training.run.files import RunFiles
 from training.run.folder import load_run, run_config, run_store
 from training.run.job import jobs_by_fold
@@ -85,14 +85,16 @@ def ensemble_policy(models: list[Any], aggregate: str) -> Policy:
     import torch
 
     combine = AGGREGATES[aggregate]
-    if any(recurrent(model) for model in models):  # each member carries its own LSTM state
+    if not all(stackable(model) for model in models):
+        # A recurrent member carries its own LSTM state; SAC / TQC actors are not the
+        # actor-critic the vmapped forward stacks: member by member.
         members = [agent_policy(model) for model in models]
 
-        def decide_recurrent(obs: dict[str, np.ndarray], weights: np.ndarray, t: int) -> np.ndarray:
+        def decide_each(obs: dict[str, np.ndarray], weights: np.ndarray, t: int) -> np.ndarray:
             each = np.stack([member(obs, weights, t) for member in members])
             return np.clip(combine(each, axis=0), -1.0, 1.0)
 
-        return decide_recurrent
+        return decide_each
     from core.policies.stacked import StackedPolicies
 
     first = models[0].policy

@@ -11,7 +11,7 @@ Rendering (report.md, plots) is `training.post.report`'s work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from core.evaluation import metrics
 from core.evaluation.baselines import BASELINES
 from core.evaluation.judge import AGENT, annualisation_of
 from core.evaluation.metrics import Annualisation
+from core.evaluation.positions import describe_position, position_spread
 from core.folds import coverage
 from training.run.files import RunFiles
 from training.run.folder import load_run, run_config, run_store
@@ -49,6 +50,9 @@ class FoldResult:
     fused: dict[str, Any] | None = None  # fused.json: rounds and the round kept (fedavg)
     best_member: int = 0  # the member with the best validation score
     weights: np.ndarray | None = None  # the agent's target weights per test bar [bars, assets]
+    # Each finished member's own target weights on the test bars (runs before decisions: none).
+    member_weights: dict[int, np.ndarray] = field(default_factory=dict)
+    members_ensemble_weights: np.ndarray | None = None  # fedavg: beside the fused model
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,11 @@ def summarise(
         if config.ensemble.mode == "fedavg"
         else None
     )
+    agents = stitched | (
+        {MEMBERS_ENSEMBLE: fedavg["compared"]["members' ensemble"]} if fedavg else {}
+    )
+    assets = read_record(run.jobs, "the run's job list")["assets"]
+    positions = constant_positions(agents, folds, config, assets)
     summary = {
         "run": run.root.name,
         "annualisation": {"periods_per_year": annual.periods_per_year, "basis": annual.description},
@@ -139,13 +148,9 @@ def summarise(
         "mode": config.ensemble.mode,
         "fedavg": fedavg,
         "cost_dominated": cost_dominated(stitched),
-        "alarms": collapse_alarms(
-            stitched
-            | ({MEMBERS_ENSEMBLE: fedavg["compared"]["members' ensemble"]} if fedavg else {}),
-            folds,
-            config,
-            len(read_record(run.jobs, "the run's job list")["assets"]),
-        ),
+        "alarms": collapse_alarms(agents, folds, config, len(assets))
+        + constant_position_alarms(positions, config),
+        "constant_positions": positions,
         "warnings": [
             f"fold {f.index} member {m['member']}: {w}"
             for f in folds
@@ -167,17 +172,13 @@ def collapse_alarms(
     """The agent (and in fedavg the members' ensemble) that never trades or holds next to
     nothing, with the reason when its members did trade alone: the combining cancelled them."""
     alone = [m["test"][AGENT] for fold in folds for m in fold.members]
-    traded = [m for m in alone if m["trades"] > 0 and m["exposure"] >= COLLAPSED_EXPOSURE]
+    traded = [m for m in alone if _traded(m)]
     band = min_trade_of(config.env, n_assets)
     fused = config.ensemble.mode == "fedavg"
-    names = {AGENT: "the fused model" if fused else "the ensemble" if config.ensemble.size > 1
-             else "the agent"}  # fmt: skip
-    if fused:
-        names[MEMBERS_ENSEMBLE] = "the members' ensemble"
     alarms = []
-    for key, name in names.items():
+    for key, name in agent_names(config).items():
         values = strategies.get(key)
-        if values is None or (values["trades"] > 0 and values["exposure"] >= COLLAPSED_EXPOSURE):
+        if values is None or _traded(values):
             continue
         line = (
             f"{name} collapsed out of sample: {values['trades']:.0f} trades, exposure "
@@ -204,6 +205,117 @@ def collapse_alarms(
                 "members' usual position size)"
             )
     return alarms
+
+
+def agent_names(config: Config) -> dict[str, str]:
+    """The stitched walks the out-of-sample alarms judge, as the report names them."""
+    fused = config.ensemble.mode == "fedavg"
+    names = {AGENT: "the fused model" if fused else "the ensemble" if config.ensemble.size > 1
+             else "the agent"}  # fmt: skip
+    if fused:
+        names[MEMBERS_ENSEMBLE] = "the members' ensemble"
+    return names
+
+
+def _traded(values: dict[str, float]) -> bool:
+    """A walk that traded and held something: a walk that did not is the no-trade alarm's."""
+    return bool(values["trades"] > 0 and values["exposure"] >= COLLAPSED_EXPOSURE)
+
+
+def constant_positions(
+    strategies: dict[str, dict[str, float]], folds: list[FoldResult], config: Config,
+    assets: list[str],
+) -> dict[str, Any]:  # fmt: skip
+    """The walks whose target weights never moved: every asset's std over the test window below
+    evaluation.constant_position_std. Each member is judged on its own fold's test walk, the
+    agent (fedavg: and the members' ensemble) on its stitched walk; walks that never traded are
+    left to the no-trade alarm, and runs from before decisions were recorded are not judged."""
+    limit = config.evaluation.constant_position_std
+    walks: list[tuple[dict[str, Any], np.ndarray]] = []
+    for fold in folds:
+        for result in fold.members:
+            member, weights = result["member"], fold.member_weights.get(result["member"])
+            if weights is not None and _traded(result["test"][AGENT]):
+                who = {"track": f"fold {fold.index} member {member}", "fold": fold.index}
+                walks.append((who | {"member": member}, weights))
+    stitched = {AGENT: [f.weights for f in folds],
+                MEMBERS_ENSEMBLE: [f.members_ensemble_weights for f in folds]}  # fmt: skip
+    for key, name in agent_names(config).items():
+        parts = stitched[key]
+        if key in strategies and _traded(strategies[key]) and all(p is not None for p in parts):
+            walks.append(({"track": name, "fold": None, "member": None}, np.concatenate(parts)))
+    flagged = []
+    for who, weights in walks:
+        spread = position_spread(weights)
+        if spread.is_constant(limit, COLLAPSED_EXPOSURE):
+            flagged.append(
+                who
+                | {
+                    "bars": spread.bars,
+                    "position": describe_position(spread, assets),
+                    "mean": dict(zip(assets, spread.mean.tolist(), strict=True)),
+                    "std": dict(zip(assets, spread.std.tolist(), strict=True)),
+                }
+            )
+    return {
+        "measure": "standard deviation of each asset's target weight over the test bars",
+        "threshold": limit,
+        "judged": len(walks),
+        "members_judged": sum(who["member"] is not None for who, _ in walks),
+        "flagged": flagged,
+    }
+
+
+LISTED = 8  # flagged members named in one alarm line; metrics.json lists them all
+
+
+def constant_position_alarms(positions: dict[str, Any], config: Config) -> list[str]:
+    """One alarm for the stitched agent stuck on one position, one naming the members that are
+    (each with its average position), and what to change."""
+    limit = f"evaluation.constant_position_std {positions['threshold']:g}"
+    fix = f"\n  fix: {constant_position_fix(config)}"
+    alarms = []
+    members = [f for f in positions["flagged"] if f["member"] is not None]
+    for walk in positions["flagged"]:
+        if walk["member"] is None:
+            alarms.append(
+                f"{walk['track']} holds a constant position out of sample: {walk['position']} "
+                f"on average over {walk['bars']:,} test bars, every asset's target weight std "
+                f"below {limit} (largest {max(walk['std'].values()):.2g}): it ignores the "
+                f"market{fix}"
+            )
+    if members:
+        named = ", ".join(
+            f"{m['track']} ({m['position']}, std ≤ {max(m['std'].values()):.2g})"
+            for m in members[:LISTED]
+        )
+        more = f" and {len(members) - LISTED} more (metrics.json)" if len(members) > LISTED else ""
+        alarms.append(
+            f"{len(members)} of {positions['members_judged']} trading member test(s) hold a "
+            f"constant position: {named}{more}; every asset's target weight std below {limit} "
+            f"over its fold's test window{fix}"
+        )
+    return alarms
+
+
+def constant_position_fix(config: Config) -> str:
+    """What makes a learner keep one action, and the settings of this run to change."""
+    algorithm = config.training.algorithm
+    section = getattr(config, algorithm)
+    if algorithm == "ppo":
+        explore = (
+            f"raise ppo.ent_coef (now {section.ent_coef:g}) or set training.entropy_target "
+            "(an entropy floor)"
+        )
+    else:
+        explore = f"a larger or learned {algorithm}.ent_coef (now {section.ent_coef})"
+    reward = config.reward
+    sde = f", and try {algorithm}.use_sde=false" if section.use_sde else ""
+    return (
+        f"{explore}; check the reward (reward.turnover_penalty {reward.turnover_penalty:g}, "
+        f"trade_band_penalty {reward.trade_band_penalty:g}: a penalty on every change can make "
+        f"holding still the best policy){sde}"
+    )
 
 
 def strongest_baseline(strategies: dict[str, dict[str, float]]) -> str:
@@ -373,6 +485,8 @@ def fold_result(
         record,
         finished[best],
         agent.get(f"{AGENT}.weights"),  # runs from before decisions were recorded have none
+        {m: w for m, t in tracks.members.items() if (w := t.get(f"{AGENT}.weights")) is not None},
+        ensemble.get(f"{AGENT}.weights") if tracks.fused is not None else None,
     )
 
 
