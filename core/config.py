@@ -137,6 +137,8 @@ class FeaturesConfig(Section):
     normalisation: Literal["rolling", "expanding"]
     normalisation_window: bars_or_span(10)
     clip: Annotated[float, Field(gt=0)]
+    regime: Literal["none", "hmm"]  # hmm: core.features.regime, fitted per fold
+    regime_states: Annotated[int, Field(ge=2, le=10)]
 
 
 class EnvConfig(Section):

@@ -65,6 +65,7 @@ BUILD_BYTES_PER_BAR = 40
 BUILD_MEMORY_SHARE = 0.8  # of the memory available: the rest for the main process and the OS
 # Errors that say the cache folder cannot be written: the user's to fix, not a bug.
 UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+REGIME_KEYS = {"regime", "regime_states"}
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 Notice = Callable[[str], None]
 
@@ -82,7 +83,8 @@ def content_hash(config: Config, dataset: Path) -> str:
         "format": STORE_FORMAT,
         "talib": _version("ta-lib"),
         "data": data,
-        "features": config.features.model_dump(mode="json"),
+        # The regime columns are a fold's store's (core.features.regime), not this one's.
+        "features": config.features.model_dump(mode="json", exclude=REGIME_KEYS),
         "assets": [(a.name, _file_digest(a.path)) for a in assets],
         "exogenous": [_file_digest(p) if p.is_file() else str(p) for p in exogenous],
     }
@@ -354,7 +356,7 @@ def _meta(
         "dataset": str(dataset),
         "config": {
             "data": given.data.model_dump(mode="json"),
-            "features": given.features.model_dump(mode="json"),
+            "features": given.features.model_dump(mode="json", exclude=REGIME_KEYS),
         },
         # The values the store was built with, `auto` settings as inferred from the data:
         # what annualisation, trade counters and a run's config read (core.features.resolved).

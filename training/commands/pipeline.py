@@ -138,11 +138,22 @@ def prepare(
     resolved = with_inferred(config, store.meta)
     inferred += sized_windows(store.timestamps, store.bar_ns, resolved).notes
     folds = split(store.timestamps, store.bar_ns, resolved)
+    check_regime(config, folds)  # --dry-run refuses what the run's regime fit would
     members = 1 if profile else None
     resource_plan, measured = plan_for_store(args, config, hardware, store, profile, members)
     return Prepared(
         config, hardware, profile, store, built, folds, resource_plan, measured, inferred
     )
+
+
+def check_regime(config: Config, folds: list[Fold]) -> None:
+    """features.regime=hmm: each fold's training bars must fit features.regime_states."""
+    if config.features.regime == "none":
+        return
+    from core.features.regime import check_regime_bars
+
+    for fold in folds:
+        check_regime_bars(config.features.regime_states, len(fold.train), fold.index)
 
 
 def dry_run(prepared: Prepared, args: argparse.Namespace) -> int:

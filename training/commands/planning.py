@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from training.run.files import RunFiles
 
 
+def job_feature_names(config: Config, store: FeatureStore) -> list[str]:
+    """The columns a job's observation holds: the store's, then any regime columns its fold's
+    store adds (features.regime=hmm), so the plan sizes the network the members build."""
+    if config.features.regime == "none":
+        return store.feature_names
+    from core.features.regime import regime_names
+
+    return [*store.feature_names, *regime_names(config.features.regime_states)]
+
+
 def plan_for_store(
     args: argparse.Namespace,
     config: Config,
@@ -35,7 +45,7 @@ def plan_for_store(
 
     shape = {
         "n_assets": len(store.assets),
-        "feature_names": store.feature_names,
+        "feature_names": job_feature_names(config, store),
         "folds": None if profile else fold_count(config, store),
     }
     resource_plan = plan(hardware, config, members, **shape)
@@ -237,7 +247,7 @@ def replan(
     folds = len({job["fold"]["index"] for job in document["jobs"]})
     shape = {
         "n_assets": len(store.assets),
-        "feature_names": store.feature_names,
+        "feature_names": job_feature_names(config, store),
         "folds": None if profile else folds,
     }
     measured = None if profile else cached_probe(config, hardware, store)

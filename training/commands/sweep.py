@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 def tune(prepared: Prepared, args: argparse.Namespace) -> int:
     """A run folder whose jobs are one trial's members (folds x seeds), the workers, the results."""
     from core.hardware.planner import plan
+    from training.commands.planning import job_feature_names
     from training.run.folder import create_run
     from training.run.lock import RunLock
 
@@ -40,7 +41,7 @@ def tune(prepared: Prepared, args: argparse.Namespace) -> int:
         }
     )
     store = prepared.store
-    shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
+    shape = {"n_assets": len(store.assets), "feature_names": job_feature_names(config, store)}
     # One worker per SLURM task (planned for its allocation); locally the workers share the machine.
     workers = 1 if prepared.profile else args.workers
     # The plan is for the members a worker trains at once: a batch of trials x seeds (one group
@@ -217,7 +218,7 @@ def train_best(
     from core.bar_range import BarRange
     from core.config import load_config
     from core.hardware.planner import plan
-    from training.commands.planning import cached_probe
+    from training.commands.planning import cached_probe, job_feature_names
     from training.run.files import RunFiles
     from training.run.folder import create_run
     from training.tuning.space import overrides
@@ -234,7 +235,7 @@ def train_best(
         ],
     )
     merged = [replace(f, train=BarRange(f.train.start, f.validation.stop)) for f in prepared.folds]
-    shape = {"n_assets": len(store.assets), "feature_names": store.feature_names}
+    shape = {"n_assets": len(store.assets), "feature_names": job_feature_names(final, store)}
     hardware, profile = prepared.hardware, prepared.profile
     resource_plan = plan(hardware, final, 1 if profile else None, **shape)
     cached = None if profile or args.hardware else cached_probe(final, hardware, store)

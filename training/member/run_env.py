@@ -17,7 +17,7 @@ from core.envs.trading_env import TradingEnv
 from core.errors import UserError
 from core.features.resolved import with_inferred
 from training.member.models import member_configs
-from training.run.folder import load_run, run_config, run_store
+from training.run.folder import job_store, load_run, run_config, run_store
 
 Part = Literal["train", "validation", "test"]
 PARTS = ("train", "validation", "test")
@@ -32,12 +32,16 @@ def make_run_env(
     **overrides: Any,
 ) -> TradingEnv:
     """A TradingEnv over the run's feature store with the run's resolved env and reward
-    settings. `fold`: None = every bar of the store; a fold index = that fold's `part` bars,
-    with the settings of `member` (its risk profile, if the run has them). Env and reward keys
-    may still be overridden by plain name, as with core's make_env."""
+    settings. `fold`: None = every bar of the store (with regime columns: the last fold's); a
+    fold index = that fold's `part` bars, with the settings of `member` (its risk profile, if
+    the run has them). Env and reward keys may still be overridden by plain name, as with
+    core's make_env."""
     run_dir = Path(run).expanduser()
     if fold is None:
-        store = run_store(run_dir)
+        # With regime columns (features.regime=hmm) every bar is read as the last fold's HMM
+        # reads them, as --predict does; else the run's store.
+        jobs = load_run(run_dir)
+        store = job_store(max(jobs, key=lambda j: j.fold.index)) if jobs else run_store(run_dir)
         config = with_inferred(run_config(run_dir), store.meta)
         return make_core_env(config, store, None, seed, **overrides)
     if part not in PARTS:
@@ -52,6 +56,6 @@ def make_run_env(
             f"  fix: pass a fold of {folds} and a member of {members}"
         )
     job = chosen[0]
-    store = run_store(run_dir)
+    store = job_store(job)
     config, _ = member_configs(job, store)
     return make_core_env(config, store, getattr(job.fold, part), seed, **overrides)

@@ -21,7 +21,7 @@ from core.evaluation.rollout import Policy
 from training.member.checkpoints import load_tested
 from training.member.models import agent_policy, stackable
 from training.run.files import RunFiles
-from training.run.folder import load_run, run_config, run_store
+from training.run.folder import job_store, load_run, run_config
 from training.run.job import jobs_by_fold
 from training.run.tracks import save_tracks
 
@@ -32,7 +32,6 @@ def aggregate_run(run_dir: Path, say: Callable[[str], None] | None = None) -> di
     files = RunFiles(run_dir)
     config = run_config(run_dir)
     by_fold = jobs_by_fold([job for job in load_run(run_dir) if job.files.result.exists()])
-    store = None
     used = {}
     for index, members in sorted(by_fold.items()):
         names = [job.member for job in members]
@@ -45,7 +44,6 @@ def aggregate_run(run_dir: Path, say: Callable[[str], None] | None = None) -> di
             with replacing(files.ensemble_tracks(index)) as handle:
                 handle.write(members[0].files.tracks.read_bytes())
         else:
-            store = store or run_store(run_dir)
             if say:
                 say(
                     f"  fold {index}: the {config.ensemble.aggregate} of {len(members)} members "
@@ -57,7 +55,12 @@ def aggregate_run(run_dir: Path, say: Callable[[str], None] | None = None) -> di
             )
             first = members[0]
             tracks = evaluate_window(
-                store, env_settings(config), first.fold.test_walk, policy, config, first.seed
+                job_store(first),
+                env_settings(config),
+                first.fold.test_walk,
+                policy,
+                config,
+                first.seed,
             )
             save_tracks(files.ensemble_tracks(index), tracks)
         write_json(record, wanted)

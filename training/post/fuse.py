@@ -18,7 +18,7 @@ from training.fedavg.record import read_fused, recorded_rounds
 from training.member.checkpoints import load_tested
 from training.member.rounds import load_state
 from training.run.files import RunFiles
-from training.run.folder import load_run, run_config, run_store
+from training.run.folder import job_store, load_run, run_config
 from training.run.job import Job
 from training.run.records import FusedRecord, FusedRound, write_fused_record
 from training.run.tracks import save_tracks
@@ -44,7 +44,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
         for closed in closed_rounds:
             validation = read_json(fed.validation(closed.round))
             if validation is None:
-                store = store or run_store(run_dir)
+                store = job_store(members[0])
                 annual = annual or annualisation_of(store, config)
                 template = template or _template(members[0])
                 load_state(template, read_fused(fed, closed.round))
@@ -75,7 +75,7 @@ def fuse_run(run_dir: Path) -> dict[int, dict[str, Any]]:
         records[index] = record
         if files.fused_tracks(index).exists() and read_json(files.fused_record(index)) == record:
             continue
-        store = store or run_store(run_dir)
+        store = job_store(members[0])
         template = template or _template(members[0])
         load_state(template, read_fused(fed, closed_rounds[best].round))
         with replacing(files.fused_model(index)) as handle:

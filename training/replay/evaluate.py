@@ -30,6 +30,7 @@ from training.replay.agents import FoldAgents, finished_folds, load_fold_agents,
 from training.replay.dataset import replay_store
 from training.replay.windows import Overlap, Window, forward_window, overlap, test_window
 from training.run.files import PRIVATE_DIR, RunFiles
+from training.run.folder import job_store
 from training.run.job import Job
 from training.run.records import read_fused_record
 from training.run.tracks import track_arrays
@@ -73,8 +74,9 @@ def evaluate(request: Request) -> Evaluation:
                 file=sys.stderr,
                 flush=True,
             )
-        agents = load_fold_agents(run_dir, window.fold, done[window.fold], jobs, store)
-        folds.append(_fold(agents, store, window, files))
+        fold_store = job_store(done[window.fold][0], store)  # its regime columns, if any
+        agents = load_fold_agents(run_dir, window.fold, done[window.fold], jobs, fold_store)
+        folds.append(_fold(agents, fold_store, window, files))
         rows = np.asarray(store.timestamps)[window.bars.start + 1 : window.bars.stop]
         described.append(_describe(agents, rows, overlap(run_dir, window.fold, rows, sorted(done))))
     folder = _folder(request, run_dir)

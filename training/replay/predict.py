@@ -27,6 +27,7 @@ from training.post.ensemble import ensemble_policy
 from training.replay.agents import FoldAgents, finished_folds, load_fold_agents, run_rows
 from training.replay.dataset import replay_store
 from training.replay.evaluate import load_run_jobs
+from training.run.folder import job_store
 
 DEFAULT_BARS_HELD = 1  # a stated position without @BARS: as if opened at the last decision
 
@@ -101,6 +102,9 @@ def predict(
             f"{window} (env.window)\n  fix: give more history before the bar to decide at"
         )
     index, why = _fold_for(run_dir, sorted(done), int(times[t]), fold)
+    # With regime columns, the fold's fitted HMM (after the test windows: the last fold's)
+    # runs over FOLDER's bars.
+    store = job_store(done[index][0], store)
     agents = load_fold_agents(run_dir, index, done[index], jobs, store)
     if any(recurrent(model) for model in agents.models):
         raise UserError(

@@ -24,8 +24,15 @@ import yaml
 from core.atomic import write_json, write_text
 from core.config import Config, dump_config, load_config
 from core.errors import UserError
+from core.features.regime import (
+    REGIME_TAG,
+    RegimeModel,
+    applied_regime_store,
+    check_regime_bars,
+    fold_regime_store,
+)
 from core.features.resolved import inferred_settings
-from core.features.store import FeatureStore, store_problem
+from core.features.store import FeatureStore, read_meta, store_problem
 from core.folds import Fold
 from core.hardware.planner import Plan
 from core.redact import redact
@@ -38,13 +45,20 @@ FOLD_SEED_STRIDE = 1000  # member m of fold f is seeded base_seed + f * stride +
 
 
 def make_jobs(
-    run_dir: Path, store: FeatureStore, folds: list[Fold], config: Config, plan: Plan
+    run_dir: Path,
+    store: FeatureStore,
+    folds: list[Fold],
+    config: Config,
+    plan: Plan,
+    stores: dict[int, FeatureStore] | None = None,
 ) -> list[Job]:
+    """Every member of every fold; a job reads its fold's store (`stores`, default `store`)."""
     profiles = list(config.ensemble.risk_profiles)
+    stores = stores or {}
     return [
         Job(
             run_dir=str(run_dir),
-            store_path=str(store.path),
+            store_path=str(stores.get(fold.index, store).path),
             fold=fold,
             member=member,
             seed=fold_seed(config, fold.index) + member,
@@ -68,6 +82,47 @@ def fold_seed(config: Config, fold: int) -> int:
     return config.ensemble.base_seed + fold * FOLD_SEED_STRIDE
 
 
+def fold_stores(store: FeatureStore, folds: list[Fold], config: Config) -> dict[int, FeatureStore]:
+    """The store each fold's jobs read: the run's, or with features.regime=hmm the run's plus
+    the regime columns of an HMM fitted on that fold's training bars alone (seeded from the
+    fold), written once before any job starts so every process attaches it by mmap."""
+    if config.features.regime == "none":
+        return {fold.index: store for fold in folds}
+    states = config.features.regime_states
+    for fold in folds:  # every fold refused before any is fitted
+        check_regime_bars(states, len(fold.train), fold.index)
+    return {
+        fold.index: fold_regime_store(store, fold.train, states, fold_seed(config, fold.index))
+        for fold in folds
+    }
+
+
+def job_store(job: Job, replayed: FeatureStore | None = None) -> FeatureStore:
+    """The store a job's models read (the one seam for every env built for a job): its fold's.
+    `replayed`: other bars its models are replayed on (--evaluate, --predict); with regime
+    columns, the fold's fitted HMM is run over them (the run's own bars: the fold's store)."""
+    path = Path(job.store_path)
+    if replayed is None:
+        return FeatureStore.attach(path)
+    meta = read_meta(path)
+    if meta is None and REGIME_TAG in path.name:
+        raise _gone_fold_store(job)
+    regime = (meta or {}).get("regime")
+    if regime is None:  # the run's own store: the replay's stands in for it (it may be gone)
+        return replayed
+    if replayed.meta["hash"] == regime["base_hash"]:
+        return FeatureStore.attach(path)
+    return applied_regime_store(replayed, RegimeModel.from_json(regime["model"]))
+
+
+def _gone_fold_store(job: Job) -> UserError:
+    return UserError(
+        f"{job.name}'s feature store {job.store_path} is not readable, and it holds the fold's "
+        f"regime model\n  fix: ./start_training.sh --resume {job.run_dir} rebuilds it from "
+        "the run's data, then replay again"
+    )
+
+
 def create_run(
     output: Path,
     name: str,
@@ -79,6 +134,7 @@ def create_run(
     argv: Sequence[str],
 ) -> tuple[Path, list[Job]]:
     """runs/<UTC timestamp>-<name>/ with the run's metadata, before any job starts."""
+    stores = fold_stores(store, folds, config)  # before the folder: a refusal leaves none
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
     run_dir = output / f"{stamp}-{slug}"
@@ -89,7 +145,7 @@ def create_run(
     try:
         run_dir.mkdir(parents=True, mode=PRIVATE_DIR)  # its parents: as the umask says
         run_dir = run_dir.resolve()
-        jobs = make_jobs(run_dir, store, folds, config, plan)
+        jobs = make_jobs(run_dir, store, folds, config, plan, stores)
         _write_metadata(RunFiles(run_dir), config, plan, hardware, store, folds, jobs, argv)
     except OSError as error:
         raise UserError(
@@ -166,7 +222,26 @@ def load_run(run_dir: Path) -> list[Job]:
         )
     # The folder may have moved, or be named from another directory: jobs live where it is now.
     here = str(run_dir.resolve())
-    return [dataclasses.replace(Job.from_json(job), run_dir=here) for job in document["jobs"]]
+    jobs = [dataclasses.replace(Job.from_json(job), run_dir=here) for job in document["jobs"]]
+    _check_fold_stores(run_dir, store, jobs)
+    return jobs
+
+
+def _check_fold_stores(run_dir: Path, store: Path, jobs: list[Job]) -> None:
+    """Each fold's own store (features.regime=hmm) verified, or rebuilt from the run's store
+    when gone or damaged: its path names its inputs, so the rebuilt one is the one trained on."""
+    own = {job.fold.index: job for job in jobs if Path(job.store_path) != store}
+    if not own:
+        return
+    config = run_config(run_dir)
+    base = FeatureStore.attach(store)
+    for index, job in sorted(own.items()):
+        rebuilt = fold_stores(base, [job.fold], config)[index]
+        if rebuilt.path != Path(job.store_path):
+            raise UserError(
+                f"{job.name}'s feature store {job.store_path} cannot be rebuilt by this "
+                f"version (it builds {rebuilt.path})\n  fix: start a new run"
+            )
 
 
 def run_store(run_dir: Path) -> FeatureStore:

@@ -47,6 +47,12 @@ def check_space(files: Sequence[Path], base: Sequence[str], space: dict[str, Tun
             "high: 0.05, log: true}}'"
         )
     for key, param in space.items():
+        if key.startswith("features.regime"):
+            raise UserError(
+                f"tuning.space.{key}: the regime columns are fitted once per fold, before any "
+                "trial starts, so a trial cannot change them\n  fix: set "
+                f"{key} for the whole sweep (--set {key}=...) and drop it from tuning.space"
+            )
         ends = param.choices if param.type == "categorical" else [param.low, param.high]
         for value in ends or []:
             value = int(value) if param.type == "int" else value
