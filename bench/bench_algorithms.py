@@ -7,8 +7,10 @@ the same wall time: each off-policy learner is run again with the env steps it c
 wall time at its own measured speed (off-policy learners update after every step, so on a CPU
 they take far fewer steps in the same time). It prints per data set and arm the stitched
 out-of-sample Sharpe, the Deflated Sharpe Ratio, the best baseline's Sharpe, whether the report
-flagged a constant position, env steps and wall time, and the ratios to PPO.
-Usage: python bench/bench_algorithms.py [--members 2] [--timesteps 20000] [--folds 2] [--json out.json]
+flagged a constant position, env steps and wall time, and the ratios to PPO. Each learner is
+also run with features.regime=hmm (the HMM's filtered state probabilities as features) at the
+same env steps.
+Usage: python bench/bench_algorithms.py [--members 2] [--timesteps 20000] [--folds 2] [--skip-regime] [--json out.json]
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--algorithms", nargs="+", default=["sac", "tqc"], choices=ALGORITHMS[1:])
     parser.add_argument("--skip-equal-wall", action="store_true")
+    parser.add_argument("--skip-regime", action="store_true", help="no features.regime=hmm arms")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
@@ -58,20 +61,25 @@ def main(argv: list[str] | None = None) -> int:
             arms["ppo"] = _arm(args, scratch, dataset, data, "ppo", args.timesteps)
             for algorithm in args.algorithms:
                 arms[algorithm] = _arm(args, scratch, dataset, data, algorithm, args.timesteps)
-            if args.skip_equal_wall:
-                continue
-            for algorithm in args.algorithms:
-                per_step = arms[algorithm]["wall_s"] / args.timesteps
-                steps = max(int(arms["ppo"]["wall_s"] / per_step), _MIN_STEPS)
-                arms[f"{algorithm} (PPO's wall)"] = _arm(
-                    args, scratch, dataset, data, algorithm, steps
-                )
+            if not args.skip_equal_wall:
+                for algorithm in args.algorithms:
+                    per_step = arms[algorithm]["wall_s"] / args.timesteps
+                    steps = max(int(arms["ppo"]["wall_s"] / per_step), _MIN_STEPS)
+                    arms[f"{algorithm} (PPO's wall)"] = _arm(
+                        args, scratch, dataset, data, algorithm, steps
+                    )
+            if not args.skip_regime:
+                for algorithm in ("ppo", *args.algorithms):
+                    arms[f"{algorithm} + hmm"] = _arm(
+                        args, scratch, dataset, data, algorithm, args.timesteps, REGIME
+                    )
     _print(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float) + "\n")
     return 0
 
 
+REGIME = ("features.regime=hmm",)
 _MIN_STEPS = 2_048  # below this an off-policy learner has barely left its random warm-up
 
 
@@ -99,9 +107,11 @@ def _arm(
     data: Path | None,
     algorithm: str,
     steps: int,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    output = scratch / f"{dataset}-{algorithm}-{steps}"
-    sets = [f"training.algorithm={algorithm}", "training.tensorboard=false", *args.set]
+    suffix = "".join(f"-{item.split('=')[-1]}" for item in extra)
+    output = scratch / f"{dataset}-{algorithm}-{steps}{suffix}"
+    sets = [f"training.algorithm={algorithm}", "training.tensorboard=false", *extra, *args.set]
     if algorithm != "ppo":  # learning starts must come inside a short budget
         sets.append(f"{algorithm}.learning_starts={min(1000, steps // 4)}")
     command = [
@@ -130,19 +140,20 @@ def _arm(
         "best_baseline_sharpe": summary["best_baseline"]["sharpe"],
         "constant": bool(summary["constant_positions"]["flagged"]),
     }
-    print(f"  {algorithm} {steps:,} steps: {wall:.0f} s, Sharpe {agent['sharpe']:.2f}", flush=True)
+    label = " ".join((algorithm, *extra))
+    print(f"  {label} {steps:,} steps: {wall:.0f} s, Sharpe {agent['sharpe']:.2f}", flush=True)
     return arm
 
 
 def _print(results: dict[str, Any]) -> None:
-    header = f"{'data':<8} {'arm':<18} {'steps':>7} {'wall s':>7} {'x PPO':>6} {'Sharpe':>7} "
+    header = f"{'data':<8} {'arm':<20} {'steps':>7} {'wall s':>7} {'x PPO':>6} {'Sharpe':>7} "
     print("\n" + header + f"{'DSR':>6} {'baseline (Sharpe)':<26} constant")
     for dataset, arms in results["datasets"].items():
         ppo = arms["ppo"]
         for name, arm in arms.items():
             baseline = f"{arm['best_baseline']} ({arm['best_baseline_sharpe']:.2f})"
             print(
-                f"{dataset:<8} {name:<18} {arm['steps']:>7,} {arm['wall_s']:>7.0f} "
+                f"{dataset:<8} {name:<20} {arm['steps']:>7,} {arm['wall_s']:>7.0f} "
                 f"{arm['wall_s'] / ppo['wall_s']:>6.2f} {arm['sharpe']:>7.2f} {arm['dsr']:>6.2f} "
                 f"{baseline:<26} {'yes' if arm['constant'] else 'no'}"
             )
