@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.config import load_config
+from core.data import synthetic
+from core.data.source import sample_config
 from core.data.synthetic import DRIFT_HALF_LIFE_DAYS, generate, permuted
 from core.units import HOUR_NS
 
@@ -55,3 +61,26 @@ def test_permuted_bars_are_valid_and_deterministic(seed: int, signal: float) -> 
         assert (frame["low"] <= frame[["open", "close"]].min(axis=1) + 1e-9).all()
         assert (frame["open"].to_numpy()[1:] == frame["close"].to_numpy()[:-1]).all()
         assert frame["timestamp"].equals(next(iter(frames.values()))["timestamp"])
+
+
+def test_a_sample_a_concurrent_generator_finished_first_is_kept_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two commands starting at once both generate; the loser must not delete the folder the
+    winner's readers already have open."""
+    sample = sample_config(load_config().data)
+    config = sample.model_copy(update={"synthetic_assets": 1, "synthetic_years": 0.05})
+    target = tmp_path / synthetic.sample_name(config)
+    real_write = synthetic.write_dataset
+
+    def rival_finishes_first(frames: dict[str, pd.DataFrame], folder: Path, fmt: str) -> None:
+        real_write(frames, folder, fmt)
+        target.mkdir()
+        (target / ".complete").write_text("the rival's\n")
+        (target / "open-by-a-reader").write_text("x")
+
+    monkeypatch.setattr(synthetic, "write_dataset", rival_finishes_first)
+    assert synthetic.ensure_sample(config, tmp_path) == target
+    assert (target / "open-by-a-reader").is_file()
+    assert (target / ".complete").read_text() == "the rival's\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [target.name]  # no scratch left
