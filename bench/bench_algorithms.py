@@ -3,14 +3,16 @@ the quick preset's planted-edge sample and a daily business-day stock dataset.
 
 Every arm is the command a user types (`train_walk_forward.py --set training.algorithm=X`, local
 launcher). PPO is the baseline. Two budgets: the same env steps per member (`--timesteps`), and
-the same wall time: each off-policy learner is run again with the env steps it can take in PPO's
-wall time at its own measured speed (off-policy learners update after every step, so on a CPU
-they take far fewer steps in the same time). It prints per data set and arm the stitched
+the same wall time, both ways: each off-policy learner is run again with the env steps it can
+take in PPO's wall time at its own measured speed (off-policy learners update after every step,
+so on a CPU they take far fewer steps in the same time), and PPO is run again with the steps it
+takes in each off-policy learner's wall. Walls are whole commands (start-up, the ensemble walk,
+the report) after the data set's features are built once. It prints per data set and arm the stitched
 out-of-sample Sharpe, the Deflated Sharpe Ratio, the best baseline's Sharpe, whether the report
 flagged a constant position, env steps and wall time, and the ratios to PPO. Each learner is
 also run with features.regime=hmm (the HMM's filtered state probabilities as features) at the
 same env steps.
-Usage: python bench/bench_algorithms.py [--members 2] [--timesteps 20000] [--folds 2] [--skip-regime] [--json out.json]
+Usage: python bench/bench_algorithms.py [--members 2] [--timesteps 4000] [--folds 2] [--skip-regime] [--json out.json]
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ STOCK_SIGNAL = 0.3  # the planted edge's strength (core.data.synthetic)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--members", type=int, default=2)
-    parser.add_argument("--timesteps", type=int, default=20_000, help="env steps per member")
+    parser.add_argument("--timesteps", type=int, default=4_000, help="env steps per member")
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--algorithms", nargs="+", default=["sac", "tqc"], choices=ALGORITHMS[1:])
@@ -58,15 +60,22 @@ def main(argv: list[str] | None = None) -> int:
             arms: dict[str, Any] = {}
             results["datasets"][dataset] = arms
             print(f"{dataset}: {args.members} members x {args.folds} fold(s)", flush=True)
+            _warm_features(args, scratch, dataset, data)
             arms["ppo"] = _arm(args, scratch, dataset, data, "ppo", args.timesteps)
             for algorithm in args.algorithms:
                 arms[algorithm] = _arm(args, scratch, dataset, data, algorithm, args.timesteps)
             if not args.skip_equal_wall:
+                ppo_per_step = arms["ppo"]["wall_s"] / args.timesteps
                 for algorithm in args.algorithms:
                     per_step = arms[algorithm]["wall_s"] / args.timesteps
                     steps = max(int(arms["ppo"]["wall_s"] / per_step), _MIN_STEPS)
                     arms[f"{algorithm} (PPO's wall)"] = _arm(
                         args, scratch, dataset, data, algorithm, steps
+                    )
+                    # and the other way: PPO given the off-policy learner's wall
+                    steps = int(arms[algorithm]["wall_s"] / ppo_per_step)
+                    arms[f"ppo ({algorithm}'s wall)"] = _arm(
+                        args, scratch, dataset, data, "ppo", steps, tag=f"{algorithm}-wall"
                     )
             if not args.skip_regime:
                 for algorithm in ("ppo", *args.algorithms):
@@ -100,6 +109,23 @@ def _stock_dataset(folder: Path) -> Path:
     return folder
 
 
+def _warm_features(
+    args: argparse.Namespace, scratch: Path, dataset: str, data: Path | None
+) -> None:
+    """Build the data set's feature store before the first arm, so no arm's wall time (and no
+    equal-wall budget derived from it) includes it."""
+    command = [
+        sys.executable, str(CLI), "--preset", "quick", "--no-progress",
+        "--export-features", str(scratch / f"{dataset}-features.parquet"),
+        "--set", f"data.cache_dir={scratch / 'cache'}", *[item for pair in args.set for item in ("--set", pair)],
+        *(["--data", str(data)] if data is not None else []),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        print(done.stdout[-4000:] + done.stderr[-4000:], file=sys.stderr)
+        raise SystemExit(f"{dataset}: building the features failed (exit {done.returncode})")
+
+
 def _arm(
     args: argparse.Namespace,
     scratch: Path,
@@ -108,8 +134,9 @@ def _arm(
     algorithm: str,
     steps: int,
     extra: tuple[str, ...] = (),
+    tag: str = "",
 ) -> dict[str, Any]:
-    suffix = "".join(f"-{item.split('=')[-1]}" for item in extra)
+    suffix = "".join(f"-{item.split('=')[-1]}" for item in extra) + (f"-{tag}" if tag else "")
     output = scratch / f"{dataset}-{algorithm}-{steps}{suffix}"
     sets = [f"training.algorithm={algorithm}", "training.tensorboard=false", *extra, *args.set]
     if algorithm != "ppo":  # learning starts must come inside a short budget
@@ -140,7 +167,7 @@ def _arm(
         "best_baseline_sharpe": summary["best_baseline"]["sharpe"],
         "constant": bool(summary["constant_positions"]["flagged"]),
     }
-    label = " ".join((algorithm, *extra))
+    label = " ".join((algorithm, *extra, *([tag] if tag else [])))
     print(f"  {label} {steps:,} steps: {wall:.0f} s, Sharpe {agent['sharpe']:.2f}", flush=True)
     return arm
 
