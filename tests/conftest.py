@@ -24,16 +24,6 @@ settings.register_profile(
 )
 settings.load_profile("ploutos")
 
-MAX_TEST_WORKERS = 8  # beyond this the multi-process tests mostly wait for each other's CPUs
-
-
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto` counts the CPUs this process may use (affinity, cgroup quota, SLURM allocation),
-    as the planner does, not the host's: a 2-CPU container on a 64-core host gets 2 workers."""
-    from core.hardware.machine import detect
-
-    return max(1, min(detect().usable_cpus, MAX_TEST_WORKERS))
-
 
 @pytest.fixture(scope="session")
 def default_config() -> Config:

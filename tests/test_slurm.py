@@ -29,7 +29,7 @@ from training.launcher.profile import cluster_profile
 from training.launcher.settings import launch_settings
 from training.member.member_run import launch_members
 
-pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 SCRIPT = REPO_ROOT / "scripts" / "slurm_cluster.sh"
 # Runs must be on a filesystem the nodes share, never /tmp (the launcher refuses it), wherever
 # the repository was checked out: the home folder is shared on clusters, and here.
