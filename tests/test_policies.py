@@ -3,6 +3,7 @@ recurrent walks, and the --autotune probe the planner uses."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -412,3 +413,56 @@ def test_the_device_rule_counts_the_real_multiply_adds(extractor: str) -> None:
     counted = policy_macs(config.policy, list(config.ppo.net_arch), DEFAULT_LAYOUT)
     real = _real_macs(config, DEFAULT_LAYOUT)
     assert abs(counted - real) <= 0.1 * real, (counted, real)
+
+
+def _policy(config: object, layout: ObservationLayout, **extra: object) -> object:
+    policy, kwargs = policy_arguments(config, layout)  # type: ignore[arg-type]
+    aliases = algorithm_class(config).policy_aliases  # type: ignore[arg-type]
+    policy_class = aliases[policy] if isinstance(policy, str) else policy
+    return policy_class(*_spaces(layout), lambda _: 3e-4, **kwargs, **extra)
+
+
+FEED_FORWARD = [name for name in EXTRACTORS if name != "lstm"]
+
+
+@functools.cache
+def _seeded_policy(extractor: str) -> tuple[object, torch.Tensor]:
+    """(a policy, its action net's initial weights): built once, rescaled by each example."""
+    torch.manual_seed(0)
+    policy = _policy(load_config(overrides=[f"policy.extractor={extractor}"]), DEFAULT_LAYOUT)
+    return policy, policy.action_net.weight.detach().clone()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("extractor", FEED_FORWARD)
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 3), scale=st.floats(0.1, 50.0))
+def test_the_fast_actor_acts_bit_identically_to_predict(
+    extractor: str, seed: int, rows: int, scale: float
+) -> None:
+    """Weights scaled so that some actions leave [-1, 1] and are clipped, random observations:
+    the walk's fast path gives exactly predict's deterministic actions."""
+    from core.policies.deterministic import fast_actor
+
+    policy, weight = _seeded_policy(extractor)
+    with torch.no_grad():
+        policy.action_net.weight.copy_(weight * scale)  # type: ignore[attr-defined]
+    actor = fast_actor(policy)
+    assert actor is not None
+    obs = {key: value.numpy() for key, value in _observation(DEFAULT_LAYOUT, rows, seed).items()}
+    expected = policy.predict(obs, deterministic=True)[0]  # type: ignore[attr-defined]
+    actual = actor(obs)
+    assert actual.dtype == expected.dtype and np.array_equal(actual, expected)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "extra"),
+    [(["policy.extractor=lstm"], {}), ([], {"use_sde": True})],
+    ids=["lstm", "gsde"],
+)
+def test_policies_without_a_plain_gaussian_mean_keep_predict(
+    overrides: list[str], extra: dict[str, object]
+) -> None:
+    from core.policies.deterministic import fast_actor
+
+    policy = _policy(load_config(overrides=overrides), DEFAULT_LAYOUT, **extra)
+    assert fast_actor(policy) is None

@@ -15,6 +15,7 @@ from core.evaluation.rollout import Policy
 from core.features.resolved import with_inferred
 from core.features.store import FeatureStore
 from core.policies.build import algorithm_class, is_recurrent, policy_arguments
+from core.policies.deterministic import fast_actor
 from core.policies.layout import ObservationLayout, layout_from_names
 from training.member.checkpoint_data import (
     NOT_SAVED,
@@ -233,6 +234,10 @@ def agent_policy(model: Any) -> Policy:
     """The model's deterministic action per bar; a recurrent model carries its LSTM state from
     bar to bar (fresh at the walk's first bar: each call starts a new walk)."""
     if not recurrent(model):
+        actor = fast_actor(model.policy)
+        if actor is not None:
+            model.policy.set_training_mode(False)  # what predict sets on every call
+            return lambda obs, weights, t: actor(obs)
 
         def decide(obs: dict[str, np.ndarray], weights: np.ndarray, t: int) -> np.ndarray:
             return model.predict(obs, deterministic=True)[0]
