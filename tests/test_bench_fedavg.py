@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bench import run_bench
+from tests.helpers.bench import run_bench, short_windows
 
 
 @pytest.mark.slow
@@ -18,7 +18,7 @@ def test_fedavg_benchmark_compares_the_fused_model_with_independent_members(
         tmp_path / "bench.json",
         # Plumbing, not learning: two rounds of one 2,048-step rollout each per member
         *("--members", "2", "--timesteps", "4096", "--folds", "1", "--sync-steps", "2048"),
-        *("--set", "hardware.target_rollout_steps=2048"),
+        *short_windows("hardware.target_rollout_steps=2048"),
         *("--arms", "independent", "fedavg"),  # fedavg_reset: fedavg with one setting changed
     )
     assert "fused model" in stdout and "waited at barriers" in stdout

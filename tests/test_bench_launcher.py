@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bench import run_bench
+from tests.helpers.bench import run_bench, short_windows
 
 
 @pytest.mark.slow
@@ -16,7 +16,7 @@ def test_launcher_benchmark_reports_every_arm_and_the_projection(tmp_path: Path)
         tmp_path / "bench.json",
         *("--members", "2", "--timesteps", "2048"),
         # one 2,048-step rollout a member (the preset's is 8,192): the arms' plumbing, not speed
-        *("--set", "hardware.target_rollout_steps=2048"),
+        *short_windows("hardware.target_rollout_steps=2048"),
     )
     assert "ratios vs sequential" in stdout and "projection for" in stdout
     for arm in ("sequential", "planned", "all_at_once"):

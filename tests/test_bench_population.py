@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.bench import run_bench
+from tests.helpers.bench import run_bench, short_windows
 
 
 @pytest.mark.slow
@@ -18,7 +18,9 @@ def test_population_benchmark_reports_members_per_hour_and_learning_of_both_arms
         "bench_population.py",
         tmp_path / "bench.json",
         *("--members", "2", "--timesteps", "2048", "--folds", "1", "--cases", "flat-quick"),
-        *("--repeats", "1", "--set", "hardware.target_rollout_steps=2048"),  # one rollout each
+        "--repeats",
+        "1",
+        *short_windows("hardware.target_rollout_steps=2048"),  # one rollout each
     )
     assert "population / separate" in stdout
     case = result["cases"]["flat-quick"]

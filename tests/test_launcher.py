@@ -189,18 +189,21 @@ def test_the_ensemble_action_is_the_mean_or_median_of_what_members_predict(tmp_p
 
     from core.envs.make import make_env
     from tests.helpers.walk_forward import ar1_frames, learnable_config, store_of
-    from training.post.ensemble import ensemble_policy
+    from training.post.ensemble import MEMBER_BY_MEMBER, ensemble_policy
 
     config = learnable_config()
     store = store_of(tmp_path, ar1_frames(600, 3, 0.3, seed=1), config)
     env = make_env(config, store)
-    models = [PPO("MultiInputPolicy", env, seed=seed, device="cpu") for seed in range(3)]
     obs, _ = env.reset(seed=0)
     batch = {key: value[None] for key, value in obs.items()}
-    each = np.stack([model.predict(batch, deterministic=True)[0] for model in models])
-    for aggregate, combine in (("mean", np.mean), ("median", np.median)):
-        got = ensemble_policy(models, aggregate)(batch, np.zeros((1, 3)), 0)
-        np.testing.assert_allclose(got, np.clip(combine(each, axis=0), -1, 1), atol=1e-6)
+    # member by member (bit for bit), and past MEMBER_BY_MEMBER one vmapped forward (to rounding)
+    for count, tolerance in ((3, 0.0), (MEMBER_BY_MEMBER + 2, 1e-6)):
+        models = [PPO("MultiInputPolicy", env, seed=seed, device="cpu") for seed in range(count)]
+        each = np.stack([model.predict(batch, deterministic=True)[0] for model in models])
+        for aggregate, combine in (("mean", np.mean), ("median", np.median)):
+            got = ensemble_policy(models, aggregate)(batch, np.zeros((1, 3)), 0)
+            expected = np.clip(combine(each, axis=0), -1, 1)
+            np.testing.assert_allclose(got, expected, atol=tolerance, rtol=0)
 
 
 @pytest.mark.slow

@@ -80,8 +80,8 @@ def test_the_buffer_holds_at_most_its_size_and_never_more_rows_than_the_budget_f
 RUN = (
     "ensemble.size=2",
     "walk_forward.max_folds=1",
-    "walk_forward.validation_months=3",
-    "walk_forward.test_months=2",
+    "walk_forward.validation_months=1",  # plumbing: short walks (SAC / TQC act through predict)
+    "walk_forward.test_months=1",
     "ppo.total_timesteps=768",
     "training.eval_every_steps=384",
 )
