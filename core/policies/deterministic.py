@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import DiagGaussianDistribution
-from stable_baselines3.common.preprocessing import is_image_space, preprocess_obs
+from stable_baselines3.common.preprocessing import is_image_space
+
+from core.policies.stacked import ActorCriticHeads
 
 ActorMean = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -40,6 +42,7 @@ def fast_actor(policy: Any) -> ActorMean | None:
         return None
     shapes = {key: item.shape for key, item in observations.items()}
     low, high = space.low, space.high
+    heads = ActorCriticHeads(policy)  # the actor path a group's walks take, one policy here
 
     def actor_mean(obs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.no_grad():
@@ -49,9 +52,7 @@ def fast_actor(policy: Any) -> ActorMean | None:
                 )
                 for key, value in obs.items()
             }
-            prepared = preprocess_obs(tensors, policy.observation_space, policy.normalize_images)
-            latent = policy.mlp_extractor.forward_actor(policy.pi_features_extractor(prepared))
-            mean = policy.action_net(latent)
+            mean, _ = heads(tensors, False)
         return np.clip(mean.cpu().numpy().reshape((-1, *space.shape)), low, high)
 
     return actor_mean

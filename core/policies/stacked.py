@@ -30,7 +30,7 @@ ENTROPY_CONSTANT = 0.5 + 0.5 * math.log(2 * math.pi)
 Observation = dict[str, torch.Tensor]
 
 
-class _Heads(nn.Module):
+class ActorCriticHeads(nn.Module):
     """The policy's mean action and value for a batch of observations (no distribution)."""
 
     def __init__(self, policy: Any) -> None:
@@ -88,7 +88,7 @@ class StackedPolicies:
         self.params: dict[str, torch.Tensor] = {
             name: params[name].detach().requires_grad_(True) for name in self.names
         }
-        self._heads = _Heads(policies[0])
+        self._heads = ActorCriticHeads(policies[0])
         self._mapped = vmap(self._member_heads, in_dims=(0, 0))
         self._mapped_actor = vmap(self._member_actor, in_dims=(0, 0))
 
