@@ -123,6 +123,21 @@ def temp_files(path: Path) -> list[Path]:
     )
 
 
+def remove_temp_files(directory: Path) -> list[Path]:
+    """Remove every writer's temp file directly in `directory` and return them: for an owner
+    that knows it is the folder's only writer (a resumed job), so any temp is a killed one's."""
+    if not directory.is_dir():
+        return []
+    stale = [
+        item
+        for item in directory.iterdir()
+        if item.name.startswith(".") and item.name.endswith(TEMP_SUFFIX) and item.is_file()
+    ]
+    for item in stale:
+        item.unlink(missing_ok=True)
+    return stale
+
+
 def publish_dir(scratch: Path, final: Path) -> None:
     """Make everything in `scratch` durable, then rename it to `final` in one step: readers see
     the whole folder or none of it. Raises OSError if `final` exists with content; whether a

@@ -17,6 +17,7 @@ from core.atomic import (
     fsync_dir,
     publish_dir,
     remove_dir,
+    remove_temp_files,
     replacing,
     replacing_path,
     temp_files,
@@ -142,6 +143,9 @@ def test_a_killed_writer_leaves_the_old_file_and_a_findable_temp(tmp_path: Path)
     (leftover,) = temp_files(path)
     assert leftover.name.startswith(".BTCUSDT.csv.") and leftover.name.endswith(".tmp")
     assert temp_files(tmp_path / "BTCUSDT") == []  # another target's temps are not its own
+    assert remove_temp_files(tmp_path) == [leftover]  # what a resumed job clears
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BTCUSDT.csv"]
+    assert remove_temp_files(tmp_path / "missing") == []
 
 
 @settings(max_examples=30)

@@ -1,6 +1,7 @@
 """A job's progress found again when its commit point is lost: state.json missing or unreadable is
 rebuilt from the checkpoints on disk, and a damaged last checkpoint gives way to the previous one.
-Either is said in the job's log and its warnings; nothing on disk is deleted to get there."""
+Either is said in the job's log and its warnings; nothing on disk is deleted to get there but
+the temp files a killed writer left (never a checkpoint, result or state)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.atomic import remove_temp_files
 from core.errors import UserError
 from training.member.checkpoint_data import UnreadableCheckpoint, checkpoint_data
 from training.member.checkpoints import (
@@ -23,7 +25,10 @@ Warn = Callable[[str], None] | None
 
 def job_state(files: JobFiles, warn: Warn = None) -> TrainingState:
     """state.json; without a readable one, the newest checkpoint that reads (none on disk: a job
-    that never committed, it starts from step 0)."""
+    that never committed, it starts from step 0). The job is its folder's only writer now (the
+    launcher ended any earlier process of it), so temp files there are a killed writer's."""
+    for folder in (files.folder, files.checkpoints):
+        remove_temp_files(folder)
     try:
         return TrainingState.load(files.state)
     except FileNotFoundError:
