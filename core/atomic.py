@@ -124,14 +124,19 @@ def temp_files(path: Path) -> list[Path]:
 
 
 def remove_temp_files(directory: Path) -> list[Path]:
-    """Remove every writer's temp file directly in `directory` and return them: for an owner
-    that knows it is the folder's only writer (a resumed job), so any temp is a killed one's."""
+    """Remove the temp files of other processes directly in `directory` and return them: for an
+    owner that knows it is the folder's only writer (a resumed job), so another process's temp
+    is a killed one's. This process's own are kept (its heartbeat thread may be mid-write)."""
     if not directory.is_dir():
         return []
+    own = f".{os.getpid()}-"
     stale = [
         item
         for item in directory.iterdir()
-        if item.name.startswith(".") and item.name.endswith(TEMP_SUFFIX) and item.is_file()
+        if item.name.startswith(".")
+        and item.name.endswith(TEMP_SUFFIX)
+        and own not in item.name
+        and item.is_file()
     ]
     for item in stale:
         item.unlink(missing_ok=True)

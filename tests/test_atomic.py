@@ -143,8 +143,10 @@ def test_a_killed_writer_leaves_the_old_file_and_a_findable_temp(tmp_path: Path)
     (leftover,) = temp_files(path)
     assert leftover.name.startswith(".BTCUSDT.csv.") and leftover.name.endswith(".tmp")
     assert temp_files(tmp_path / "BTCUSDT") == []  # another target's temps are not its own
-    assert remove_temp_files(tmp_path) == [leftover]  # what a resumed job clears
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["BTCUSDT.csv"]
+    with replacing_path(tmp_path / "progress.json") as live:  # this process's, mid-write
+        assert remove_temp_files(tmp_path) == [leftover]  # what a resumed job clears
+        assert live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BTCUSDT.csv", "progress.json"]
     assert remove_temp_files(tmp_path / "missing") == []
 
 

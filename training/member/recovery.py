@@ -26,7 +26,7 @@ Warn = Callable[[str], None] | None
 def job_state(files: JobFiles, warn: Warn = None) -> TrainingState:
     """state.json; without a readable one, the newest checkpoint that reads (none on disk: a job
     that never committed, it starts from step 0). The job is its folder's only writer now (the
-    launcher ended any earlier process of it), so temp files there are a killed writer's."""
+    launcher ended any earlier process of it), so other processes' temp files there are a killed writer's."""
     for folder in (files.folder, files.checkpoints):
         remove_temp_files(folder)
     try:
