@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import UserError
-from tests.conftest import ENTRY, PYTHON, REPO_ROOT
+from tests.conftest import ENTRY, PYTHON, REPO_ROOT, every_cpu
 from tests.helpers.datasets import write_csv
 from tests.helpers.launch import Interference, small_run, wait_for_steps
 from tests.helpers.walk_forward import LEARNABLE, ar1_frames, bars_needed, learnable_config
@@ -41,7 +41,8 @@ SLURM = ("launcher.cluster=slurm", "launcher.cluster_profile=localhost")
 
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[None]:
-    up = subprocess.run([str(SCRIPT), "up"], capture_output=True, text=True, timeout=300)
+    with every_cpu():  # the node's daemons own the machine's CPUs, as on a real node
+        up = subprocess.run([str(SCRIPT), "up"], capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, f"slurm_cluster.sh up failed:\n{up.stdout}\n{up.stderr}"
     exported = [line for line in up.stdout.splitlines() if line.startswith("export SLURM_CONF=")]
     assert exported, up.stdout

@@ -57,6 +57,7 @@ def test_env_workers_stay_within_their_thread_budget(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: unlimited pools are 1 thread too")
+@pytest.mark.every_cpu
 def test_without_limits_workers_exceed_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """Control: the measurement above can fail; unlimited BLAS/OpenMP pools spawn more threads."""
     for name in THREAD_VARIABLES:

@@ -144,6 +144,7 @@ def _trials(run_dir: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.every_cpu  # two sweep workers: the plan gives one a CPU
 def test_two_workers_share_one_budget_and_write_the_sweeps_results(tmp_path: Path) -> None:
     process = _sweep(tmp_path, "--workers", "2", "--n-trials", "5", wait=False)
     out, _ = process.communicate(timeout=900)
