@@ -20,8 +20,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MACHINE_FILES = sorted((REPO_ROOT / "config" / "hardware").glob("*.yaml"))
 ENTRY = REPO_ROOT / "training" / "train_walk_forward.py"
 PYTHON = sys.executable
-# Every CPU this suite was given, read before a pytest-xdist worker is pinned to its share.
-SUITE_CPUS = frozenset(os.sched_getaffinity(0))
+# Every CPU this suite was given, read before a pytest-xdist worker is pinned to its share
+# (Linux; elsewhere there is no affinity to set and the workers share the machine).
+PINNABLE = hasattr(os, "sched_setaffinity")
+SUITE_CPUS = frozenset(os.sched_getaffinity(0)) if PINNABLE else frozenset()
 
 
 def _pin_xdist_worker() -> None:
@@ -31,11 +33,9 @@ def _pin_xdist_worker() -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     cpus = sorted(SUITE_CPUS)
-    if not worker.startswith("gw") or count < 2 or len(cpus) < count:
+    if not PINNABLE or not worker.startswith("gw") or count < 2 or len(cpus) < count:
         return
-    share = len(cpus) // count
-    index = int(worker.removeprefix("gw"))
-    os.sched_setaffinity(0, cpus[index * share : (index + 1) * share])
+    os.sched_setaffinity(0, cpus[int(worker.removeprefix("gw")) :: count])
 
 
 _pin_xdist_worker()
@@ -45,6 +45,9 @@ _pin_xdist_worker()
 def every_cpu() -> Iterator[None]:
     """This process, and what it starts meanwhile, on every CPU of the suite: for tests of
     multi-core behaviour and for daemons that own the machine (the SLURM node's CPUs)."""
+    if not PINNABLE:
+        yield
+        return
     mine = os.sched_getaffinity(0)
     os.sched_setaffinity(0, SUITE_CPUS)
     try:
