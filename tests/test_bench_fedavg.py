@@ -34,13 +34,18 @@ def test_fedavg_benchmark_compares_the_fused_model_with_independent_members(
     assert fedavg["n_trials"] == 2 * 2 + 2 and independent["n_trials"] == 2 * 2
 
 
+# Both members on one CPU (a pinned xdist worker) can alternate so that each finds the other
+# already arrived and never sleeps: the file barrier then ran 0.0092 s/round against 0.0092.
+# The benchmark times members on CPUs of their own, and the median of 7 rounds outlasts a lucky
+# alignment.
+@pytest.mark.every_cpu
 def test_the_rounds_benchmark_times_the_file_barrier_against_the_collective(
     tmp_path: Path,
 ) -> None:
     stdout, result = run_bench(
         "bench_fedavg_rounds.py",
         tmp_path / "rounds.json",
-        *("--members", "2", "--rounds", "4", "--params", "5000"),
+        *("--members", "2", "--rounds", "8", "--params", "5000"),
     )
     assert "file barrier s/round" in stdout
     (row,) = result["rows"]
