@@ -24,6 +24,8 @@ def test_training_benchmark_reports_both_arms(tmp_path: Path) -> None:
     assert "batch env" in throughput["planned"]["setup"]
     for arm in ("naive", "planned"):
         target = result["time_to_target"][arm]
-        # the 4 s cap may stop a slow machine's arm inside its first rollout: steps, not 2048
+        # the 4 s cap may stop a slow machine's arm inside its first rollout: steps, not 2048;
+        # it stops collection only, so the update after it still counts (no bound in seconds)
         assert target["steps"] > 0 and target["train_seconds"] > 0
-        assert target["seconds_to_target"] is None or target["seconds_to_target"] <= 4.5
+        reached = target["seconds_to_target"]
+        assert reached is None or 0 < reached <= target["train_seconds"]

@@ -306,6 +306,7 @@ def test_a_run_killed_mid_round_resumes_to_the_same_final_weights(tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.every_cpu  # its bound is the sync timeout: two tasks on one CPU eat the margin
 def test_a_killed_task_fails_the_round_by_name_and_resume_goes_on_from_the_last_round(
     tmp_path: Path,
 ) -> None:
