@@ -7,26 +7,18 @@ import os
 
 import pytest
 
-from tests.conftest import PINNABLE, SUITE_CPUS, every_cpu
+from tests.conftest import PINNABLE, SUITE_CPUS, every_cpu, worker_share
 
 pytestmark = pytest.mark.skipif(not PINNABLE, reason="no CPU affinity on this platform")
 
 
-def _share() -> set[int]:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if not worker.startswith("gw") or count < 2 or len(SUITE_CPUS) < count:
-        return set(SUITE_CPUS)
-    return set(sorted(SUITE_CPUS)[int(worker.removeprefix("gw")) :: count])
-
-
 def test_a_test_runs_on_its_workers_share_and_every_cpu_restores_it() -> None:
-    assert os.sched_getaffinity(0) == _share()
+    assert os.sched_getaffinity(0) == worker_share()
     if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) >= 2 and len(SUITE_CPUS) >= 2:
-        assert len(_share()) < len(SUITE_CPUS)  # a share, not the machine
+        assert len(worker_share()) < len(SUITE_CPUS)  # a share, not the machine
     with every_cpu():
         assert os.sched_getaffinity(0) == SUITE_CPUS
-    assert os.sched_getaffinity(0) == _share()
+    assert os.sched_getaffinity(0) == worker_share()
 
 
 @pytest.mark.every_cpu
